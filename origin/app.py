@@ -1,0 +1,160 @@
+"""The aiohttp application: routes, middleware, lifecycle.
+
+``create_app(store=...)`` serves a live store from memory (``packager run``);
+``create_app(root=...)`` serves an output folder from disk (``packager
+origin``). Background work (event-loop lag watcher) lives in ``cleanup_ctx``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from origin import folder, handlers, policy
+from origin.handlers import STATE, OriginState
+from origin.policy import Kind
+from packager.model import Part
+from packager.store import Store, StreamStore
+
+log = logging.getLogger(__name__)
+
+MAX_LINE = 8190
+MAX_FIELD = 8190
+
+
+@web.middleware
+async def observe(request: web.Request, handler: Any) -> web.StreamResponse:
+    st: OriginState = request.app[STATE]
+    st.metrics.in_flight.inc(1)
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        request.setdefault("kind", Kind.OTHER)
+        headers = policy.response_headers(Kind.OTHER, exc.status, allow_origin=st.cors_origin)
+        if exc.status == 405:
+            headers["Allow"] = policy.ALLOWED_METHODS
+        reason = exc.reason if exc.status != 404 else "no such resource"
+        return web.Response(status=exc.status, text=f"{exc.status}: {reason}\n",
+                            headers={**headers, "Content-Type": "text/plain; charset=utf-8"})
+    except (asyncio.CancelledError, ConnectionResetError):
+        status = 499
+        raise
+    except Exception:
+        log.exception("unhandled error on %s", request.path)
+        headers = policy.response_headers(Kind.OTHER, 500, allow_origin=st.cors_origin)
+        return web.Response(status=500, text="500: internal error\n",
+                            headers={**headers, "Content-Type": "text/plain; charset=utf-8"})
+    finally:
+        st.metrics.in_flight.inc(-1)
+        kind = request.get("kind", Kind.OTHER).value
+        st.metrics.requests.inc(kind=kind, status=str(status))
+
+
+async def _count_bytes(request: web.Request, response: web.StreamResponse) -> None:
+    st: OriginState = request.app[STATE]
+    size = response.content_length or request.get("bytes", 0)
+    if size:
+        st.metrics.bytes_sent.inc(size, kind=request.get("kind", Kind.OTHER).value)
+    response.headers.setdefault("Server", "live-packager")
+
+
+def create_app(store: Store | None = None, *, root: Path | None = None, cors_origin: str = "*",
+               players_dir: Path | None = None, pipelines: dict[str, Any] | None = None) -> web.Application:
+    if (store is None) == (root is None):
+        raise ValueError("create_app needs exactly one of store or root")
+    app = web.Application(middlewares=[observe], client_max_size=1024 * 1024, handler_args={
+        "max_line_size": MAX_LINE, "max_field_size": MAX_FIELD})
+    state = OriginState(store=store or Store(None), cors_origin=cors_origin, pipelines=pipelines or {})
+    if players_dir is not None:
+        state.players_dir = players_dir
+    app[STATE] = state
+    app.on_response_prepare.append(_count_bytes)
+    r = app.router
+    r.add_get("/", handlers.index)
+    r.add_get("/players/lib/{name}", handlers.player_library)
+    r.add_get("/players/{name}", handlers.player_file)
+    r.add_get("/time", handlers.time_now)
+    r.add_get("/healthz", handlers.healthz)
+    r.add_get("/metrics", handlers.metrics)
+    if root is not None:
+        app[folder.ROOT] = root
+        r.add_get("/api/streams", folder.folder_api_streams)
+        r.add_get("/live/{stream}/{tail:.+}", folder.folder_object)
+    else:
+        r.add_get("/api/streams", handlers.api_streams)
+        r.add_get("/live/{stream}/master.m3u8", handlers.master)
+        r.add_get("/live/{stream}/manifest.mpd", handlers.mpd)
+        r.add_get("/live/{stream}/{track}/{name}", handlers.media_object)
+        _wire_store_metrics(state)
+    r.add_route("OPTIONS", "/{tail:.*}", handlers.preflight)
+    app.cleanup_ctx.append(_background)
+    return app
+
+
+def _wire_store_metrics(state: OriginState) -> None:
+    m = state.metrics
+
+    def on_part(stream: StreamStore, part: Part) -> None:
+        if part.capture_utc_s:
+            m.publish_latency.observe(max(0.0, part.published_utc_s - part.capture_utc_s),
+                                      stream=stream.name, rendition=part.track)
+
+    state.store.part_listeners.append(on_part)
+
+    def encoder_speed():  # type: ignore[no-untyped-def]
+        for name, pipeline in state.pipelines.items():
+            for worker, stats in pipeline.encoder_stats().items():
+                yield {"stream": name, "encoder": worker}, stats.realtime_factor
+
+    def dropped():  # type: ignore[no-untyped-def]
+        for name, pipeline in state.pipelines.items():
+            for worker, stats in pipeline.encoder_stats().items():
+                yield {"stream": name, "encoder": worker}, float(stats.frames_dropped)
+
+    def waiters():  # type: ignore[no-untyped-def]
+        for stream in state.store:
+            for track in stream.tracks.values():
+                yield {"stream": stream.name, "rendition": track.info.name}, float(track.waiter_count)
+
+    m.registry.gauge("packager_encoder_realtime_factor", "Media seconds encoded per busy second", encoder_speed)
+    m.registry.gauge("packager_frames_dropped_total", "Frames an encoder could not take in time", dropped)
+    m.registry.gauge("origin_blocking_positions", "Distinct positions requests are waiting for", waiters)
+
+
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    state = app[STATE]
+    lag = asyncio.create_task(state.metrics.watch_loop_lag())
+    yield
+    lag.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await lag
+
+
+async def serve_store(store: Store, *, host: str, port: int, cors_origin: str = "*",
+                      pipelines: dict[str, Any] | None = None) -> web.AppRunner:
+    app = create_app(store, cors_origin=cors_origin, pipelines=pipelines)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=4096, reuse_address=True)
+    await site.start()
+    state = app[STATE]
+    state.metrics.connections.read = lambda: [({}, float(len(runner.server.connections)))] if runner.server else []
+    return runner
+
+
+def serve_folder(root: Path, *, host: str, port: int, cors_origin: str = "*") -> int:
+    app = create_app(root=root, cors_origin=cors_origin)
+    print(f"packager: serving {root} on http://{host}:{port}/", flush=True)
+    web.run_app(app, host=host, port=port, access_log=None, print=None, backlog=4096)
+    return 0
+

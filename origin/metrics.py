@@ -1,0 +1,176 @@
+"""Prometheus text exposition: counters, gauges and histograms with labels.
+
+Small on purpose: the origin's own counters (requests by kind and status,
+bytes, publish latency, event-loop lag) plus gauges read at scrape time from
+the pipelines (encoder realtime factor, dropped frames, waiters).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import time
+from collections.abc import Callable, Iterable
+
+LabelKey = tuple[tuple[str, str], ...]
+
+
+def _labels(key: LabelKey, extra: tuple[tuple[str, str], ...] = ()) -> str:
+    items = (*key, *extra)
+    if not items:
+        return ""
+    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in items)
+    return "{" + inner + "}"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _fmt(value: float) -> str:
+    if value == float("inf"):
+        return "+Inf"
+    if float(value).is_integer():
+        return str(int(value))
+    return repr(float(value))
+
+
+class Counter:
+    def __init__(self, name: str, help_: str) -> None:
+        self.name, self.help = name, help_
+        self.values: dict[LabelKey, float] = {}
+
+    def inc(self, amount: float = 1.0, **labels: str) -> None:
+        key = tuple(sorted(labels.items()))
+        self.values[key] = self.values.get(key, 0.0) + amount
+
+    def render(self) -> Iterable[str]:
+        yield f"# HELP {self.name} {self.help}"
+        yield f"# TYPE {self.name} counter"
+        for key, value in sorted(self.values.items()):
+            yield f"{self.name}{_labels(key)} {_fmt(value)}"
+
+
+class Gauge:
+    def __init__(self, name: str, help_: str, read: Callable[[], Iterable[tuple[dict[str, str], float]]] | None = None) -> None:
+        self.name, self.help = name, help_
+        self.values: dict[LabelKey, float] = {}
+        self.read = read
+
+    def set(self, value: float, **labels: str) -> None:
+        self.values[tuple(sorted(labels.items()))] = value
+
+    def inc(self, amount: float = 1.0, **labels: str) -> None:
+        key = tuple(sorted(labels.items()))
+        self.values[key] = self.values.get(key, 0.0) + amount
+
+    def render(self) -> Iterable[str]:
+        yield f"# HELP {self.name} {self.help}"
+        yield f"# TYPE {self.name} gauge"
+        values = dict(self.values)
+        if self.read is not None:
+            for labels, value in self.read():
+                values[tuple(sorted(labels.items()))] = value
+        for key, value in sorted(values.items()):
+            yield f"{self.name}{_labels(key)} {_fmt(value)}"
+
+
+class Histogram:
+    def __init__(self, name: str, help_: str, buckets: Iterable[float]) -> None:
+        self.name, self.help = name, help_
+        self.buckets = sorted(buckets)
+        self.series: dict[LabelKey, tuple[list[int], list[float]]] = {}
+
+    def observe(self, value: float, **labels: str) -> None:
+        key = tuple(sorted(labels.items()))
+        counts, sums = self.series.setdefault(key, ([0] * (len(self.buckets) + 1), [0.0]))
+        counts[bisect.bisect_left(self.buckets, value)] += 1
+        sums[0] += value
+
+    def quantile(self, q: float, **labels: str) -> float | None:
+        """Upper bound of the bucket holding quantile ``q`` (for logs and tests)."""
+        series = self.series.get(tuple(sorted(labels.items())))
+        if not series:
+            return None
+        counts = series[0]
+        total = sum(counts)
+        target, seen = q * total, 0
+        for i, c in enumerate(counts):
+            seen += c
+            if seen >= target:
+                return self.buckets[i] if i < len(self.buckets) else float("inf")
+        return float("inf")
+
+    def render(self) -> Iterable[str]:
+        yield f"# HELP {self.name} {self.help}"
+        yield f"# TYPE {self.name} histogram"
+        for key, (counts, sums) in sorted(self.series.items()):
+            cumulative = 0
+            for bound, c in zip([*self.buckets, float("inf")], counts, strict=True):
+                cumulative += c
+                yield f"{self.name}_bucket{_labels(key, (('le', _fmt(bound)),))} {cumulative}"
+            yield f"{self.name}_sum{_labels(key)} {_fmt(sums[0])}"
+            yield f"{self.name}_count{_labels(key)} {cumulative}"
+
+
+class Registry:
+    def __init__(self) -> None:
+        self.metrics: list[Counter | Gauge | Histogram] = []
+
+    def counter(self, name: str, help_: str) -> Counter:
+        m = Counter(name, help_)
+        self.metrics.append(m)
+        return m
+
+    def gauge(self, name: str, help_: str, read: Callable[[], Iterable[tuple[dict[str, str], float]]] | None = None) -> Gauge:
+        m = Gauge(name, help_, read)
+        self.metrics.append(m)
+        return m
+
+    def histogram(self, name: str, help_: str, buckets: Iterable[float]) -> Histogram:
+        m = Histogram(name, help_, buckets)
+        self.metrics.append(m)
+        return m
+
+    def render(self) -> str:
+        lines: list[str] = []
+        for m in self.metrics:
+            lines.extend(m.render())
+        return "\n".join(lines) + "\n"
+
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
+LAG_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+class OriginMetrics:
+    """The origin's metric set."""
+
+    def __init__(self) -> None:
+        r = self.registry = Registry()
+        self.requests = r.counter("origin_requests_total", "HTTP requests by object kind and status")
+        self.bytes_sent = r.counter("origin_bytes_sent_total", "Response body bytes by object kind")
+        self.publish_latency = r.histogram(
+            "packager_publish_latency_seconds", "Capture to part published, per rendition", LATENCY_BUCKETS)
+        self.loop_lag = r.histogram("origin_event_loop_lag_seconds", "Event-loop scheduling lag", LAG_BUCKETS)
+        self.loop_lag_last = r.gauge("origin_event_loop_lag_last_seconds", "Last measured event-loop lag")
+        self.in_flight = r.gauge("origin_requests_in_flight", "Requests being handled (incl. held blocking requests)")
+        self.connections = r.gauge("origin_open_connections", "Open HTTP connections")
+        self.lag_samples: list[float] = []
+
+    async def watch_loop_lag(self, interval_s: float = 0.1) -> None:
+        """Measure how late the loop wakes a sleeping task: the loop-lag metric."""
+        loop = asyncio.get_running_loop()
+        while True:
+            start = loop.time()
+            await asyncio.sleep(interval_s)
+            lag = max(0.0, loop.time() - start - interval_s)
+            self.loop_lag.observe(lag)
+            self.loop_lag_last.set(lag)
+            self.lag_samples.append(lag)
+            if len(self.lag_samples) > 10_000:
+                del self.lag_samples[:5_000]
+
+
+def now_s() -> float:
+    return time.time()

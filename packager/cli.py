@@ -1,0 +1,238 @@
+"""The ``packager`` command: run | package | origin.
+
+``run`` packages a live source and serves it; ``package`` turns a file or URL
+into HLS + DASH on disk (``--fast`` for VOD at machine speed); ``origin``
+serves an existing output folder. Usage errors exit with code 2 and one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+from packager.config import (
+    DEFAULT_LADDER,
+    ConfigError,
+    Encoding,
+    Ladder,
+    StreamConfig,
+    Timing,
+    check_name,
+    parse_seconds,
+)
+
+log = logging.getLogger("packager")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _add_stream_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("stream")
+    g.add_argument("--stream", default="demo", help="stream name used in URLs and folders (default: %(default)s)")
+    g.add_argument("--ladder", default=DEFAULT_LADDER,
+                   help="video renditions WIDTHxHEIGHT@BITRATE, comma separated; rungs above the source "
+                        "are dropped (default: %(default)s)")
+    g.add_argument("--audio-bitrate", default="128k", help="AAC-LC bitrate shared by all variants (default: %(default)s)")
+    g.add_argument("--segment", default="2.0", help="segment duration in seconds (default: %(default)s)")
+    g.add_argument("--part", default="0.5",
+                   help="part (CMAF chunk) duration in seconds; must divide --segment (default: %(default)s)")
+    g.add_argument("--window", default="60", help="seconds kept in live manifests (default: %(default)s)")
+    g.add_argument("--preset", default="veryfast", help="x264 preset (default: %(default)s)")
+    g.add_argument("--fps", default=None,
+                   help="output frame rate, e.g. 30 or 30000/1001 (default: the source's, 30 for testsrc)")
+    g.add_argument("--loop", action="store_true", help="repeat a file forever as one continuous live feed")
+    g.add_argument("--duration", type=float, default=None,
+                   help="stop after this many seconds of media (default: until the input ends or Ctrl-C)")
+    g.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                   help="logging detail (default: %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="packager",
+        description="Live packager: one feed in, an ABR ladder of CMAF out as HLS, LL-HLS, DASH and LL-DASH.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="package a live source and serve it over HTTP",
+                         description="Package a live source (default: the synthetic testsrc) and serve "
+                                     "players, manifests and media on http://HOST:PORT/.")
+    run.add_argument("source", nargs="?", default="testsrc",
+                     help="testsrc[:WxH[@FPS]], a file, or a URL PyAV opens (default: %(default)s)")
+    run.add_argument("--out", default="./live-out", help="folder the live output is mirrored to (default: %(default)s)")
+    run.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    run.add_argument("--port", type=int, default=8080, help="HTTP port (default: %(default)s)")
+    run.add_argument("--cors-origin", default="*", help="Access-Control-Allow-Origin value (default: %(default)s)")
+    run.add_argument("--no-serve", action="store_true", help="only write the output folder, start no HTTP server")
+    _add_stream_flags(run)
+
+    pkg = sub.add_parser("package", help="package a file or URL into a folder",
+                         description="Package SOURCE into OUT/{stream}/ (master.m3u8, manifest.mpd, renditions). "
+                                     "Without --fast a file is paced at 1x like a live feed.")
+    pkg.add_argument("source", help="a file, a URL PyAV opens, or testsrc[:WxH[@FPS]] (with --duration)")
+    pkg.add_argument("--out", required=True, help="output folder")
+    pkg.add_argument("--fast", action="store_true", help="process as fast as the machine allows (file -> VOD)")
+    _add_stream_flags(pkg)
+
+    org = sub.add_parser("origin", help="serve an existing output folder",
+                         description="Serve OUT folders written by `packager run`/`package` (manifests read from disk).")
+    org.add_argument("--root", required=True, help="output folder to serve")
+    org.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    org.add_argument("--port", type=int, default=8080, help="HTTP port (default: %(default)s)")
+    org.add_argument("--cors-origin", default="*", help="Access-Control-Allow-Origin value (default: %(default)s)")
+    org.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return parser
+
+
+def stream_config(args: argparse.Namespace) -> StreamConfig:
+    timing = Timing(
+        segment_s=parse_seconds(args.segment, "--segment"),
+        part_s=parse_seconds(args.part, "--part"),
+        window_s=parse_seconds(args.window, "--window"),
+    )
+    fps = None
+    if args.fps is not None:
+        try:
+            fps = Fraction(args.fps)
+        except (ValueError, ZeroDivisionError):
+            raise ConfigError(f"--fps: {args.fps!r} is not a frame rate (e.g. 30 or 30000/1001)") from None
+    if args.duration is not None and not (0 < args.duration <= 7 * 24 * 3600):
+        raise ConfigError(f"--duration: {args.duration} must be > 0 seconds")
+    return StreamConfig(
+        name=check_name(args.stream, "--stream"),
+        ladder=Ladder.parse(args.ladder, args.audio_bitrate),
+        timing=timing,
+        encoding=Encoding(preset=args.preset, fps=fps),
+    )
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.log_level)
+    try:
+        if args.command == "origin":
+            return _origin(args)
+        config = stream_config(args)
+        if args.command == "package":
+            return asyncio.run(_package(args, config))
+        return asyncio.run(_run(args, config))
+    except ConfigError as exc:
+        print(f"packager: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _prepare_out(path: str, stream: str) -> Path:
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out: {path} exists and is not a folder")
+    try:
+        (out / stream).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out: cannot create {path}: {exc.strerror}") from None
+    return out
+
+
+async def _start_pipeline(args: argparse.Namespace, config: StreamConfig, out: Path, *, paced: bool):
+    from packager.pipeline import Pipeline
+    from packager.publisher import ManifestFiles
+    from packager.sources import SourceError, open_source
+    from packager.store import Store
+
+    store = Store(out)
+    ManifestFiles(store)
+    try:
+        source = open_source(args.source, paced=paced, loop=args.loop, fps=config.encoding.fps)
+    except SourceError as exc:
+        raise ConfigError(str(exc)) from None
+    pipeline = Pipeline(config, source, store, fast=not paced, duration_s=args.duration)
+    try:
+        await pipeline.start()
+    except SourceError as exc:
+        store.close()
+        print(f"packager: error: {exc}", file=sys.stderr)
+        return None, store
+    return pipeline, store
+
+
+def _install_signals(pipeline: object) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, pipeline.stop)  # type: ignore[attr-defined]
+        except (NotImplementedError, RuntimeError):
+            pass
+
+
+async def _package(args: argparse.Namespace, config: StreamConfig) -> int:
+    out = _prepare_out(args.out, config.name)
+    is_testsrc = args.source.startswith("testsrc")
+    if is_testsrc and args.duration is None and args.fast:
+        raise ConfigError("package testsrc --fast needs --duration (the test source never ends)")
+    pipeline, store = await _start_pipeline(args, config, out, paced=not args.fast)
+    if pipeline is None:
+        return 1
+    _install_signals(pipeline)
+    reason = await pipeline.wait()
+    await _finalize(store)
+    ok = not reason.startswith(("source error",)) and "failed" not in reason
+    print(f"packager: {config.name}: {reason}; output in {out / config.name}", file=sys.stderr)
+    return 0 if ok else 1
+
+
+async def _finalize(store: object) -> None:
+    from packager.publisher import ManifestFiles
+
+    for listener in store.change_listeners:  # type: ignore[attr-defined]
+        owner = getattr(listener, "__self__", None)
+        if isinstance(owner, ManifestFiles):
+            for stream in store:  # type: ignore[attr-defined]
+                owner.write_now(stream)
+    await asyncio.to_thread(store.close)  # type: ignore[attr-defined]
+
+
+async def _run(args: argparse.Namespace, config: StreamConfig) -> int:
+    out = _prepare_out(args.out, config.name)
+    pipeline, store = await _start_pipeline(args, config, out, paced=True)
+    if pipeline is None:
+        return 1
+    _install_signals(pipeline)
+    runner = None
+    if not args.no_serve:
+        from origin.app import serve_store
+
+        runner = await serve_store(store, host=args.host, port=args.port, cors_origin=args.cors_origin,
+                                   pipelines={config.name: pipeline})
+        print(f"packager: serving http://{args.host}:{args.port}/ (stream {config.name!r}); Ctrl-C to stop",
+              file=sys.stderr)
+    reason = await pipeline.wait()
+    await _finalize(store)
+    if runner is not None:
+        await runner.cleanup()
+    print(f"packager: {config.name}: {reason}; VOD in {out / config.name}", file=sys.stderr)
+    return 0
+
+
+def _origin(args: argparse.Namespace) -> int:
+    from origin.app import serve_folder
+
+    root = Path(args.root)
+    if not root.is_dir():
+        print(f"packager: error: --root: {args.root} is not a folder", file=sys.stderr)
+        return 2
+    return serve_folder(root, host=args.host, port=args.port, cors_origin=args.cors_origin)

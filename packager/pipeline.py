@@ -1,0 +1,200 @@
+"""Wires one stream: source thread -> encoder threads -> chunkers (loop) -> store.
+
+The event loop owns the chunkers and the store; the source and encoder
+threads only hand results over with ``loop.call_soon_threadsafe``. Stopping
+(end of input, ``stop()``, Ctrl-C) drains every encoder, publishes the last
+partial segment and ends the stream so its manifests become a complete VOD.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import av
+
+from packager.chunker import TrackChunker
+from packager.config import StreamConfig
+from packager.model import Sample
+from packager.sources import Source, SourceInfo
+from packager.store import Store, StreamStore
+from packager.timebase import MediaClock
+from packager.transcode import AudioEncoder, EncodedInit, VideoEncoder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PipelineStats:
+    started_monotonic: float = field(default_factory=time.monotonic)
+    publish_latency_s: dict[str, list[float]] = field(default_factory=dict)
+
+
+class _Fanout:
+    """The FrameSink the source thread calls: copies each frame reference to every encoder."""
+
+    def __init__(self, video: list[VideoEncoder], audio: AudioEncoder | None) -> None:
+        self.video_workers = video
+        self.audio_worker = audio
+
+    def video(self, frame: av.VideoFrame, pts: int, capture_utc_s: float) -> None:
+        for w in self.video_workers:
+            w.submit((frame, pts, capture_utc_s))
+
+    def audio(self, frame: av.AudioFrame, pts: int, capture_utc_s: float) -> None:
+        if self.audio_worker is not None:
+            self.audio_worker.submit((frame, pts, capture_utc_s))
+
+    def discontinuity(self) -> None:  # the media clock keeps the timeline continuous
+        log.info("source timeline re-anchored")
+
+
+class Pipeline:
+    """One live or VOD stream from source to store."""
+
+    def __init__(self, config: StreamConfig, source: Source, store: Store, *, fast: bool = False,
+                 duration_s: float | None = None) -> None:
+        self.config = config
+        self.source = source
+        self.store = store
+        self.fast = fast
+        self.duration_s = duration_s
+        self.stop_event = threading.Event()
+        self.stream: StreamStore | None = None
+        self.info: SourceInfo | None = None
+        self.chunkers: dict[str, TrackChunker] = {}
+        self.video_workers: list[VideoEncoder] = []
+        self.audio_worker: AudioEncoder | None = None
+        self.end_reason = ""
+        self._done: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- lifecycle
+    async def start(self) -> StreamStore:
+        """Probe the source (off the loop), build encoders and start every thread."""
+        self._loop = asyncio.get_running_loop()
+        self._done = asyncio.Event()
+        info = await asyncio.to_thread(self.source.probe)
+        self.info = info
+        cfg = self.config
+        timing = cfg.timing
+        clock = MediaClock(Fraction(0), live=True) if info.live else MediaClock(Fraction(time.time()), live=False)
+        self.stream = self.store.open_stream(
+            cfg.name,
+            segment_s=timing.segment_s,
+            part_s=timing.part_s,
+            window_s=timing.window_s if info.live else Fraction(10**9),
+            target_duration=timing.target_duration,
+            clock=clock,
+        )
+        blocking = self.fast or not info.live
+        fps = cfg.encoding.fps or info.fps
+        if info.has_video:
+            ladder = cfg.ladder.fit_to_source(info.width, info.height)
+            for rendition in ladder.renditions:
+                self.video_workers.append(
+                    VideoEncoder(
+                        rendition, fps=fps, segment_s=timing.segment_s, encoding=cfg.encoding,
+                        on_init=self._threadsafe(self._on_init), on_samples=self._threadsafe(self._on_samples(rendition.name)),
+                        blocking=blocking,
+                    )
+                )
+        if info.has_audio:
+            self.audio_worker = AudioEncoder(
+                bitrate=cfg.ladder.audio_bitrate, on_init=self._threadsafe(self._on_init),
+                on_samples=self._threadsafe(self._on_samples("audio")), blocking=blocking,
+            )
+        for w in self._workers:
+            w.start()
+        threading.Thread(target=self._source_thread, name=f"source-{cfg.name}", daemon=True).start()
+        log.info("%s: %s -> %s", cfg.name, info.description,
+                 ", ".join(f"{w.rendition.name} {w.rendition.width}x{w.rendition.height}" for w in self.video_workers)
+                 + (" + audio" if self.audio_worker else ""))
+        return self.stream
+
+    @property
+    def _workers(self) -> list:
+        return [*self.video_workers, *([self.audio_worker] if self.audio_worker else [])]
+
+    def stop(self) -> None:
+        """Ask the source to end; the stream is then finalized. Thread-safe."""
+        self.stop_event.set()
+
+    async def wait(self) -> str:
+        assert self._done is not None
+        await self._done.wait()
+        return self.end_reason
+
+    async def run(self) -> str:
+        await self.start()
+        return await self.wait()
+
+    # -- threads
+    def _threadsafe(self, fn):  # type: ignore[no-untyped-def]
+        loop = self._loop
+        assert loop is not None
+
+        def call(arg: object) -> None:
+            loop.call_soon_threadsafe(fn, arg)
+
+        return call
+
+    def _source_thread(self) -> None:
+        sink = _Fanout(self.video_workers, self.audio_worker)
+        try:
+            reason = self.source.run(sink, self.stop_event, self.duration_s)
+        except Exception as exc:
+            log.exception("source failed")
+            reason = f"source error: {exc}"
+        for w in self._workers:
+            w.stop()
+        errors = [w.error for w in self._workers if w.error]
+        if errors:
+            reason = f"{reason}; {'; '.join(errors)}"
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(self._finish, reason)
+        except RuntimeError:
+            pass  # loop already closed
+
+    # -- loop side
+    def _on_init(self, init: EncodedInit) -> None:
+        assert self.stream is not None
+        info = init.info
+        if info.name not in self.chunkers:
+            t = self.config.timing
+            self.chunkers[info.name] = TrackChunker(
+                info,
+                segment_ticks=t.segment_ticks(info.timescale),
+                part_ticks=t.part_ticks(info.timescale),
+                sink=self.stream.on_part,
+                epoch_s=float(self.stream.clock.epoch_s),
+            )
+        self.stream.on_init(info, init.data)
+
+    def _on_samples(self, track: str):  # type: ignore[no-untyped-def]
+        def handle(samples: list[Sample]) -> None:
+            chunker = self.chunkers.get(track)
+            if chunker is None:
+                return
+            for s in samples:
+                chunker.push(s)
+
+        return handle
+
+    def _finish(self, reason: str) -> None:
+        assert self.stream is not None and self._done is not None
+        for chunker in self.chunkers.values():
+            chunker.flush()
+        self.end_reason = reason
+        self.stream.on_end(reason)
+        log.info("%s: ended (%s)", self.config.name, reason)
+        self._done.set()
+
+    # -- introspection for metrics
+    def encoder_stats(self) -> dict[str, object]:
+        return {w.name: w.stats for w in self._workers}

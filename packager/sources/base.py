@@ -1,0 +1,49 @@
+"""The source seam: what a source reports and what it feeds frames to."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Protocol
+
+import av
+
+
+class SourceError(Exception):
+    """The input cannot be used; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    description: str
+    has_video: bool
+    has_audio: bool
+    width: int = 0
+    height: int = 0
+    fps: Fraction = Fraction(30)
+    live: bool = True  # media time is UTC (live) or starts at zero (VOD)
+
+
+class FrameSink(Protocol):
+    """Receives decoded media on the source thread. Times are media ticks."""
+
+    def video(self, frame: av.VideoFrame, pts: int, capture_utc_s: float) -> None: ...
+
+    def audio(self, frame: av.AudioFrame, pts: int, capture_utc_s: float) -> None: ...
+
+    def discontinuity(self) -> None: ...
+
+
+class Source(Protocol):
+    info: SourceInfo
+
+    def probe(self) -> SourceInfo:
+        """Open the input and learn its streams (blocking; call off the event loop)."""
+        ...
+
+    def run(self, sink: FrameSink, stop: threading.Event, duration_s: float | None = None) -> str:
+        """Deliver frames until the input ends, ``stop`` is set or ``duration_s`` of media passed.
+
+        Returns the end reason ("end of input", "stopped", "duration reached", or an error)."""
+        ...

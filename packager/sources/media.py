@@ -1,0 +1,211 @@
+"""Any input PyAV opens: files (mp4, mkv, ts, flv, ...) and URLs (rtmp, rtsp, srt, http, udp).
+
+Decodes once on the source thread, rebases timestamps onto the media clock
+(UTC-anchored when paced/live, zero-based for ``--fast`` VOD), converts video
+to a constant frame rate, and paces delivery at 1x unless told not to. A
+corrupt packet is counted and skipped; a decoder error on one frame never
+ends the stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from fractions import Fraction
+
+import av
+
+from packager.sources.base import FrameSink, SourceError, SourceInfo
+from packager.sources.clock import CfrScheduler, Rebaser, grid_ticks
+from packager.timebase import AUDIO_TIMESCALE, VIDEO_TIMESCALE
+
+log = logging.getLogger(__name__)
+
+_NETWORK = ("rtmp://", "rtmps://", "rtsp://", "srt://", "http://", "https://", "udp://", "tcp://", "rtp://")
+
+
+def _error_text(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:300]
+
+
+class MediaSource:
+    """A file or URL decoded with PyAV."""
+
+    def __init__(self, url: str, *, paced: bool = True, loop: bool = False, fps: Fraction | None = None,
+                 open_timeout_s: float = 10.0) -> None:
+        self.url = url
+        self.paced = paced
+        self.loop = loop
+        self.want_fps = fps
+        self.open_timeout_s = open_timeout_s
+        self.info = SourceInfo(url, False, False)
+        self.corrupt_packets = 0
+        self.decode_errors = 0
+        self._container: av.container.InputContainer | None = None
+
+    @property
+    def is_network(self) -> bool:
+        return self.url.startswith(_NETWORK)
+
+    def _open(self) -> av.container.InputContainer:
+        if not self.is_network and not os.path.exists(self.url):
+            raise SourceError(f"{self.url}: no such file")
+        if not self.is_network and os.path.isdir(self.url):
+            raise SourceError(f"{self.url}: is a directory, not a media file")
+        try:
+            return av.open(self.url, mode="r", timeout=(self.open_timeout_s, self.open_timeout_s))
+        except av.error.FileNotFoundError:
+            raise SourceError(f"{self.url}: no such file") from None
+        except av.error.PermissionError:
+            raise SourceError(f"{self.url}: permission denied") from None
+        except (av.error.FFmpegError, OSError, ValueError) as exc:
+            raise SourceError(f"{self.url}: cannot open: {_error_text(exc)}") from None
+
+    def probe(self) -> SourceInfo:
+        container = self._open()
+        video = next((s for s in container.streams.video if s.codec_context is not None), None)
+        audio = next((s for s in container.streams.audio if s.codec_context is not None), None)
+        if video is None and audio is None:
+            container.close()
+            raise SourceError(f"{self.url}: no audio or video stream found")
+        width = height = 0
+        fps = self.want_fps or Fraction(30)
+        if video is not None:
+            width, height = video.codec_context.width, video.codec_context.height
+            if not width or not height:
+                container.close()
+                raise SourceError(f"{self.url}: video stream has no picture size (corrupt or unsupported)")
+            if self.want_fps is None:
+                rate = video.average_rate or video.guessed_rate or video.base_rate
+                if rate and 1 <= rate <= 120:
+                    fps = Fraction(rate).limit_denominator(1001)
+        self._container = container
+        self.info = SourceInfo(
+            description=self.url,
+            has_video=video is not None,
+            has_audio=audio is not None,
+            width=width,
+            height=height,
+            fps=fps,
+            live=self.paced,
+        )
+        return self.info
+
+    def run(self, sink: FrameSink, stop: threading.Event, duration_s: float | None = None) -> str:
+        container = self._container or self._open()
+        self._container = None
+        info = self.info
+        fps = info.fps
+        frame_ticks_f = VIDEO_TIMESCALE / fps
+        frame_ticks = round(frame_ticks_f)
+        if info.live:
+            anchor_ticks = grid_ticks(Fraction(time.time()), frame_ticks, VIDEO_TIMESCALE)
+        else:
+            anchor_ticks = 0
+        anchor_s = Fraction(anchor_ticks, VIDEO_TIMESCALE)
+        rebaser = Rebaser(anchor_s)
+        cfr = CfrScheduler(frame_ticks, anchor_ticks)
+        resampler = av.AudioResampler(format="fltp", layout="stereo", rate=AUDIO_TIMESCALE)
+        audio_next: int | None = None
+        wall0 = time.monotonic()
+        end_ticks = None if duration_s is None else anchor_ticks + int(Fraction(duration_s) * VIDEO_TIMESCALE)
+        reason = "end of input"
+        try:
+            while True:
+                streams = [s for s in (*container.streams.video[:1], *container.streams.audio[:1])]
+                for s in streams:
+                    s.thread_type = "AUTO"
+                for packet in self._packets(container, streams, stop):
+                    try:
+                        frames = packet.decode()
+                    except av.error.FFmpegError as exc:
+                        self.decode_errors += 1
+                        log.debug("%s: decode error: %s", self.url, _error_text(exc))
+                        continue
+                    for frame in frames:
+                        if stop.is_set():
+                            return "stopped"
+                        if isinstance(frame, av.VideoFrame):
+                            src_s = Fraction(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else None
+                            if src_s is None:
+                                src_s = rebaser.expected.get("v", anchor_s) - (rebaser.offset_s or 0)
+                            media_s = rebaser.media_s("v", src_s, 1 / fps)
+                            t_ticks = round(media_s * VIDEO_TIMESCALE)
+                            if end_ticks is not None and t_ticks >= end_ticks:
+                                return "duration reached"
+                            for slot in cfr.slots(t_ticks):
+                                if self.paced and not self._pace(wall0, slot - anchor_ticks, VIDEO_TIMESCALE, stop):
+                                    return "stopped"
+                                capture = float(Fraction(slot, VIDEO_TIMESCALE)) if info.live else time.time()
+                                sink.video(frame, slot, capture)
+                        elif isinstance(frame, av.AudioFrame):
+                            src_s = Fraction(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else None
+                            dur = Fraction(frame.samples, frame.sample_rate or AUDIO_TIMESCALE)
+                            if src_s is None:
+                                src_s = rebaser.expected.get("a", anchor_s) - (rebaser.offset_s or 0)
+                            media_s = rebaser.media_s("a", src_s, dur)
+                            if end_ticks is not None and media_s * VIDEO_TIMESCALE >= end_ticks:
+                                continue
+                            start = round(media_s * AUDIO_TIMESCALE)
+                            if audio_next is None or abs(start - audio_next) > AUDIO_TIMESCALE // 10:
+                                audio_next = start
+                            frame.pts = None
+                            try:
+                                out = resampler.resample(frame)
+                            except (av.error.FFmpegError, ValueError) as exc:
+                                self.decode_errors += 1
+                                log.debug("%s: audio resample error: %s", self.url, _error_text(exc))
+                                resampler = av.AudioResampler(format="fltp", layout="stereo", rate=AUDIO_TIMESCALE)
+                                continue
+                            for af in out:
+                                if not info.has_video and self.paced and not self._pace(
+                                    wall0, audio_next - round(anchor_s * AUDIO_TIMESCALE), AUDIO_TIMESCALE, stop
+                                ):
+                                    return "stopped"
+                                capture = audio_next / AUDIO_TIMESCALE if info.live else time.time()
+                                sink.audio(af, audio_next, capture)
+                                audio_next += af.samples
+                if stop.is_set():
+                    return "stopped"
+                if not self.loop:
+                    return reason
+                container.close()
+                container = self._open()
+                # Continue the timeline: the next source start maps onto the expected times.
+                rebaser.offset_s = None
+                next_v = rebaser.expected.get("v") or rebaser.expected.get("a") or anchor_s
+                rebaser.anchor_s = next_v
+                rebaser.expected.clear()
+        except SourceError as exc:
+            return str(exc)
+        finally:
+            container.close()
+
+    def _packets(self, container: av.container.InputContainer, streams: list, stop: threading.Event):
+        demux = container.demux(streams)
+        while not stop.is_set():
+            try:
+                packet = next(demux)
+            except StopIteration:
+                return
+            except av.error.EOFError:
+                return
+            except av.error.InvalidDataError as exc:
+                self.corrupt_packets += 1
+                log.debug("%s: invalid data: %s", self.url, _error_text(exc))
+                if self.corrupt_packets > 10_000:
+                    raise SourceError(f"{self.url}: too much invalid data") from None
+                continue
+            except (av.error.FFmpegError, OSError) as exc:
+                raise SourceError(f"{self.url}: read failed: {_error_text(exc)}") from None
+            yield packet  # the final empty packet per stream drains its decoder
+        return
+
+    def _pace(self, wall0: float, ticks_from_start: int, timescale: int, stop: threading.Event) -> bool:
+        delay = wall0 + ticks_from_start / timescale - time.monotonic()
+        if delay > 0:
+            return not stop.wait(delay)
+        return True

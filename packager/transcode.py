@@ -1,0 +1,316 @@
+"""Per-rendition scale + encode on worker threads; audio encoded once and shared.
+
+Video: one thread per rendition with its own ``VideoReformatter`` (a shared
+scaler is slower and unsafe across threads), libx264 with a fixed GOP of one
+segment, no scene-cut keyframes, no B-frames (zero-latency), and an IDR forced
+on the first frame at or after every segment boundary of the media clock, so
+every rendition cuts at the same instants. Audio: AAC-LC 48 kHz stereo.
+
+Workers hand encoded samples back to the event loop with
+``loop.call_soon_threadsafe``; a ``None`` in a worker's queue stops it.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+
+from packager.cmaf import aac, audio_init, avc, video_init
+from packager.config import Encoding, Rendition
+from packager.model import Sample, TrackInfo
+from packager.timebase import AUDIO_TIMESCALE, VIDEO_TIMESCALE
+
+log = logging.getLogger(__name__)
+
+AAC_FRAME = 1024
+
+
+@dataclass(frozen=True)
+class EncodedInit:
+    info: TrackInfo
+    data: bytes
+
+
+SampleSink = Callable[[list[Sample]], None]
+InitSink = Callable[[EncodedInit], None]
+
+
+@dataclass
+class EncoderStats:
+    frames_in: int = 0
+    frames_out: int = 0
+    frames_dropped: int = 0
+    media_s: float = 0.0
+    busy_s: float = 0.0
+
+    @property
+    def realtime_factor(self) -> float:
+        return self.media_s / self.busy_s if self.busy_s > 0 else 0.0
+
+
+class _Worker:
+    """A thread fed through a bounded queue; ``submit`` drops (live) or blocks (VOD) when full."""
+
+    name = "worker"
+
+    def __init__(self, *, blocking: bool, depth: int = 60) -> None:
+        self.q: queue.Queue[tuple | None] = queue.Queue(maxsize=depth)
+        self.blocking = blocking
+        self.stats = EncoderStats()
+        self.error: str | None = None
+        self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, item: tuple) -> None:
+        if self.blocking:
+            self.q.put(item)
+            return
+        try:
+            self.q.put_nowait(item)
+        except queue.Full:
+            self.stats.frames_dropped += 1
+
+    def stop(self) -> None:
+        """Flush the encoder and end the thread (blocks until done)."""
+        self.q.put(None)
+        self._thread.join()
+
+    def _loop(self) -> None:
+        try:
+            while True:
+                item = self.q.get()
+                if item is None:
+                    self._flush()
+                    return
+                t0 = time.perf_counter()
+                self._handle(*item)
+                self.stats.busy_s += time.perf_counter() - t0
+        except Exception as exc:  # an encoder failure ends this track, not the process
+            self.error = f"{self.name}: {type(exc).__name__}: {exc}"
+            log.exception("%s failed", self.name)
+
+    def _handle(self, *item: object) -> None:
+        raise NotImplementedError
+
+    def _flush(self) -> None:
+        raise NotImplementedError
+
+
+class VideoEncoder(_Worker):
+    """Scale + H.264 encode one rendition."""
+
+    def __init__(
+        self,
+        rendition: Rendition,
+        *,
+        fps: Fraction,
+        segment_s: Fraction,
+        encoding: Encoding,
+        on_init: InitSink,
+        on_samples: SampleSink,
+        blocking: bool,
+    ) -> None:
+        self.name = f"encode-{rendition.name}"
+        super().__init__(blocking=blocking)
+        self.rendition = rendition
+        self.fps = fps
+        self.frame_ticks = round(VIDEO_TIMESCALE / fps)
+        self.segment_ticks = int(segment_s * VIDEO_TIMESCALE)
+        self.on_init = on_init
+        self.on_samples = on_samples
+        self.reformatter = av.video.reformatter.VideoReformatter()
+        gop = max(1, round(segment_s * fps))
+        ctx = av.CodecContext.create("libx264", "w")
+        ctx.width, ctx.height = rendition.width, rendition.height
+        ctx.pix_fmt = "yuv420p"
+        ctx.time_base = Fraction(1, VIDEO_TIMESCALE)
+        ctx.framerate = fps
+        ctx.bit_rate = rendition.bitrate
+        ctx.gop_size = gop
+        ctx.max_b_frames = 0
+        ctx.thread_type = "AUTO"
+        x264 = [
+            f"keyint={gop}",
+            f"min-keyint={gop}",
+            "scenecut=0",
+            "open-gop=0",
+            "bframes=0",
+            f"vbv-maxrate={rendition.maxrate // 1000}",
+            f"vbv-bufsize={rendition.bufsize // 1000}",
+            "nal-hrd=none",
+            "repeat-headers=1",
+            "aud=0",
+        ]
+        options = {"preset": encoding.preset, "forced-idr": "1", "x264-params": ":".join(x264)}
+        if encoding.tune_zerolatency:
+            options["tune"] = "zerolatency"
+        ctx.options = options
+        ctx.open()
+        self.ctx = ctx
+        self.next_boundary: int | None = None
+        self.capture: dict[int, float] = {}
+        self.sent_init = False
+
+    def _handle(self, frame: av.VideoFrame, pts: int, capture_utc_s: float) -> None:  # type: ignore[override]
+        self.stats.frames_in += 1
+        out = self.reformatter.reformat(
+            frame, width=self.rendition.width, height=self.rendition.height, format="yuv420p",
+            interpolation="BILINEAR",
+        )
+        if out is frame:  # same size and format: the frame is shared with other threads, copy it
+            out = av.VideoFrame.from_ndarray(frame.to_ndarray(), format="yuv420p")
+        out.pts = pts
+        out.time_base = Fraction(1, VIDEO_TIMESCALE)
+        if self.next_boundary is None or pts >= self.next_boundary:
+            out.pict_type = av.video.frame.PictureType.I
+            self.next_boundary = (pts // self.segment_ticks + 1) * self.segment_ticks
+        else:
+            out.pict_type = av.video.frame.PictureType.NONE
+        self.capture[pts] = capture_utc_s
+        self._emit(self.ctx.encode(out))
+        self.stats.media_s += 1 / float(self.fps)
+
+    def _flush(self) -> None:
+        try:
+            self._emit(self.ctx.encode(None))
+        except av.error.EOFError:
+            pass
+
+    def _emit(self, packets: list[av.Packet]) -> None:
+        samples = []
+        for packet in packets:
+            raw = bytes(packet)
+            if not self.sent_init:
+                if not packet.is_keyframe:
+                    continue
+                sps, pps = avc.parameter_sets(raw)
+                if not sps or not pps:
+                    raise RuntimeError("encoder gave a keyframe without SPS/PPS")
+                info = TrackInfo(
+                    name=self.rendition.name,
+                    kind="video",
+                    codec=avc.codec_string(sps[0]),
+                    timescale=VIDEO_TIMESCALE,
+                    bitrate=self.rendition.bitrate,
+                    width=self.rendition.width,
+                    height=self.rendition.height,
+                    frame_rate=self.fps,
+                )
+                data = video_init(
+                    track_id=1, timescale=VIDEO_TIMESCALE, width=info.width, height=info.height,
+                    sps=sps, pps=pps, bitrate=self.rendition.bitrate,
+                )
+                self.on_init(EncodedInit(info, data))
+                self.sent_init = True
+            pts = packet.pts if packet.pts is not None else 0
+            dts = packet.dts if packet.dts is not None else pts
+            samples.append(
+                Sample(
+                    data=avc.annexb_to_mp4(raw),
+                    dts=dts,
+                    pts=pts,
+                    duration=self.frame_ticks,
+                    keyframe=packet.is_keyframe,
+                    capture_utc_s=self.capture.pop(pts, 0.0),
+                )
+            )
+            self.stats.frames_out += 1
+        if samples:
+            self.on_samples(samples)
+
+
+class AudioEncoder(_Worker):
+    """AAC-LC 48 kHz stereo, encoded once for every variant."""
+
+    name = "encode-audio"
+
+    def __init__(self, *, bitrate: int, on_init: InitSink, on_samples: SampleSink, blocking: bool,
+                 track_name: str = "audio") -> None:
+        super().__init__(blocking=blocking, depth=400)
+        self.track_name = track_name
+        self.bitrate = bitrate
+        self.on_init = on_init
+        self.on_samples = on_samples
+        self.fifo = av.AudioFifo()
+        self.next_pts: int | None = None
+        ctx = av.CodecContext.create("aac", "w")
+        ctx.sample_rate = AUDIO_TIMESCALE
+        ctx.layout = "stereo"
+        ctx.format = "fltp"
+        ctx.bit_rate = bitrate
+        ctx.time_base = Fraction(1, AUDIO_TIMESCALE)
+        ctx.open()
+        self.ctx = ctx
+        self.capture: dict[int, float] = {}
+        asc = bytes(ctx.extradata) if ctx.extradata else aac.audio_specific_config(AUDIO_TIMESCALE, 2)
+        info = TrackInfo(
+            name=track_name, kind="audio", codec=aac.codec_string(), timescale=AUDIO_TIMESCALE,
+            bitrate=bitrate, sample_rate=AUDIO_TIMESCALE, channels=2,
+        )
+        self.init = EncodedInit(info, audio_init(track_id=1, timescale=AUDIO_TIMESCALE,
+                                                 sample_rate=AUDIO_TIMESCALE, channels=2, asc=asc, bitrate=bitrate))
+        self.sent_init = False
+
+    def _handle(self, frame: av.AudioFrame, pts: int, capture_utc_s: float) -> None:  # type: ignore[override]
+        if not self.sent_init:
+            self.on_init(self.init)
+            self.sent_init = True
+        self.stats.frames_in += 1
+        if self.next_pts is not None and abs(pts - (self.next_pts + self.fifo.samples)) > AUDIO_TIMESCALE // 10:
+            # the timeline moved (gap or re-anchor): drop what is buffered and start over there
+            self.fifo = av.AudioFifo()
+            self.next_pts = None
+        if self.next_pts is None:
+            self.next_pts = pts
+        frame.pts = None
+        self.fifo.write(frame)
+        out = []
+        while self.fifo.samples >= AAC_FRAME:
+            chunk = self.fifo.read(AAC_FRAME)
+            chunk.pts = self.next_pts
+            chunk.time_base = Fraction(1, AUDIO_TIMESCALE)
+            chunk.sample_rate = AUDIO_TIMESCALE
+            self.capture[self.next_pts] = capture_utc_s
+            self.next_pts += AAC_FRAME
+            out.extend(self.ctx.encode(chunk))
+        self.stats.media_s += frame.samples / AUDIO_TIMESCALE
+        self._emit(out)
+
+    def _flush(self) -> None:
+        out = []
+        if self.fifo.samples and self.next_pts is not None:
+            chunk = self.fifo.read()
+            chunk.pts = self.next_pts
+            chunk.time_base = Fraction(1, AUDIO_TIMESCALE)
+            out.extend(self.ctx.encode(chunk))
+        try:
+            out.extend(self.ctx.encode(None))
+        except av.error.EOFError:
+            pass
+        self._emit(out)
+
+    def _emit(self, packets: list[av.Packet]) -> None:
+        samples = []
+        for packet in packets:
+            if packet.pts is None:
+                continue
+            duration = packet.duration or AAC_FRAME
+            samples.append(Sample(
+                data=bytes(packet), dts=packet.pts, pts=packet.pts, duration=duration, keyframe=True,
+                capture_utc_s=self.capture.pop(packet.pts + AAC_FRAME, self.capture.pop(packet.pts, 0.0)),
+            ))
+            self.stats.frames_out += 1
+        if samples:
+            self.on_samples(samples)
+        if len(self.capture) > 1000:
+            for key in sorted(self.capture)[:-100]:
+                del self.capture[key]
