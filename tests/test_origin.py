@@ -1,0 +1,360 @@
+"""The origin with a hand-driven store: headers, ranges, conditionals, security, LL-HLS, chunked DASH."""
+
+import asyncio
+import gzip
+import time
+from fractions import Fraction
+
+import pytest
+
+from origin.app import create_app
+from origin.handlers import parse_directives
+from packager.store import SEGMENT_HEADER
+from tests.support.live import make_live
+
+
+@pytest.fixture
+async def live(aiohttp_client, tmp_path):
+    store, driver = make_live(tmp_path)
+    driver.publish_segments(3)
+    driver.publish(2)
+    client = await aiohttp_client(create_app(store))
+    yield client, driver
+    store.close()
+
+
+# ---------------------------------------------------------------- headers
+
+
+async def test_manifest_headers(live):
+    client, d = live
+    r = await client.get("/live/demo/master.m3u8")
+    assert r.status == 200
+    assert r.headers["Content-Type"] == "application/vnd.apple.mpegurl"
+    assert r.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Content-Length" in r.headers["Access-Control-Expose-Headers"]
+    assert "max-age=" in r.headers["Cache-Control"]
+    r = await client.get("/live/demo/360p/index.m3u8")
+    assert r.headers["Cache-Control"] == "public, max-age=1"
+    text = await r.text()
+    assert "#EXT-X-PART-INF" in text
+    r = await client.get("/live/demo/manifest.mpd")
+    assert r.headers["Content-Type"] == "application/dash+xml"
+    assert r.headers["Cache-Control"] == "public, max-age=1"
+
+
+async def test_media_headers_and_types(live):
+    client, d = live
+    r = await client.get("/live/demo/360p/init.mp4")
+    assert r.status == 200 and r.headers["Content-Type"] == "video/mp4"
+    assert "immutable" in r.headers["Cache-Control"] and "no-transform" in r.headers["Cache-Control"]
+    r = await client.get("/live/demo/360p/1000.m4s")
+    assert r.status == 200 and r.headers["Content-Type"] == "video/iso.segment"
+    body = await r.read()
+    assert body.startswith(SEGMENT_HEADER)
+    assert r.headers["Cache-Control"] == "public, max-age=31536000, immutable, no-transform"
+    assert r.headers["Accept-Ranges"] == "bytes"
+    r = await client.get("/live/demo/360p/1001.2.m4s")
+    assert r.status == 200 and r.headers["Content-Type"] == "video/iso.segment"
+
+
+async def test_etag_304_last_modified(live):
+    client, d = live
+    r = await client.get("/live/demo/360p/1000.m4s")
+    etag, lm = r.headers["ETag"], r.headers["Last-Modified"]
+    r2 = await client.get("/live/demo/360p/1000.m4s", headers={"If-None-Match": etag})
+    assert r2.status == 304 and await r2.read() == b""
+    r3 = await client.get("/live/demo/360p/1000.m4s", headers={"If-Modified-Since": lm})
+    assert r3.status == 304
+    r4 = await client.get("/live/demo/master.m3u8")
+    r5 = await client.get("/live/demo/master.m3u8", headers={"If-None-Match": r4.headers["ETag"]})
+    assert r5.status == 304
+
+
+async def test_ranges(live):
+    client, d = live
+    full = await (await client.get("/live/demo/360p/1000.m4s")).read()
+    r = await client.get("/live/demo/360p/1000.m4s", headers={"Range": "bytes=0-9"})
+    assert r.status == 206 and await r.read() == full[:10]
+    assert r.headers["Content-Range"] == f"bytes 0-9/{len(full)}"
+    r = await client.get("/live/demo/360p/1000.m4s", headers={"Range": "bytes=-5"})
+    assert await r.read() == full[-5:]
+    r = await client.get("/live/demo/360p/1000.m4s", headers={"Range": "bytes=10-"})
+    assert await r.read() == full[10:]
+    r = await client.get("/live/demo/360p/1000.m4s", headers={"Range": f"bytes={len(full)}-"})
+    assert r.status == 416 and r.headers["Content-Range"] == f"bytes */{len(full)}"
+    r = await client.get("/live/demo/360p/1000.m4s", headers={"Range": "bytes=0-1,4-5"})
+    assert r.status == 206 and r.headers["Content-Type"].startswith("multipart/byteranges")
+    r = await client.get("/live/demo/360p/1000.m4s", headers={"Range": "bytes=garbage"})
+    assert r.status == 200 and await r.read() == full  # malformed Range is ignored
+
+
+async def test_head_and_gzip(live):
+    client, d = live
+    r = await client.head("/live/demo/360p/1000.m4s")
+    assert r.status == 200 and int(r.headers["Content-Length"]) > 0 and await r.read() == b""
+    r = await client.get("/live/demo/manifest.mpd", headers={"Accept-Encoding": "gzip"}, auto_decompress=False)
+    assert r.headers.get("Content-Encoding") == "gzip"
+    assert b"<MPD" in gzip.decompress(await r.read())
+    assert "Accept-Encoding" in r.headers["Vary"]
+    r = await client.get("/live/demo/360p/1000.m4s", headers={"Accept-Encoding": "gzip"}, auto_decompress=False)
+    assert "Content-Encoding" not in r.headers  # media is never compressed
+
+
+async def test_preflight(live):
+    client, d = live
+    r = await client.options("/live/demo/360p/1000.m4s", headers={
+        "Origin": "http://player.example", "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "range"})
+    assert r.status == 204
+    assert "GET" in r.headers["Access-Control-Allow-Methods"]
+    assert "Range" in r.headers["Access-Control-Allow-Headers"]
+    assert r.headers["Access-Control-Allow-Origin"] == "*"
+
+
+async def test_cors_origin_configurable(aiohttp_client):
+    store, d = make_live()
+    d.publish_segments(1)
+    client = await aiohttp_client(create_app(store, cors_origin="https://player.example"))
+    r = await client.get("/live/demo/master.m3u8")
+    assert r.headers["Access-Control-Allow-Origin"] == "https://player.example"
+
+
+async def test_time_health_metrics(live):
+    client, d = live
+    r = await client.get("/time")
+    text = await r.text()
+    assert r.status == 200 and text.endswith("Z") and len(text) == 24
+    assert r.headers["Cache-Control"] == "no-store"
+    assert (await client.get("/healthz")).status == 200
+    await client.get("/live/demo/360p/1000.m4s")
+    r = await client.get("/metrics")
+    body = await r.text()
+    assert 'origin_requests_total{kind="segment",status="200"}' in body
+    assert "packager_publish_latency_seconds_bucket" in body
+    assert "origin_event_loop_lag_seconds" in body
+    assert "origin_bytes_sent_total" in body
+
+
+async def test_api_streams(live):
+    client, d = live
+    data = await (await client.get("/api/streams")).json()
+    s = data["streams"][0]
+    assert s["name"] == "demo" and s["live"] and s["hls"] == "/live/demo/master.m3u8"
+    assert {r["name"] for r in s["renditions"]} == {"360p", "180p", "audio"}
+
+
+# ---------------------------------------------------------------- errors and security
+
+
+async def test_unknown_things_404_with_reason(live):
+    client, d = live
+    for path in ("/live/nope/master.m3u8", "/live/demo/999p/index.m3u8", "/live/demo/360p/5.m4s",
+                 "/live/demo/360p/1000.9.m4s", "/live/demo/360p/evil.txt", "/nothing"):
+        r = await client.get(path)
+        assert r.status == 404, path
+        assert r.headers["Cache-Control"] == "no-store"
+        text = await r.text()
+        assert text.startswith("404: ") and text.count("\n") == 1
+
+
+@pytest.mark.parametrize("path", [
+    "/live/demo/360p/../../../etc/passwd",
+    "/live/demo/360p/%2e%2e/%2e%2e/etc/passwd",
+    "/live/demo/%2e%2e/360p/1000.m4s",
+    "/live/demo/360p/..%2f..%2fetc%2fpasswd",
+    "/live/demo/360p/..%5c..%5cetc%5cpasswd",
+    "/live/demo/360p/%00.m4s",
+    "/live/demo/360p/1000.m4s%00",
+    "/live//etc/passwd",
+    "/players/../pyproject.toml",
+    "/players/%2e%2e%2fpyproject.toml",
+    "/players/lib/..%2f..%2fpyproject.toml",
+    "/live/demo/360p/" + "a" * 5000 + ".m4s",
+])
+async def test_traversal_never_serves_outside(live, path):
+    client, d = live
+    r = await client.get(path)
+    assert r.status in (400, 404, 414)
+    body = await r.read()
+    assert b"[project]" not in body and b"root:" not in body
+
+
+async def test_huge_headers_and_urls_rejected(live):
+    client, d = live
+    r = await client.get("/live/demo/master.m3u8", headers={"X-Big": "a" * 20000})
+    assert r.status in (400, 431)
+    r = await client.get("/live/demo/master.m3u8?" + "x=" + "a" * 20000)
+    assert r.status in (400, 414)
+
+
+async def test_methods(live):
+    client, d = live
+    for method in ("POST", "PUT", "DELETE", "PATCH"):
+        r = await client.request(method, "/live/demo/360p/1000.m4s")
+        assert r.status == 405, method
+        assert "GET" in r.headers.get("Allow", "")
+
+
+# ---------------------------------------------------------------- LL-HLS directives
+
+
+def test_parse_directives():
+    from multidict import MultiDict
+
+    assert parse_directives(MultiDict({"_HLS_msn": "5", "_HLS_part": "2"})).part == 2
+    assert "requires" in parse_directives(MultiDict({"_HLS_part": "1"}))
+    assert "integer" in parse_directives(MultiDict({"_HLS_msn": "-1"}))
+    assert "integer" in parse_directives(MultiDict({"_HLS_msn": "1e3"}))
+    assert "YES" in parse_directives(MultiDict({"_HLS_skip": "yes"}))
+    assert "more than once" in parse_directives(MultiDict([("_HLS_msn", "1"), ("_HLS_msn", "2")]))
+
+
+async def test_blocking_reload_waits_for_part(live):
+    client, d = live
+    # published: 1000..1002 complete, 1003.0 and 1003.1 -> ask for 1003.2
+    req = asyncio.create_task(client.get("/live/demo/360p/index.m3u8?_HLS_msn=1003&_HLS_part=2"))
+    await asyncio.sleep(0.05)
+    assert not req.done()
+    d.publish(1)
+    r = await asyncio.wait_for(req, 2)
+    assert r.status == 200
+    text = await r.text()
+    assert 'URI="1003.2.m4s"' in text and "#EXT-X-PRELOAD-HINT" in text
+    assert r.headers["Cache-Control"] == "public, max-age=3"
+
+
+async def test_blocking_reload_part_past_end_means_next_segment(live):
+    client, d = live
+    req = asyncio.create_task(client.get("/live/demo/360p/index.m3u8?_HLS_msn=1003&_HLS_part=4"))
+    d.publish(2)  # 1003.2, 1003.3
+    await asyncio.sleep(0.05)
+    assert not req.done()
+    d.publish(1)  # 1004.0
+    r = await asyncio.wait_for(req, 2)
+    assert 'URI="1004.0.m4s"' in await r.text()
+
+
+async def test_blocking_reload_segment_only(live):
+    client, d = live
+    req = asyncio.create_task(client.get("/live/demo/360p/index.m3u8?_HLS_msn=1003"))
+    d.publish(1)
+    await asyncio.sleep(0.05)
+    assert not req.done()
+    d.publish(1)
+    r = await asyncio.wait_for(req, 2)
+    assert "1003.m4s" in await r.text()
+
+
+async def test_blocking_reload_errors(live):
+    client, d = live
+    r = await client.get("/live/demo/360p/index.m3u8?_HLS_part=1")
+    assert r.status == 400 and "requires" in await r.text()
+    r = await client.get("/live/demo/360p/index.m3u8?_HLS_msn=1006")
+    assert r.status == 400 and "too far" in await r.text()
+    r = await client.get("/live/demo/360p/index.m3u8?_HLS_msn=abc")
+    assert r.status == 400
+    assert r.headers["Cache-Control"] == "no-store"
+
+
+async def test_blocking_reload_times_out_with_503(live):
+    client, d = live
+    t0 = time.monotonic()
+    r = await client.get("/live/demo/360p/index.m3u8?_HLS_msn=1005")
+    assert r.status == 503
+    assert 2.5 < time.monotonic() - t0 < 6
+
+
+async def test_directives_ignored_after_end(live):
+    client, d = live
+    d.stream.on_end("done")
+    r = await client.get("/live/demo/360p/index.m3u8?_HLS_msn=1005&_HLS_part=0")
+    assert r.status == 200 and "#EXT-X-ENDLIST" in await r.text()
+
+
+async def test_skip(aiohttp_client):
+    store, d = make_live(window_s=Fraction(30))
+    d.publish_segments(20)
+    client = await aiohttp_client(create_app(store))
+    full = await (await client.get("/live/demo/360p/index.m3u8")).text()
+    delta = await (await client.get("/live/demo/360p/index.m3u8?_HLS_skip=YES")).text()
+    assert "#EXT-X-SKIP:SKIPPED-SEGMENTS=" in delta and "#EXT-X-SKIP" not in full
+    assert len(delta) < len(full)
+    v2 = await (await client.get("/live/demo/360p/index.m3u8?_HLS_skip=v2")).text()
+    assert "#EXT-X-SKIP" in v2
+
+
+async def test_preload_hint_part_is_held_then_served(live):
+    client, d = live
+    playlist = await (await client.get("/live/demo/360p/index.m3u8")).text()
+    assert 'PRELOAD-HINT:TYPE=PART,URI="1003.2.m4s"' in playlist
+    req = asyncio.create_task(client.get("/live/demo/360p/1003.2.m4s"))
+    await asyncio.sleep(0.05)
+    assert not req.done()
+    d.publish(1)
+    r = await asyncio.wait_for(req, 2)
+    assert r.status == 200
+    assert await r.read() == d.part_bytes(d.stream.track("360p").info, 1003, 2)
+    # a part that is not hinted is 404 at once
+    r = await client.get("/live/demo/360p/1004.3.m4s")
+    assert r.status == 404
+
+
+async def test_render_once_per_state(aiohttp_client):
+    store, d = make_live()
+    d.publish_segments(2)
+    app = create_app(store)
+    client = await aiohttp_client(app)
+    from origin.handlers import STATE
+
+    state = app[STATE]
+    before = state.cache.renders
+    await asyncio.gather(*(client.get("/live/demo/360p/index.m3u8") for _ in range(50)))
+    assert state.cache.renders - before == 1
+
+
+async def test_many_blocking_waiters_released_together(live):
+    client, d = live
+    reqs = [asyncio.create_task(client.get("/live/demo/360p/index.m3u8?_HLS_msn=1003&_HLS_part=2"))
+            for _ in range(200)]
+    await asyncio.sleep(0.2)
+    assert d.stream.track("360p").waiter_count == 1
+    d.publish(1)
+    responses = await asyncio.wait_for(asyncio.gather(*reqs), 5)
+    assert all(r.status == 200 for r in responses)
+
+
+# ---------------------------------------------------------------- chunked DASH
+
+
+async def test_segment_in_production_streams_chunks(live):
+    client, d = live
+    # 1003 has parts 0,1; ask for it: the first bytes come at once
+    r = await client.get("/live/demo/360p/1003.m4s")
+    assert r.status == 200
+    assert r.headers.get("Transfer-Encoding") == "chunked"
+    assert r.headers["Cache-Control"].startswith("no-store")
+    info = d.stream.track("360p").info
+    first = await asyncio.wait_for(r.content.readexactly(len(SEGMENT_HEADER) + 2 * len(d.part_bytes(info, 1003, 0))), 2)
+    assert first.startswith(SEGMENT_HEADER)
+    d.publish(2)  # 1003.2, 1003.3 completes the segment
+    rest = await asyncio.wait_for(r.content.read(), 2)
+    whole = first + rest
+    assert whole == d.stream.track("360p").get_segment_bytes(1003)
+
+
+async def test_next_segment_request_is_held_until_it_starts(live):
+    client, d = live
+    d.publish(2)  # complete 1003
+    req = asyncio.create_task(client.get("/live/demo/360p/1004.m4s"))
+    await asyncio.sleep(0.05)
+    assert not req.done()
+    d.publish(4)
+    r = await asyncio.wait_for(req, 2)
+    assert await r.read() == d.stream.track("360p").get_segment_bytes(1004)
+
+
+async def test_far_future_segment_404(live):
+    client, d = live
+    r = await client.get("/live/demo/360p/1010.m4s")
+    assert r.status == 404
