@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from origin import folder, handlers, policy
-from origin.handlers import STATE, OriginState
+from origin.handlers import KIND, SENT, STATE, OriginState
 from origin.policy import Kind
 from packager.model import Part
 from packager.store import Store, StreamStore
@@ -39,7 +39,7 @@ async def observe(request: web.Request, handler: Any) -> web.StreamResponse:
         return response
     except web.HTTPException as exc:
         status = exc.status
-        request.setdefault("kind", Kind.OTHER)
+        request.setdefault(KIND, Kind.OTHER)
         headers = policy.response_headers(Kind.OTHER, exc.status, allow_origin=st.cors_origin)
         if exc.status == 405:
             headers["Allow"] = policy.ALLOWED_METHODS
@@ -56,15 +56,15 @@ async def observe(request: web.Request, handler: Any) -> web.StreamResponse:
                             headers={**headers, "Content-Type": "text/plain; charset=utf-8"})
     finally:
         st.metrics.in_flight.inc(-1)
-        kind = request.get("kind", Kind.OTHER).value
+        kind = request.get(KIND, Kind.OTHER).value
         st.metrics.requests.inc(kind=kind, status=str(status))
 
 
 async def _count_bytes(request: web.Request, response: web.StreamResponse) -> None:
     st: OriginState = request.app[STATE]
-    size = response.content_length or request.get("bytes", 0)
+    size = response.content_length or request.get(SENT, 0)
     if size:
-        st.metrics.bytes_sent.inc(size, kind=request.get("kind", Kind.OTHER).value)
+        st.metrics.bytes_sent.inc(size, kind=request.get(KIND, Kind.OTHER).value)
     response.headers.setdefault("Server", "live-packager")
 
 
@@ -97,6 +97,7 @@ def create_app(store: Store | None = None, *, root: Path | None = None, cors_ori
         r.add_get("/live/{stream}/{track}/{name}", handlers.media_object)
         _wire_store_metrics(state)
     r.add_route("OPTIONS", "/{tail:.*}", handlers.preflight)
+    r.add_get("/{tail:.*}", handlers.not_found)
     app.cleanup_ctx.append(_background)
     return app
 

@@ -59,6 +59,9 @@ class OriginState:
 
 
 STATE = web.AppKey("origin_state", OriginState)
+KIND = web.RequestKey("kind", Kind)
+HELD = web.RequestKey("held", bool)
+SENT = web.RequestKey("sent_bytes", int)
 
 
 def _state(request: web.Request) -> OriginState:
@@ -71,14 +74,14 @@ def _timing(stream: StreamStore) -> policy.Timing:
 
 def _fail(request: web.Request, status: int, reason: str, kind: Kind = Kind.OTHER,
           stream: StreamStore | None = None) -> web.Response:
-    request["kind"] = kind
+    request[KIND] = kind
     st = _state(request)
     headers = policy.response_headers(kind, status, _timing(stream) if stream else None, allow_origin=st.cors_origin)
     return error(status, reason, headers)
 
 
 def _headers(request: web.Request, kind: Kind, stream: StreamStore | None = None) -> dict[str, str]:
-    request["kind"] = kind
+    request[KIND] = kind
     st = _state(request)
     return policy.response_headers(
         kind, 200, _timing(stream) if stream else None, allow_origin=st.cors_origin,
@@ -180,7 +183,7 @@ async def media_playlist(request: web.Request) -> web.StreamResponse:
         if msn > last_msn + 2 or (part is not None and msn == last_msn + 2 and part > 0):
             return _fail(request, 400, f"_HLS_msn={d.msn} is too far ahead of the live edge ({last_msn})", kind, stream)
         timeout = 3 * stream.target_duration
-        request["held"] = True
+        request[HELD] = True
         if part is None:
             ok = await track.wait_segment(msn, timeout)
         else:
@@ -239,7 +242,7 @@ async def _disk_body(path: Path) -> Body | None:
 async def _part(request: web.Request, stream: StreamStore, track: TrackStore, msn: int, index: int) -> web.StreamResponse:
     part = track.get_part(msn, index)
     if part is None and not stream.ended and _is_hinted(track, msn, index):
-        request["held"] = True
+        request[HELD] = True
         await track.wait_part(msn, index, 3 * stream.target_duration)
         part = track.get_part(msn, index)
     if part is not None:
@@ -277,7 +280,7 @@ async def _segment(request: web.Request, stream: StreamStore, track: TrackStore,
 
 async def _stream_segment(request: web.Request, stream: StreamStore, track: TrackStore, msn: int) -> web.StreamResponse:
     """Send the segment in production with chunked transfer, each CMAF chunk as it is published."""
-    request["held"] = True
+    request[HELD] = True
     headers = _headers(request, Kind.SEGMENT_LIVE, stream)
     deadline = time.monotonic() + float(stream.segment_s) * 2 + 3 * stream.target_duration
     # The segment may not have started yet (requested one part early): wait for its first part.
@@ -313,7 +316,7 @@ async def _stream_segment(request: web.Request, stream: StreamStore, track: Trac
             await track.wait_segment(msn, remaining)
         else:
             await track.wait_part(last.msn, last.index + 1, remaining)
-    request["bytes"] = sent
+    request[SENT] = sent
     await resp.write_eof()
     return resp
 
@@ -410,7 +413,7 @@ async def player_library(request: web.Request) -> web.StreamResponse:
 
 
 async def preflight(request: web.Request) -> web.StreamResponse:
-    request["kind"] = Kind.OTHER
+    request[KIND] = Kind.OTHER
     headers = policy.preflight_headers(_state(request).cors_origin, request.headers.get("Access-Control-Request-Headers"))
     return web.Response(status=204, headers=headers)
 
@@ -418,3 +421,7 @@ async def preflight(request: web.Request) -> web.StreamResponse:
 async def metrics(request: web.Request) -> web.StreamResponse:
     st = _state(request)
     return web.Response(text=st.metrics.registry.render(), headers=_headers(request, Kind.METRICS))
+
+
+async def not_found(request: web.Request) -> web.StreamResponse:
+    return _fail(request, 404, "no such resource")

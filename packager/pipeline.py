@@ -182,7 +182,11 @@ class Pipeline:
             if chunker is None:
                 return
             for s in samples:
-                chunker.push(s)
+                try:
+                    chunker.push(s)
+                except ValueError as exc:  # a bad sample is counted and dropped, never fatal
+                    chunker.dropped += 1
+                    log.warning("%s: sample dropped: %s", track, exc)
 
         return handle
 

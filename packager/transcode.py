@@ -251,6 +251,7 @@ class AudioEncoder(_Worker):
         ctx.open()
         self.ctx = ctx
         self.capture: dict[int, float] = {}
+        self.first_pts: int | None = None  # encoder priming before this is not published
         asc = bytes(ctx.extradata) if ctx.extradata else aac.audio_specific_config(AUDIO_TIMESCALE, 2)
         info = TrackInfo(
             name=track_name, kind="audio", codec=aac.codec_string(), timescale=AUDIO_TIMESCALE,
@@ -271,6 +272,8 @@ class AudioEncoder(_Worker):
             self.next_pts = None
         if self.next_pts is None:
             self.next_pts = pts
+        if self.first_pts is None:
+            self.first_pts = pts
         frame.pts = None
         self.fifo.write(frame)
         out = []
@@ -301,8 +304,8 @@ class AudioEncoder(_Worker):
     def _emit(self, packets: list[av.Packet]) -> None:
         samples = []
         for packet in packets:
-            if packet.pts is None:
-                continue
+            if packet.pts is None or (self.first_pts is not None and packet.pts < self.first_pts):
+                continue  # the encoder's priming frame: no edit lists, so it is not published
             duration = packet.duration or AAC_FRAME
             samples.append(Sample(
                 data=bytes(packet), dts=packet.pts, pts=packet.pts, duration=duration, keyframe=True,

@@ -128,6 +128,7 @@ async def test_time_health_metrics(live):
     assert r.headers["Cache-Control"] == "no-store"
     assert (await client.get("/healthz")).status == 200
     await client.get("/live/demo/360p/1000.m4s")
+    d.publish(1)
     r = await client.get("/metrics")
     body = await r.text()
     assert 'origin_requests_total{kind="segment",status="200"}' in body

@@ -1,0 +1,87 @@
+"""Manifest rendering: HLS playlists (:mod:`.hls`) and DASH MPDs (:mod:`.dash`).
+
+Both renderers are pure functions of one :class:`~packager.model.StreamView`
+snapshot: no I/O, no codecs, no web framework. This package module holds the
+few rules both formats share:
+
+* **Numbering.** Files are named by media sequence number (msn), and both HLS
+  (implicit numbering from ``EXT-X-MEDIA-SEQUENCE``) and DASH (``$Number$``
+  with a ``SegmentTimeline``) count one per listed segment. After a time gap in
+  the feed (a source outage) the msns jump, so a manifest lists only the newest
+  run of consecutively numbered segments: :func:`newest_run`.
+* **Measured bitrates** of the segments in the window: :func:`peak_bitrate`,
+  :func:`average_bitrate`.
+* **Stream state**: :func:`is_low_latency` (live and not ended) and
+  :func:`is_vod` (a file packaged as VOD, as opposed to a live stream that
+  ended).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from fractions import Fraction
+
+from packager.model import Segment, StreamView, TrackView
+
+# Fallback when nothing was measured yet: the encoder's maxrate is 1.1 x the target.
+PEAK_FACTOR = Fraction(11, 10)
+
+
+def is_low_latency(view: StreamView) -> bool:
+    """True while the stream is live: manifests then carry parts, hints and live timing."""
+    return view.live and not view.ended
+
+
+def is_vod(view: StreamView) -> bool:
+    """True for a file packaged as VOD (not a live stream that ended).
+
+    The model anchors live media time to UTC (``epoch_s == 0``); a VOD clock
+    starts at the wall time packaging began, so ``epoch_s`` is non-zero. An
+    ended live stream therefore keeps its live-era playlist type.
+    """
+    return not view.live and view.epoch_s != 0
+
+
+def newest_run(segments: Sequence[Segment], producing: int | None = None) -> tuple[tuple[Segment, ...], bool]:
+    """The newest run of consecutively numbered segments, and whether ``producing`` continues it.
+
+    ``producing`` is the msn of the segment in production (or ``None``). When
+    it does not follow the newest complete segment (a gap: the feed was
+    interrupted), the segment in production starts a new run on its own and
+    the returned run is empty. The flag is False only when ``producing`` is
+    None or inconsistent (not newer than the newest complete segment).
+    """
+    if not segments:
+        return (), producing is not None
+    last = segments[-1].msn
+    if producing is not None and producing > last + 1:
+        return (), True
+    start = len(segments) - 1
+    while start > 0 and segments[start - 1].msn + 1 == segments[start].msn:
+        start -= 1
+    return tuple(segments[start:]), producing is not None and producing == last + 1
+
+
+def segment_bitrate(segment: Segment, timescale: int) -> int:
+    """Bits per second of one segment (its size over its duration), rounded up."""
+    if segment.duration <= 0:
+        return 0
+    return math.ceil(Fraction(segment.size * 8 * timescale, segment.duration))
+
+
+def peak_bitrate(track: TrackView) -> int:
+    """Highest measured segment bitrate in the window; 1.1 x the configured rate before any segment."""
+    rates = [segment_bitrate(s, track.info.timescale) for s in track.segments if s.duration > 0]
+    if rates:
+        return max(rates)
+    return math.ceil(track.info.bitrate * PEAK_FACTOR)
+
+
+def average_bitrate(track: TrackView) -> int:
+    """Mean measured bitrate over the window (total bits over total time); configured rate before any."""
+    ticks = sum(s.duration for s in track.segments if s.duration > 0)
+    if ticks <= 0:
+        return track.info.bitrate
+    bits = sum(s.size * 8 for s in track.segments if s.duration > 0)
+    return math.ceil(Fraction(bits * track.info.timescale, ticks))

@@ -1,0 +1,405 @@
+"""DASH MPDs: dynamic (live, optionally low-latency chunked) and static (ended / VOD), built with lxml.
+
+:func:`render_mpd` turns one :class:`~packager.model.StreamView` into MPD
+bytes (with an XML declaration) valid against the ISO/IEC 23009-1 schema
+(5th edition + Amd. 1). Element order follows the schema's sequences.
+
+Timeline model:
+
+* One ``Period id="0" start="PT0S"`` and ``presentationTimeOffset="0"``: media
+  time is the presentation time. Live media time is UTC-anchored, so
+  ``availabilityStartTime`` is ``epoch_s`` (1970-01-01T00:00:00Z) and never
+  changes across updates; an ended live stream keeps that timeline in its
+  static MPD (players that were following it play on to the end).
+* Every Representation has its own ``SegmentTemplate`` (audio and video
+  timescales differ, and renditions may be a part apart at a snapshot) with
+  ``$Number$`` addressing (files are named by msn) and a ``SegmentTimeline``
+  of exact tick durations, ``r``-compressed, with a fresh ``S@t`` wherever
+  times are not contiguous. ``$Number$`` counts one per ``S`` entry, so only
+  the newest run of consecutive msns is listed
+  (:func:`packager.manifest.newest_run`): after a gap in the feed the older
+  run leaves the MPD.
+* Low-latency (chunked) mode adds the segment in production as the last
+  ``S`` (its nominal end is the next segment boundary) so players can request
+  it while it is produced, ``availabilityTimeOffset = segment - part`` with
+  ``availabilityTimeComplete="false"`` (the first part of a segment is
+  available one part after its start), a ``ServiceDescription`` with the
+  latency target and catch-up playback rates, ``ProducerReferenceTime``
+  (type "captured": the media clock is the capture clock) and ``Resync``
+  points at part boundaries.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+
+from lxml import etree
+
+from packager.manifest import is_low_latency, newest_run, peak_bitrate
+from packager.model import INIT_NAME, StreamView, TrackView
+from packager.timebase import iso_from_epoch_s
+
+MPD_NS = "urn:mpeg:dash:schema:mpd:2011"
+PROFILE_LIVE = "urn:mpeg:dash:profile:isoff-live:2011"
+PROFILE_CMAF = "urn:mpeg:dash:profile:cmaf:2019"
+PROFILE_LOW_LATENCY = "http://www.dashif.org/guidelines/low-latency-live-v5"
+UTC_HTTP_ISO = "urn:mpeg:dash:utc:http-iso:2014"
+AUDIO_CHANNELS_SCHEME = "urn:mpeg:dash:23003:3:audio_channel_configuration:2011"
+ROLE_SCHEME = "urn:mpeg:dash:role:2011"
+
+INIT_TEMPLATE = f"$RepresentationID$/{INIT_NAME}"
+MEDIA_TEMPLATE = "$RepresentationID$/$Number$.m4s"  # == segment_name(msn) under the track folder
+
+PRT_ID = 0  # ProducerReferenceTime@id, referenced by ServiceDescription/Latency@referenceId
+SERVICE_DESCRIPTION_ID = 0
+PLAYBACK_RATE_MIN = "0.96"
+PLAYBACK_RATE_MAX = "1.04"
+NON_LL_DELAY_SEGMENTS = 3  # suggestedPresentationDelay without chunking, like HLS HOLD-BACK
+
+
+def xs_duration(seconds: Fraction | int, *, round_up: bool = False) -> str:
+    """An ``xs:duration`` with up to microsecond precision: ``PT2S``, ``PT0.5S``, ``PT1H2M3.5S``."""
+    micros_exact = Fraction(seconds) * 1_000_000
+    micros = math.ceil(micros_exact) if round_up else round(micros_exact)
+    if micros < 0:
+        raise ValueError(f"negative duration: {seconds}")
+    hours, rest = divmod(micros, 3_600_000_000)
+    minutes, rest = divmod(rest, 60_000_000)
+    whole, frac = divmod(rest, 1_000_000)
+    out = "PT"
+    if hours:
+        out += f"{hours}H"
+    if minutes:
+        out += f"{minutes}M"
+    if whole or frac or out == "PT":
+        out += str(whole)
+        if frac:
+            out += "." + f"{frac:06d}".rstrip("0")
+        out += "S"
+    return out
+
+
+def _decimal(value: Fraction) -> str:
+    """A short xs:double / decimal text for a seconds value: ``1.5``, ``2``, ``0.333333``."""
+    text = f"{float(value):.6f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def _ratio(width: int, height: int) -> str:
+    g = math.gcd(width, height) or 1
+    return f"{width // g}:{height // g}"
+
+
+def _frame_rate(rate: Fraction) -> str:
+    rate = Fraction(rate)
+    return str(rate.numerator) if rate.denominator == 1 else f"{rate.numerator}/{rate.denominator}"
+
+
+@dataclass(frozen=True)
+class LatencyTargets:
+    """ServiceDescription latency (milliseconds) for chunked low-latency playback."""
+
+    target_ms: int
+    min_ms: int
+    max_ms: int
+
+
+def latency_targets(view: StreamView) -> LatencyTargets:
+    """Target 3 parts plus 0.5 s of margin (2 s with 0.5 s parts); min one part less; max one segment more."""
+    target = 3 * view.part_s + Fraction(1, 2)
+    return LatencyTargets(
+        target_ms=round(target * 1000),
+        min_ms=round((target - view.part_s) * 1000),
+        max_ms=round((target + view.segment_s) * 1000),
+    )
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One segment as the SegmentTimeline lists it (``producing``: the one still being produced)."""
+
+    msn: int
+    start: int
+    duration: int
+    producing: bool = False
+
+
+@dataclass(frozen=True)
+class S:
+    """One ``S`` element: ``t`` only where times are not contiguous with the previous entry."""
+
+    t: int | None
+    d: int
+    r: int = 0
+
+
+def production_msn(track: TrackView) -> int | None:
+    """Msn of the segment in production: the pending one, or the next one once the previous closed."""
+    if track.pending_msn is not None:
+        return track.pending_msn
+    if track.next_part is not None and (not track.segments or track.next_part[0] > track.segments[-1].msn):
+        return track.next_part[0]
+    return None
+
+
+def timeline_entries(
+    view: StreamView, track: TrackView, *, with_production: bool
+) -> tuple[TimelineEntry, ...]:
+    """The segments a Representation lists: the newest consecutive run, plus the one in production."""
+    producing = production_msn(track) if with_production else None
+    run, continues = newest_run(track.segments, producing)
+    entries = [TimelineEntry(s.msn, s.start, s.duration) for s in run]
+    if producing is not None and continues:
+        segment_ticks = int(view.segment_s * track.info.timescale)
+        if track.pending:
+            start = track.pending[0].start
+        elif run:
+            start = run[-1].end
+        else:
+            start = producing * segment_ticks
+        duration = (producing + 1) * segment_ticks - start
+        if not 0 < duration <= segment_ticks:
+            duration = segment_ticks
+        entries.append(TimelineEntry(producing, start, duration, producing=True))
+    return tuple(entries)
+
+
+def compress_timeline(entries: Sequence[TimelineEntry]) -> tuple[S, ...]:
+    """``S`` elements for ``entries``: equal contiguous durations fold into ``r``."""
+    out: list[S] = []
+    prev_end: int | None = None
+    for e in entries:
+        contiguous = prev_end is not None and e.start == prev_end
+        if out and contiguous and out[-1].d == e.duration:
+            out[-1] = S(out[-1].t, out[-1].d, out[-1].r + 1)
+        elif contiguous:
+            out.append(S(None, e.duration))
+        else:
+            out.append(S(e.start, e.duration))
+        prev_end = e.start + e.duration
+    return tuple(out)
+
+
+def _el(parent: etree._Element, tag: str, **attrs: str) -> etree._Element:
+    return etree.SubElement(parent, f"{{{MPD_NS}}}{tag}", attrs)
+
+
+@dataclass(frozen=True)
+class _Mode:
+    dynamic: bool
+    low_latency: bool
+    utc_timing_url: str
+
+
+def render_mpd(
+    view: StreamView,
+    *,
+    utc_timing_url: str = "/time",
+    low_latency: bool = True,
+    now_utc_s: float | None = None,
+) -> bytes:
+    """The MPD for ``view`` as UTF-8 bytes with an XML declaration.
+
+    Live and not ended: ``type="dynamic"``; with ``low_latency`` (and parts
+    shorter than segments) the chunked low-latency form. Ended or VOD:
+    ``type="static"`` with ``mediaPresentationDuration``. ``now_utc_s`` is
+    only used as ``publishTime`` when the view carries no publish time.
+    """
+    dynamic = is_low_latency(view)
+    mode = _Mode(
+        dynamic=dynamic,
+        low_latency=dynamic and low_latency and view.part_s < view.segment_s,
+        utc_timing_url=utc_timing_url,
+    )
+    per_track = {
+        t.info.name: timeline_entries(view, t, with_production=mode.low_latency) for t in view.tracks
+    }
+
+    profiles = [PROFILE_LIVE, PROFILE_CMAF]
+    if mode.low_latency:
+        profiles.append(PROFILE_LOW_LATENCY)
+    published = view.published_utc_s or (now_utc_s or 0.0)
+    longest = max(
+        (Fraction(e.duration, t.info.timescale) for t in view.tracks for e in per_track[t.info.name]),
+        default=Fraction(0),
+    )
+    max_segment = max(longest, view.segment_s)
+
+    mpd = etree.Element(f"{{{MPD_NS}}}MPD", nsmap={None: MPD_NS})
+    mpd.set("profiles", ",".join(profiles))
+    mpd.set("type", "dynamic" if dynamic else "static")
+    mpd.set("availabilityStartTime", iso_from_epoch_s(view.epoch_s))
+    mpd.set("publishTime", iso_from_epoch_s(published))
+    if dynamic:
+        # A fresh MPD is needed to learn each new segment; in chunked mode a
+        # segment becomes available one part after it starts.
+        mpd.set("minimumUpdatePeriod", xs_duration(view.part_s if mode.low_latency else view.segment_s))
+        mpd.set("timeShiftBufferDepth", xs_duration(view.window_s))
+        if mode.low_latency:
+            delay = Fraction(latency_targets(view).target_ms, 1000)
+        else:
+            delay = NON_LL_DELAY_SEGMENTS * view.segment_s
+        mpd.set("suggestedPresentationDelay", xs_duration(delay))
+    else:
+        end = max(
+            (
+                Fraction(
+                    per_track[t.info.name][-1].start + per_track[t.info.name][-1].duration, t.info.timescale
+                )
+                for t in view.tracks
+                if per_track[t.info.name]
+            ),
+            default=Fraction(0),
+        )
+        mpd.set("mediaPresentationDuration", xs_duration(end, round_up=True))
+    mpd.set("maxSegmentDuration", xs_duration(max_segment, round_up=True))
+    mpd.set(
+        "minBufferTime",
+        xs_duration(min(2 * view.part_s, view.segment_s) if mode.low_latency else view.segment_s),
+    )
+
+    if mode.low_latency:
+        targets = latency_targets(view)
+        sd = _el(mpd, "ServiceDescription", id=str(SERVICE_DESCRIPTION_ID))
+        _el(
+            sd,
+            "Latency",
+            referenceId=str(PRT_ID),
+            target=str(targets.target_ms),
+            min=str(targets.min_ms),
+            max=str(targets.max_ms),
+        )
+        _el(sd, "PlaybackRate", min=PLAYBACK_RATE_MIN, max=PLAYBACK_RATE_MAX)
+
+    period = _el(mpd, "Period", id="0", start="PT0S")
+    if view.video:
+        _adaptation_set(period, view, view.video, as_id=0, mode=mode, per_track=per_track)
+    languages = list(dict.fromkeys(a.info.language or "und" for a in view.audio))
+    for i, lang in enumerate(languages):
+        tracks = tuple(a for a in view.audio if (a.info.language or "und") == lang)
+        _adaptation_set(period, view, tracks, as_id=1 + i, mode=mode, per_track=per_track)
+
+    if dynamic:
+        _utc_timing(mpd, mode.utc_timing_url)
+    return etree.tostring(mpd, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+
+
+def _utc_timing(parent: etree._Element, url: str) -> None:
+    _el(parent, "UTCTiming", schemeIdUri=UTC_HTTP_ISO, value=url)
+
+
+def _producer_reference_time(
+    parent: etree._Element, view: StreamView, track: TrackView, entries: Sequence[TimelineEntry], url: str
+) -> None:
+    presentation = entries[0].start if entries else 0
+    wall = view.epoch_s + Fraction(presentation, track.info.timescale)
+    prt = _el(
+        parent,
+        "ProducerReferenceTime",
+        id=str(PRT_ID),
+        type="captured",
+        wallClockTime=iso_from_epoch_s(wall),
+        presentationTime=str(presentation),
+    )
+    _utc_timing(prt, url)
+
+
+def _adaptation_set(
+    period: etree._Element,
+    view: StreamView,
+    tracks: Sequence[TrackView],
+    *,
+    as_id: int,
+    mode: _Mode,
+    per_track: dict[str, tuple[TimelineEntry, ...]],
+) -> None:
+    video = tracks[0].info.kind == "video"
+    aset = _el(
+        period,
+        "AdaptationSet",
+        id=str(as_id),
+        contentType="video" if video else "audio",
+        mimeType="video/mp4" if video else "audio/mp4",
+        segmentAlignment="true",
+        startWithSAP="1",
+    )
+    if video:
+        sized = [t for t in tracks if t.info.width and t.info.height]
+        if sized:
+            aset.set("maxWidth", str(max(t.info.width for t in sized)))
+            aset.set("maxHeight", str(max(t.info.height for t in sized)))
+            # The ladder keeps the source's aspect ratio up to even-size rounding: the top rung's.
+            aset.set("par", _ratio(sized[0].info.width, sized[0].info.height))
+        rates = [Fraction(t.info.frame_rate) for t in tracks if t.info.frame_rate]
+        if rates:
+            aset.set("maxFrameRate", _frame_rate(max(rates)))
+    else:
+        lang = tracks[0].info.language or "und"
+        aset.set("lang", lang)
+
+    shared_timescale = len({t.info.timescale for t in tracks}) == 1
+    if mode.low_latency and shared_timescale:
+        first = tracks[0]
+        _producer_reference_time(aset, view, first, per_track[first.info.name], mode.utc_timing_url)
+    _el(aset, "Role", schemeIdUri=ROLE_SCHEME, value="main")
+
+    for t in tracks:
+        _representation(
+            aset, view, t, per_track[t.info.name], mode=mode, prt=mode.low_latency and not shared_timescale
+        )
+
+
+def _representation(
+    aset: etree._Element,
+    view: StreamView,
+    track: TrackView,
+    entries: Sequence[TimelineEntry],
+    *,
+    mode: _Mode,
+    prt: bool,
+) -> None:
+    info = track.info
+    rep = _el(aset, "Representation", id=info.name, bandwidth=str(info.bitrate or peak_bitrate(track) or 1))
+    rep.set("codecs", info.codec)
+    if info.kind == "video":
+        if info.width and info.height:
+            rep.set("width", str(info.width))
+            rep.set("height", str(info.height))
+            rep.set("sar", "1:1")
+        if info.frame_rate:
+            rep.set("frameRate", _frame_rate(info.frame_rate))
+    else:
+        if info.sample_rate:
+            rep.set("audioSamplingRate", str(info.sample_rate))
+        if info.channels:
+            _el(rep, "AudioChannelConfiguration", schemeIdUri=AUDIO_CHANNELS_SCHEME, value=str(info.channels))
+    if prt:
+        _producer_reference_time(rep, view, track, entries, mode.utc_timing_url)
+    if mode.low_latency:
+        # Every part (CMAF chunk, moof+mdat) boundary is a resync point; only the first is a SAP.
+        _el(rep, "Resync", type="0", dT=str(int(view.part_s * info.timescale)))
+
+    template = _el(rep, "SegmentTemplate", timescale=str(info.timescale), presentationTimeOffset="0")
+    if mode.low_latency:
+        template.set("availabilityTimeOffset", _decimal(view.segment_s - view.part_s))
+        template.set("availabilityTimeComplete", "false")
+    template.set("startNumber", str(entries[0].msn if entries else _next_msn(track)))
+    template.set("initialization", INIT_TEMPLATE)
+    template.set("media", MEDIA_TEMPLATE)
+    timeline = _el(template, "SegmentTimeline")
+    for s in compress_timeline(entries):
+        element = _el(timeline, "S")
+        if s.t is not None:
+            element.set("t", str(s.t))
+        element.set("d", str(s.d))
+        if s.r:
+            element.set("r", str(s.r))
+
+
+def _next_msn(track: TrackView) -> int:
+    if track.next_part is not None:
+        return track.next_part[0]
+    return track.segments[-1].msn + 1 if track.segments else 0

@@ -1,0 +1,144 @@
+"""Real processes for end-to-end tests: the packager, an nginx CDN cache, headless Chromium."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required", "--mute-audio",
+]
+SMALL_LADDER = "480x270@500k,320x180@250k"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout_s: float = 30.0, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before {url} was up")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except (urllib.error.URLError, OSError) as exc:
+            last = str(exc)
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} not ready after {timeout_s}s ({last})")
+
+
+def get(url: str, headers: dict[str, str] | None = None, timeout: float = 10) -> tuple[int, dict[str, str], bytes]:
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+@contextlib.contextmanager
+def packager(args: list[str], *, port: int | None = None, out: Path, ready_path: str = "/live/demo/master.m3u8",
+             timeout_s: float = 60.0) -> Iterator[tuple[subprocess.Popen, str]]:
+    port = port or free_port()
+    cmd = [sys.executable, "-m", "packager", "run", *args, "--port", str(port), "--out", str(out)]
+    log = open(out.parent / f"packager-{port}.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(base + ready_path, timeout_s, proc)
+        yield proc, base
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
+
+
+NGINX_CONF = """
+worker_processes 1;
+daemon off;
+error_log {dir}/error.log warn;
+pid {dir}/nginx.pid;
+events {{ worker_connections 16384; }}
+http {{
+  access_log {dir}/access.log;
+  client_body_temp_path {dir}/tmp-body;
+  proxy_temp_path {dir}/tmp-proxy;
+  fastcgi_temp_path {dir}/tmp-fcgi;
+  uwsgi_temp_path {dir}/tmp-uwsgi;
+  scgi_temp_path {dir}/tmp-scgi;
+  proxy_cache_path {dir}/cache levels=1:2 keys_zone=live:16m max_size=2g inactive=10m use_temp_path=off;
+  upstream origin {{ server 127.0.0.1:{origin}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_cache live;
+      proxy_cache_key $scheme$proxy_host$request_uri;
+      proxy_cache_lock on;
+      proxy_cache_lock_timeout 10s;
+      proxy_cache_lock_age 10s;
+      proxy_read_timeout 30s;
+      add_header X-Cache-Status $upstream_cache_status always;
+    }}
+  }}
+}}
+"""
+
+
+@contextlib.contextmanager
+def nginx_cdn(origin_port: int, workdir: Path) -> Iterator[str]:
+    """A caching reverse proxy that obeys the origin's headers (no overrides)."""
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    conf = workdir / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(dir=workdir, origin=origin_port, port=port))
+    proc = subprocess.Popen([nginx, "-c", str(conf), "-p", str(workdir)], stdout=subprocess.DEVNULL,
+                            stderr=open(workdir / "stderr.log", "wb"))  # noqa: SIM115
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", 15, proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def nginx_access_log(workdir: Path) -> str:
+    try:
+        return (workdir / "access.log").read_text()
+    except OSError:
+        return ""
+
+
+def have_browser() -> bool:
+    return os.path.exists(CHROMIUM)
