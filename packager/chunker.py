@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from packager.cmaf import Prft, chunk
 from packager.model import Part, Sample, TrackInfo
@@ -80,6 +81,11 @@ class TrackChunker:
                 self.dropped += 1
                 return
             self._msn, self._index = msn, index
+        if self._samples:
+            prev = self._samples[-1]
+            if prev.dts + prev.duration != sample.dts and sample.dts > prev.dts:
+                # MP4 durations are decode-time deltas: stretch or shrink the previous sample
+                self._samples[-1] = replace(prev, duration=sample.dts - prev.dts)
         self._samples.append(sample)
         end = sample.dts + sample.duration
         if end >= self._part_end():

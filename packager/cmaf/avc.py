@@ -166,6 +166,8 @@ def parse_sps(nal: bytes) -> SpsInfo:
             separate_colour_plane = r.flag()
         bit_depth_luma = 8 + r.ue()
         bit_depth_chroma = 8 + r.ue()
+        if bit_depth_luma > 14 or bit_depth_chroma > 14:
+            raise ValueError(f"SPS has an invalid bit depth {bit_depth_luma}/{bit_depth_chroma}")
         r.u(1)  # qpprime_y_zero_transform_bypass_flag
         if r.flag():  # seq_scaling_matrix_present_flag
             for i in range(8 if chroma_format_idc != 3 else 12):

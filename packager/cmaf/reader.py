@@ -218,7 +218,8 @@ def _parse_traf(data: bytes, traf: Box, sequence_number: int, prft: Prft | None)
             )
             if flags & bit
         )
-        if count * struct.calcsize(">" + per_sample) > trun.end - trun.payload_offset:
+        # with every field defaulted a row is 0 bytes: bound the count by the buffer instead
+        if count * struct.calcsize(">" + per_sample) > trun.end - trun.payload_offset or count > len(data):
             raise ValueError(f"trun at offset {trun.offset} claims {count} samples, more than it holds")
         for i in range(count):
             row = list(f.read(per_sample))

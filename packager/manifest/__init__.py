@@ -11,6 +11,11 @@ few rules both formats share:
   run of consecutively numbered segments: :func:`newest_run`.
 * **Measured bitrates** of the segments in the window: :func:`peak_bitrate`,
   :func:`average_bitrate`.
+* **Part durations.** Parts are cut on frame boundaries at or after each
+  nominal part boundary, so when a part is not a whole number of frames
+  (AAC: 1024 samples; 0.5 s at 48 kHz is 23.4 frames) a part may run up to
+  one frame longer than the configured part duration. :func:`part_target`
+  is the bound HLS must advertise (every part MUST be <= PART-TARGET).
 * **Stream state**: :func:`is_low_latency` (live and not ended) and
   :func:`is_vod` (a file packaged as VOD, as opposed to a live stream that
   ended).
@@ -22,10 +27,14 @@ import math
 from collections.abc import Sequence
 from fractions import Fraction
 
-from packager.model import Segment, StreamView, TrackView
+from packager.model import Segment, StreamView, TrackInfo, TrackView
 
 # Fallback when nothing was measured yet: the encoder's maxrate is 1.1 x the target.
 PEAK_FACTOR = Fraction(11, 10)
+PART_TARGET_RESOLUTION = 100_000  # PART-TARGET is rounded up to 10 microseconds (5 decimals)
+
+# Samples per coded audio frame by codec string prefix (AAC-LC is the default).
+_AUDIO_FRAME_SAMPLES = (("mp4a.40.5", 2048), ("mp4a.40.29", 2048), ("opus", 960), ("mp4a", 1024))
 
 
 def is_low_latency(view: StreamView) -> bool:
@@ -85,3 +94,37 @@ def average_bitrate(track: TrackView) -> int:
         return track.info.bitrate
     bits = sum(s.size * 8 for s in track.segments if s.duration > 0)
     return math.ceil(Fraction(bits * track.info.timescale, ticks))
+
+
+def frame_duration(info: TrackInfo) -> Fraction | None:
+    """Duration (seconds) of one coded frame of the track, when the track info tells it."""
+    if info.kind == "video" and info.frame_rate:
+        return 1 / Fraction(info.frame_rate)
+    if info.kind == "audio" and info.sample_rate:
+        samples = next((n for prefix, n in _AUDIO_FRAME_SAMPLES if info.codec.startswith(prefix)), 1024)
+        return Fraction(samples, info.sample_rate)
+    return None
+
+
+def part_bound(info: TrackInfo, part_s: Fraction) -> Fraction:
+    """Longest part the chunker can cut for this track: one frame more when parts are not whole frames."""
+    frame = frame_duration(info)
+    if frame is None or (Fraction(part_s) / frame).denominator == 1:
+        return Fraction(part_s)
+    return Fraction(part_s) + frame
+
+
+def part_target(view: StreamView) -> Fraction:
+    """The stream's Part Target Duration: no part of any track (listed or to come) is longer.
+
+    A function of the stream's tracks and settings (plus any longer part
+    actually listed), so every media playlist of the stream advertises the same.
+    """
+    longest = max((part_bound(t.info, view.part_s) for t in view.tracks), default=Fraction(view.part_s))
+    for t in view.tracks:
+        for seg in t.segments:
+            for p in seg.parts:
+                longest = max(longest, Fraction(p.duration, t.info.timescale))
+        for p in t.pending:
+            longest = max(longest, Fraction(p.duration, t.info.timescale))
+    return Fraction(math.ceil(longest * PART_TARGET_RESOLUTION), PART_TARGET_RESOLUTION)

@@ -38,7 +38,7 @@ from fractions import Fraction
 
 from lxml import etree
 
-from packager.manifest import is_low_latency, newest_run, peak_bitrate
+from packager.manifest import is_low_latency, newest_run, part_bound, peak_bitrate
 from packager.model import INIT_NAME, StreamView, TrackView
 from packager.timebase import iso_from_epoch_s
 
@@ -380,7 +380,8 @@ def _representation(
         _producer_reference_time(rep, view, track, entries, mode.utc_timing_url)
     if mode.low_latency:
         # Every part (CMAF chunk, moof+mdat) boundary is a resync point; only the first is a SAP.
-        _el(rep, "Resync", type="0", dT=str(int(view.part_s * info.timescale)))
+        # dT: the longest distance between two of them, in the Representation's timescale.
+        _el(rep, "Resync", type="0", dT=str(math.ceil(part_bound(info, view.part_s) * info.timescale)))
 
     template = _el(rep, "SegmentTemplate", timescale=str(info.timescale), presentationTimeOffset="0")
     if mode.low_latency:

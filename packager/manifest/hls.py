@@ -13,8 +13,11 @@ Pure text renderers over one :class:`~packager.model.StreamView`:
 Rules this module keeps (see DESIGN.md "Rules that peers get wrong"):
 
 * ``EXT-X-TARGETDURATION`` is the view's (fixed) target duration;
-  ``EXT-X-SERVER-CONTROL`` depends only on stream settings, so every media
-  playlist of a stream carries the same one.
+  ``EXT-X-SERVER-CONTROL`` and ``EXT-X-PART-INF`` depend only on stream-wide
+  values, so every media playlist of a stream carries the same ones.
+  ``PART-TARGET`` is :func:`packager.manifest.part_target`: the configured
+  part duration plus one frame when parts are not whole frames (AAC audio),
+  since every part MUST be <= PART-TARGET; ``PART-HOLD-BACK`` is three times it.
 * Segment numbers are the file msns. After a time gap only the newest run of
   consecutive msns is listed (:func:`packager.manifest.newest_run`): HLS
   numbers segments implicitly from ``EXT-X-MEDIA-SEQUENCE``.
@@ -33,7 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from packager.manifest import average_bitrate, is_low_latency, is_vod, newest_run, peak_bitrate
+from packager.manifest import average_bitrate, is_low_latency, is_vod, newest_run, part_target, peak_bitrate
 from packager.model import (
     INIT_NAME,
     MEDIA_PLAYLIST_NAME,
@@ -144,12 +147,12 @@ def _media_uri(track: str) -> str:
 
 
 def server_control(view: StreamView) -> str:
-    """``EXT-X-SERVER-CONTROL`` line: a function of stream settings only, identical for every track."""
+    """``EXT-X-SERVER-CONTROL`` line: a function of stream-wide values only, identical for every track."""
     target = view.target_duration
     return (
         "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,"
         f"CAN-SKIP-UNTIL={fmt_seconds(SKIP_TARGETS * target)},"
-        f"PART-HOLD-BACK={fmt_seconds(PART_HOLD_BACK_PARTS * view.part_s)},"
+        f"PART-HOLD-BACK={fmt_seconds(PART_HOLD_BACK_PARTS * part_target(view))},"
         f"HOLD-BACK={fmt_seconds(HOLD_BACK_TARGETS * target)}"
     )
 
@@ -271,7 +274,7 @@ def render_media(view: StreamView, track: str, *, skip: bool = False) -> str:
     ]
     if live:
         lines.append(server_control(view))
-        lines.append(f"#EXT-X-PART-INF:PART-TARGET={fmt_seconds(view.part_s)}")
+        lines.append(f"#EXT-X-PART-INF:PART-TARGET={fmt_seconds(part_target(view))}")
     lines.append(f"#EXT-X-MEDIA-SEQUENCE:{plan.media_sequence}")
     if plan.discontinuity_sequence > 0 or plan.any_discontinuity:
         lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{plan.discontinuity_sequence}")

@@ -1,1 +1,1 @@
-"""Test helpers shared by several test modules."""
+"""Shared test helpers (no test cases): hand-built stream views, live drivers, output checks, schemas."""

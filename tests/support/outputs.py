@@ -38,12 +38,12 @@ def segment_facts(folder: Path, rendition: str) -> list[SegmentFact]:
         data = (folder / rendition / seg.uri).read_bytes()
         frags = parse_fragments(data)
         start = frags[0].base_decode_time
-        total = sum(sum(f.sample_durations) for f in frags)
-        # fragments within a segment are contiguous
+        # fragments within a segment never overlap and never go back
         t = start
         for f in frags:
-            assert f.base_decode_time == t, (rendition, seg.uri)
-            t += sum(f.sample_durations)
+            assert f.base_decode_time >= t, (rendition, seg.uri)
+            t = f.base_decode_time + sum(f.sample_durations)
+        total = t - start
         msn = int(seg.uri.split(".")[0])
         out.append(SegmentFact(msn, Fraction(start, init.timescale), Fraction(total, init.timescale), seg.duration))
     return out
@@ -85,4 +85,27 @@ def mpd_timeline(mpd_bytes: bytes) -> dict[str, list[tuple[int, int, int]]]:
                     number += 1
                     t += d
             out[rep.get("id")] = entries
+    return out
+
+
+def dash_streams(mpd_path: Path) -> dict[str, bytes]:
+    """Representation id -> init + every segment the MPD names, in order (what a DASH client fetches)."""
+    root = etree.fromstring(mpd_path.read_bytes())
+    out: dict[str, bytes] = {}
+    timelines = mpd_timeline(mpd_path.read_bytes())
+    for aset in root.iterfind(".//d:AdaptationSet", MPD_NS):
+        for rep in aset.iterfind("d:Representation", MPD_NS):
+            tmpl = rep.find("d:SegmentTemplate", MPD_NS)
+            if tmpl is None:
+                tmpl = aset.find("d:SegmentTemplate", MPD_NS)
+            rid = rep.get("id")
+
+            def expand(pattern: str, number: int = 0, time: int = 0, rid: str = rid) -> str:
+                return (pattern.replace("$RepresentationID$", rid).replace("$Number$", str(number))
+                        .replace("$Time$", str(time)))
+
+            data = [(mpd_path.parent / expand(tmpl.get("initialization"))).read_bytes()]
+            for number, t, _d in timelines[rid]:
+                data.append((mpd_path.parent / expand(tmpl.get("media"), number, t)).read_bytes())
+            out[rid] = b"".join(data)
     return out
