@@ -44,16 +44,20 @@ async def observe(request: web.Request, handler: Any) -> web.StreamResponse:
         if exc.status == 405:
             headers["Allow"] = policy.ALLOWED_METHODS
         reason = exc.reason if exc.status != 404 else "no such resource"
-        return web.Response(status=exc.status, text=f"{exc.status}: {reason}\n",
-                            headers={**headers, "Content-Type": "text/plain; charset=utf-8"})
+        return web.Response(
+            status=exc.status,
+            text=f"{exc.status}: {reason}\n",
+            headers={**headers, "Content-Type": "text/plain; charset=utf-8"},
+        )
     except (asyncio.CancelledError, ConnectionResetError):
         status = 499
         raise
     except Exception:
         log.exception("unhandled error on %s", request.path)
         headers = policy.response_headers(Kind.OTHER, 500, allow_origin=st.cors_origin)
-        return web.Response(status=500, text="500: internal error\n",
-                            headers={**headers, "Content-Type": "text/plain; charset=utf-8"})
+        return web.Response(
+            status=500, text="500: internal error\n", headers={**headers, "Content-Type": "text/plain; charset=utf-8"}
+        )
     finally:
         st.metrics.in_flight.inc(-1)
         kind = request.get(KIND, Kind.OTHER).value
@@ -68,12 +72,21 @@ async def _count_bytes(request: web.Request, response: web.StreamResponse) -> No
     response.headers.setdefault("Server", "live-packager")
 
 
-def create_app(store: Store | None = None, *, root: Path | None = None, cors_origin: str = "*",
-               players_dir: Path | None = None, pipelines: dict[str, Any] | None = None) -> web.Application:
+def create_app(
+    store: Store | None = None,
+    *,
+    root: Path | None = None,
+    cors_origin: str = "*",
+    players_dir: Path | None = None,
+    pipelines: dict[str, Any] | None = None,
+) -> web.Application:
     if (store is None) == (root is None):
         raise ValueError("create_app needs exactly one of store or root")
-    app = web.Application(middlewares=[observe], client_max_size=1024 * 1024, handler_args={
-        "max_line_size": MAX_LINE, "max_field_size": MAX_FIELD})
+    app = web.Application(
+        middlewares=[observe],
+        client_max_size=1024 * 1024,
+        handler_args={"max_line_size": MAX_LINE, "max_field_size": MAX_FIELD},
+    )
     state = OriginState(store=store or Store(None), cors_origin=cors_origin, pipelines=pipelines or {})
     if players_dir is not None:
         state.players_dir = players_dir
@@ -107,8 +120,9 @@ def _wire_store_metrics(state: OriginState) -> None:
 
     def on_part(stream: StreamStore, part: Part) -> None:
         if part.capture_utc_s:
-            m.publish_latency.observe(max(0.0, part.published_utc_s - part.capture_utc_s),
-                                      stream=stream.name, rendition=part.track)
+            m.publish_latency.observe(
+                max(0.0, part.published_utc_s - part.capture_utc_s), stream=stream.name, rendition=part.track
+            )
 
     state.store.part_listeners.append(on_part)
 
@@ -141,8 +155,9 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         await lag
 
 
-async def serve_store(store: Store, *, host: str, port: int, cors_origin: str = "*",
-                      pipelines: dict[str, Any] | None = None) -> web.AppRunner:
+async def serve_store(
+    store: Store, *, host: str, port: int, cors_origin: str = "*", pipelines: dict[str, Any] | None = None
+) -> web.AppRunner:
     app = create_app(store, cors_origin=cors_origin, pipelines=pipelines)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
@@ -158,4 +173,3 @@ def serve_folder(root: Path, *, host: str, port: int, cors_origin: str = "*") ->
     print(f"packager: serving {root} on http://{host}:{port}/", flush=True)
     web.run_app(app, host=host, port=port, access_log=None, print=None, backlog=4096)
     return 0
-

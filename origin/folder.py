@@ -55,7 +55,7 @@ async def folder_object(request: web.Request) -> web.StreamResponse:
         return _fail(request, 404, "no such object")
     body = Body.of(data, mtime, compressible=kind in policy.MANIFEST_KINDS)
     headers = _headers(request, kind)
-    if kind in policy.MANIFEST_KINDS and data.find(b"#EXT-X-ENDLIST") >= 0 or b'type="static"' in data[:400]:
+    if (kind in policy.MANIFEST_KINDS and data.find(b"#EXT-X-ENDLIST") >= 0) or b'type="static"' in data[:400]:
         headers["Cache-Control"] = policy.cache_control(kind, 200, ended=True)
     return send(request, body, headers)
 
@@ -64,11 +64,18 @@ def folder_streams(root: Path) -> dict:
     out = []
     for d in sorted(root.iterdir()) if root.is_dir() else []:
         if d.is_dir() and NAME.match(d.name) and (d / "master.m3u8").is_file():
-            ended = b"#EXT-X-ENDLIST" in next(
-                (p.read_bytes() for p in d.glob("*/index.m3u8")), b"")
-            out.append({"name": d.name, "live": not ended, "hls": f"/live/{d.name}/master.m3u8",
-                        "dash": f"/live/{d.name}/manifest.mpd", "renditions": [
-                            {"name": r.name} for r in sorted(d.iterdir()) if r.is_dir() and (r / "init.mp4").exists()]})
+            ended = b"#EXT-X-ENDLIST" in next((p.read_bytes() for p in d.glob("*/index.m3u8")), b"")
+            out.append(
+                {
+                    "name": d.name,
+                    "live": not ended,
+                    "hls": f"/live/{d.name}/master.m3u8",
+                    "dash": f"/live/{d.name}/manifest.mpd",
+                    "renditions": [
+                        {"name": r.name} for r in sorted(d.iterdir()) if r.is_dir() and (r / "init.mp4").exists()
+                    ],
+                }
+            )
     return {"streams": out}
 
 

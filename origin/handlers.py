@@ -72,8 +72,9 @@ def _timing(stream: StreamStore) -> policy.Timing:
     return policy.Timing(float(stream.segment_s), float(stream.part_s), stream.target_duration, True)
 
 
-def _fail(request: web.Request, status: int, reason: str, kind: Kind = Kind.OTHER,
-          stream: StreamStore | None = None) -> web.Response:
+def _fail(
+    request: web.Request, status: int, reason: str, kind: Kind = Kind.OTHER, stream: StreamStore | None = None
+) -> web.Response:
     request[KIND] = kind
     st = _state(request)
     headers = policy.response_headers(kind, status, _timing(stream) if stream else None, allow_origin=st.cors_origin)
@@ -84,7 +85,10 @@ def _headers(request: web.Request, kind: Kind, stream: StreamStore | None = None
     request[KIND] = kind
     st = _state(request)
     return policy.response_headers(
-        kind, 200, _timing(stream) if stream else None, allow_origin=st.cors_origin,
+        kind,
+        200,
+        _timing(stream) if stream else None,
+        allow_origin=st.cors_origin,
         ended=bool(stream and stream.ended),
     )
 
@@ -239,7 +243,9 @@ async def _disk_body(path: Path) -> Body | None:
     return Body.of(data, mtime, tag=f"{path.name}-{len(data)}-{int(mtime)}")
 
 
-async def _part(request: web.Request, stream: StreamStore, track: TrackStore, msn: int, index: int) -> web.StreamResponse:
+async def _part(
+    request: web.Request, stream: StreamStore, track: TrackStore, msn: int, index: int
+) -> web.StreamResponse:
     part = track.get_part(msn, index)
     if part is None and not stream.ended and _is_hinted(track, msn, index):
         request[HELD] = True
@@ -339,17 +345,25 @@ def streams_json(store: Store) -> dict[str, Any]:
     out = []
     for s in store:
         view = s.view()
-        out.append({
-            "name": s.name,
-            "live": not s.ended,
-            "hls": f"/live/{s.name}/master.m3u8",
-            "dash": f"/live/{s.name}/manifest.mpd",
-            "renditions": [
-                {"name": t.info.name, "kind": t.info.kind, "width": t.info.width, "height": t.info.height,
-                 "bitrate": t.info.bitrate, "codec": t.info.codec}
-                for t in view.tracks
-            ],
-        })
+        out.append(
+            {
+                "name": s.name,
+                "live": not s.ended,
+                "hls": f"/live/{s.name}/master.m3u8",
+                "dash": f"/live/{s.name}/manifest.mpd",
+                "renditions": [
+                    {
+                        "name": t.info.name,
+                        "kind": t.info.kind,
+                        "width": t.info.width,
+                        "height": t.info.height,
+                        "bitrate": t.info.bitrate,
+                        "codec": t.info.codec,
+                    }
+                    for t in view.tracks
+                ],
+            }
+        )
     return {"streams": out}
 
 
@@ -407,14 +421,17 @@ async def player_library(request: web.Request) -> web.StreamResponse:
     libs = library_paths(_state(request).players_dir)
     path = libs.get(name)
     if path is None or not path.is_file():
-        return _fail(request, 404, "player library not installed (run the set-up); pages fall back to a public CDN",
-                     Kind.LIBRARY)
+        return _fail(
+            request, 404, "player library not installed (run the set-up); pages fall back to a public CDN", Kind.LIBRARY
+        )
     return await _static(request, path, Kind.LIBRARY, STATIC_TYPES["js"])
 
 
 async def preflight(request: web.Request) -> web.StreamResponse:
     request[KIND] = Kind.OTHER
-    headers = policy.preflight_headers(_state(request).cors_origin, request.headers.get("Access-Control-Request-Headers"))
+    headers = policy.preflight_headers(
+        _state(request).cors_origin, request.headers.get("Access-Control-Request-Headers")
+    )
     return web.Response(status=204, headers=headers)
 
 

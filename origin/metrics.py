@@ -52,7 +52,9 @@ class Counter:
 
 
 class Gauge:
-    def __init__(self, name: str, help_: str, read: Callable[[], Iterable[tuple[dict[str, str], float]]] | None = None) -> None:
+    def __init__(
+        self, name: str, help_: str, read: Callable[[], Iterable[tuple[dict[str, str], float]]] | None = None
+    ) -> None:
         self.name, self.help = name, help_
         self.values: dict[LabelKey, float] = {}
         self.read = read
@@ -122,7 +124,9 @@ class Registry:
         self.metrics.append(m)
         return m
 
-    def gauge(self, name: str, help_: str, read: Callable[[], Iterable[tuple[dict[str, str], float]]] | None = None) -> Gauge:
+    def gauge(
+        self, name: str, help_: str, read: Callable[[], Iterable[tuple[dict[str, str], float]]] | None = None
+    ) -> Gauge:
         m = Gauge(name, help_, read)
         self.metrics.append(m)
         return m
@@ -151,7 +155,8 @@ class OriginMetrics:
         self.requests = r.counter("origin_requests_total", "HTTP requests by object kind and status")
         self.bytes_sent = r.counter("origin_bytes_sent_total", "Response body bytes by object kind")
         self.publish_latency = r.histogram(
-            "packager_publish_latency_seconds", "Capture to part published, per rendition", LATENCY_BUCKETS)
+            "packager_publish_latency_seconds", "Capture to part published, per rendition", LATENCY_BUCKETS
+        )
         self.loop_lag = r.histogram("origin_event_loop_lag_seconds", "Event-loop scheduling lag", LAG_BUCKETS)
         self.loop_lag_last = r.gauge("origin_event_loop_lag_last_seconds", "Last measured event-loop lag")
         self.in_flight = r.gauge("origin_requests_in_flight", "Requests being handled (incl. held blocking requests)")

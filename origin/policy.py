@@ -56,7 +56,9 @@ MANIFEST_KINDS = frozenset({Kind.MASTER, Kind.PLAYLIST, Kind.PLAYLIST_BLOCKING, 
 
 ALLOWED_METHODS = "GET, HEAD, OPTIONS"
 ALLOWED_HEADERS = "Range, If-None-Match, If-Modified-Since, Accept-Encoding, Origin, Content-Type, Authorization"
-EXPOSED_HEADERS = "Content-Length, Content-Range, Content-Type, Date, Age, ETag, Last-Modified, Cache-Control, X-Cache-Status"
+EXPOSED_HEADERS = (
+    "Content-Length, Content-Range, Content-Type, Date, Age, ETag, Last-Modified, Cache-Control, X-Cache-Status"
+)
 YEAR = 31_536_000
 
 
@@ -113,8 +115,9 @@ def preflight_headers(allow_origin: str, requested_headers: str | None = None) -
     return headers
 
 
-def response_headers(kind: Kind, status: int = 200, timing: Timing | None = None, *, allow_origin: str = "*",
-                     ended: bool = False) -> dict[str, str]:
+def response_headers(
+    kind: Kind, status: int = 200, timing: Timing | None = None, *, allow_origin: str = "*", ended: bool = False
+) -> dict[str, str]:
     headers = cors_headers(allow_origin)
     headers["Cache-Control"] = cache_control(kind, status, timing, ended=ended)
     ctype = CONTENT_TYPES.get(kind)

@@ -108,8 +108,9 @@ class TrackChunker:
         samples, self._samples = self._samples, []
         first = samples[0]
         seq = self._msn * self.parts_per_segment + self._index + 1
-        prft = Prft(ntp_utc_s=first.capture_utc_s or (self.epoch_s + first.dts / self.info.timescale),
-                    media_time=first.pts)
+        prft = Prft(
+            ntp_utc_s=first.capture_utc_s or (self.epoch_s + first.dts / self.info.timescale), media_time=first.pts
+        )
         data = chunk(sequence_number=seq & 0xFFFFFFFF, track_id=self.track_id, samples=samples, prft=prft)
         end = samples[-1].dts + samples[-1].duration
         part = Part(

@@ -37,22 +37,39 @@ class _Parser(argparse.ArgumentParser):
 def _add_stream_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("stream")
     g.add_argument("--stream", default="demo", help="stream name used in URLs and folders (default: %(default)s)")
-    g.add_argument("--ladder", default=DEFAULT_LADDER,
-                   help="video renditions WIDTHxHEIGHT@BITRATE, comma separated; rungs above the source "
-                        "are dropped (default: %(default)s)")
-    g.add_argument("--audio-bitrate", default="128k", help="AAC-LC bitrate shared by all variants (default: %(default)s)")
+    g.add_argument(
+        "--ladder",
+        default=DEFAULT_LADDER,
+        help="video renditions WIDTHxHEIGHT@BITRATE, comma separated; rungs above the source "
+        "are dropped (default: %(default)s)",
+    )
+    g.add_argument(
+        "--audio-bitrate", default="128k", help="AAC-LC bitrate shared by all variants (default: %(default)s)"
+    )
     g.add_argument("--segment", default="2.0", help="segment duration in seconds (default: %(default)s)")
-    g.add_argument("--part", default="0.5",
-                   help="part (CMAF chunk) duration in seconds; must divide --segment (default: %(default)s)")
+    g.add_argument(
+        "--part",
+        default="0.5",
+        help="part (CMAF chunk) duration in seconds; must divide --segment (default: %(default)s)",
+    )
     g.add_argument("--window", default="60", help="seconds kept in live manifests (default: %(default)s)")
     g.add_argument("--preset", default="veryfast", help="x264 preset (default: %(default)s)")
-    g.add_argument("--fps", default=None,
-                   help="output frame rate, e.g. 30 or 30000/1001 (default: the source's, 30 for testsrc)")
+    g.add_argument(
+        "--fps", default=None, help="output frame rate, e.g. 30 or 30000/1001 (default: the source's, 30 for testsrc)"
+    )
     g.add_argument("--loop", action="store_true", help="repeat a file forever as one continuous live feed")
-    g.add_argument("--duration", type=float, default=None,
-                   help="stop after this many seconds of media (default: until the input ends or Ctrl-C)")
-    g.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
-                   help="logging detail (default: %(default)s)")
+    g.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="stop after this many seconds of media (default: until the input ends or Ctrl-C)",
+    )
+    g.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="logging detail (default: %(default)s)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,11 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    run = sub.add_parser("run", help="package a live source and serve it over HTTP",
-                         description="Package a live source (default: the synthetic testsrc) and serve "
-                                     "players, manifests and media on http://HOST:PORT/.")
-    run.add_argument("source", nargs="?", default="testsrc",
-                     help="testsrc[:WxH[@FPS]], a file, or a URL PyAV opens (default: %(default)s)")
+    run = sub.add_parser(
+        "run",
+        help="package a live source and serve it over HTTP",
+        description="Package a live source (default: the synthetic testsrc) and serve "
+        "players, manifests and media on http://HOST:PORT/.",
+    )
+    run.add_argument(
+        "source",
+        nargs="?",
+        default="testsrc",
+        help="testsrc[:WxH[@FPS]], a file, or a URL PyAV opens (default: %(default)s)",
+    )
     run.add_argument("--out", default="./live-out", help="folder the live output is mirrored to (default: %(default)s)")
     run.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     run.add_argument("--port", type=int, default=8080, help="HTTP port (default: %(default)s)")
@@ -74,16 +98,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-serve", action="store_true", help="only write the output folder, start no HTTP server")
     _add_stream_flags(run)
 
-    pkg = sub.add_parser("package", help="package a file or URL into a folder",
-                         description="Package SOURCE into OUT/{stream}/ (master.m3u8, manifest.mpd, renditions). "
-                                     "Without --fast a file is paced at 1x like a live feed.")
+    pkg = sub.add_parser(
+        "package",
+        help="package a file or URL into a folder",
+        description="Package SOURCE into OUT/{stream}/ (master.m3u8, manifest.mpd, renditions). "
+        "Without --fast a file is paced at 1x like a live feed.",
+    )
     pkg.add_argument("source", help="a file, a URL PyAV opens, or testsrc[:WxH[@FPS]] (with --duration)")
     pkg.add_argument("--out", required=True, help="output folder")
     pkg.add_argument("--fast", action="store_true", help="process as fast as the machine allows (file -> VOD)")
     _add_stream_flags(pkg)
 
-    org = sub.add_parser("origin", help="serve an existing output folder",
-                         description="Serve OUT folders written by `packager run`/`package` (manifests read from disk).")
+    org = sub.add_parser(
+        "origin",
+        help="serve an existing output folder",
+        description="Serve OUT folders written by `packager run`/`package` (manifests read from disk).",
+    )
     org.add_argument("--root", required=True, help="output folder to serve")
     org.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     org.add_argument("--port", type=int, default=8080, help="HTTP port (default: %(default)s)")
@@ -216,10 +246,13 @@ async def _run(args: argparse.Namespace, config: StreamConfig) -> int:
     if not args.no_serve:
         from origin.app import serve_store
 
-        runner = await serve_store(store, host=args.host, port=args.port, cors_origin=args.cors_origin,
-                                   pipelines={config.name: pipeline})
-        print(f"packager: serving http://{args.host}:{args.port}/ (stream {config.name!r}); Ctrl-C to stop",
-              file=sys.stderr)
+        runner = await serve_store(
+            store, host=args.host, port=args.port, cors_origin=args.cors_origin, pipelines={config.name: pipeline}
+        )
+        print(
+            f"packager: serving http://{args.host}:{args.port}/ (stream {config.name!r}); Ctrl-C to stop",
+            file=sys.stderr,
+        )
     reason = await pipeline.wait()
     await _finalize(store)
     if runner is not None:

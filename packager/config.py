@@ -45,8 +45,7 @@ def parse_seconds(text: str | float | Fraction, what: str) -> Fraction:
 def check_name(name: str, what: str) -> str:
     if not _NAME.match(name):
         raise ConfigError(
-            f"{what}: {name!r} must be 1-64 characters of letters, digits, '-' or '_', "
-            "starting with a letter or digit"
+            f"{what}: {name!r} must be 1-64 characters of letters, digits, '-' or '_', starting with a letter or digit"
         )
     return name
 
@@ -135,9 +134,7 @@ class Timing:
         if self.part_s > self.segment_s:
             raise ConfigError(f"--part: {float(self.part_s)} s is longer than --segment {float(self.segment_s)} s")
         if (self.segment_s / self.part_s).denominator != 1:
-            raise ConfigError(
-                f"--part: {float(self.part_s)} s must divide --segment {float(self.segment_s)} s exactly"
-            )
+            raise ConfigError(f"--part: {float(self.part_s)} s must divide --segment {float(self.segment_s)} s exactly")
         if self.part_s < Fraction(1, 10):
             raise ConfigError(f"--part: {float(self.part_s)} s is below the 0.1 s minimum")
         if self.window_s < 3 * self.segment_s:

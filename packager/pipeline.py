@@ -56,8 +56,9 @@ class _Fanout:
 class Pipeline:
     """One live or VOD stream from source to store."""
 
-    def __init__(self, config: StreamConfig, source: Source, store: Store, *, fast: bool = False,
-                 duration_s: float | None = None) -> None:
+    def __init__(
+        self, config: StreamConfig, source: Source, store: Store, *, fast: bool = False, duration_s: float | None = None
+    ) -> None:
         self.config = config
         self.source = source
         self.store = store
@@ -98,22 +99,32 @@ class Pipeline:
             for rendition in ladder.renditions:
                 self.video_workers.append(
                     VideoEncoder(
-                        rendition, fps=fps, segment_s=timing.segment_s, encoding=cfg.encoding,
-                        on_init=self._threadsafe(self._on_init), on_samples=self._threadsafe(self._on_samples(rendition.name)),
+                        rendition,
+                        fps=fps,
+                        segment_s=timing.segment_s,
+                        encoding=cfg.encoding,
+                        on_init=self._threadsafe(self._on_init),
+                        on_samples=self._threadsafe(self._on_samples(rendition.name)),
                         blocking=blocking,
                     )
                 )
         if info.has_audio:
             self.audio_worker = AudioEncoder(
-                bitrate=cfg.ladder.audio_bitrate, on_init=self._threadsafe(self._on_init),
-                on_samples=self._threadsafe(self._on_samples("audio")), blocking=blocking,
+                bitrate=cfg.ladder.audio_bitrate,
+                on_init=self._threadsafe(self._on_init),
+                on_samples=self._threadsafe(self._on_samples("audio")),
+                blocking=blocking,
             )
         for w in self._workers:
             w.start()
         threading.Thread(target=self._source_thread, name=f"source-{cfg.name}", daemon=True).start()
-        log.info("%s: %s -> %s", cfg.name, info.description,
-                 ", ".join(f"{w.rendition.name} {w.rendition.width}x{w.rendition.height}" for w in self.video_workers)
-                 + (" + audio" if self.audio_worker else ""))
+        log.info(
+            "%s: %s -> %s",
+            cfg.name,
+            info.description,
+            ", ".join(f"{w.rendition.name} {w.rendition.width}x{w.rendition.height}" for w in self.video_workers)
+            + (" + audio" if self.audio_worker else ""),
+        )
         return self.stream
 
     @property

@@ -163,7 +163,10 @@ class VideoEncoder(_Worker):
     def _handle(self, frame: av.VideoFrame, pts: int, capture_utc_s: float) -> None:  # type: ignore[override]
         self.stats.frames_in += 1
         out = self.reformatter.reformat(
-            frame, width=self.rendition.width, height=self.rendition.height, format="yuv420p",
+            frame,
+            width=self.rendition.width,
+            height=self.rendition.height,
+            format="yuv420p",
             interpolation="BILINEAR",
         )
         if out is frame:  # same size and format: the frame is shared with other threads, copy it
@@ -206,8 +209,13 @@ class VideoEncoder(_Worker):
                     frame_rate=self.fps,
                 )
                 data = video_init(
-                    track_id=1, timescale=VIDEO_TIMESCALE, width=info.width, height=info.height,
-                    sps=sps, pps=pps, bitrate=self.rendition.bitrate,
+                    track_id=1,
+                    timescale=VIDEO_TIMESCALE,
+                    width=info.width,
+                    height=info.height,
+                    sps=sps,
+                    pps=pps,
+                    bitrate=self.rendition.bitrate,
                 )
                 self.on_init(EncodedInit(info, data))
                 self.sent_init = True
@@ -233,8 +241,9 @@ class AudioEncoder(_Worker):
 
     name = "encode-audio"
 
-    def __init__(self, *, bitrate: int, on_init: InitSink, on_samples: SampleSink, blocking: bool,
-                 track_name: str = "audio") -> None:
+    def __init__(
+        self, *, bitrate: int, on_init: InitSink, on_samples: SampleSink, blocking: bool, track_name: str = "audio"
+    ) -> None:
         super().__init__(blocking=blocking, depth=400)
         self.track_name = track_name
         self.bitrate = bitrate
@@ -254,11 +263,20 @@ class AudioEncoder(_Worker):
         self.first_pts: int | None = None  # encoder priming before this is not published
         asc = bytes(ctx.extradata) if ctx.extradata else aac.audio_specific_config(AUDIO_TIMESCALE, 2)
         info = TrackInfo(
-            name=track_name, kind="audio", codec=aac.codec_string(), timescale=AUDIO_TIMESCALE,
-            bitrate=bitrate, sample_rate=AUDIO_TIMESCALE, channels=2,
+            name=track_name,
+            kind="audio",
+            codec=aac.codec_string(),
+            timescale=AUDIO_TIMESCALE,
+            bitrate=bitrate,
+            sample_rate=AUDIO_TIMESCALE,
+            channels=2,
         )
-        self.init = EncodedInit(info, audio_init(track_id=1, timescale=AUDIO_TIMESCALE,
-                                                 sample_rate=AUDIO_TIMESCALE, channels=2, asc=asc, bitrate=bitrate))
+        self.init = EncodedInit(
+            info,
+            audio_init(
+                track_id=1, timescale=AUDIO_TIMESCALE, sample_rate=AUDIO_TIMESCALE, channels=2, asc=asc, bitrate=bitrate
+            ),
+        )
         self.sent_init = False
 
     def _handle(self, frame: av.AudioFrame, pts: int, capture_utc_s: float) -> None:  # type: ignore[override]
@@ -307,10 +325,16 @@ class AudioEncoder(_Worker):
             if packet.pts is None or (self.first_pts is not None and packet.pts < self.first_pts):
                 continue  # the encoder's priming frame: no edit lists, so it is not published
             duration = packet.duration or AAC_FRAME
-            samples.append(Sample(
-                data=bytes(packet), dts=packet.pts, pts=packet.pts, duration=duration, keyframe=True,
-                capture_utc_s=self.capture.pop(packet.pts + AAC_FRAME, self.capture.pop(packet.pts, 0.0)),
-            ))
+            samples.append(
+                Sample(
+                    data=bytes(packet),
+                    dts=packet.pts,
+                    pts=packet.pts,
+                    duration=duration,
+                    keyframe=True,
+                    capture_utc_s=self.capture.pop(packet.pts + AAC_FRAME, self.capture.pop(packet.pts, 0.0)),
+                )
+            )
             self.stats.frames_out += 1
         if samples:
             self.on_samples(samples)

@@ -20,7 +20,9 @@ def collect(info=VIDEO, seg=SEG, part=PART):
 def video_samples(start_frame, count, key_every=60):
     for n in range(start_frame, start_frame + count):
         t = n * 3000
-        yield Sample(b"\x00\x00\x00\x01\x65" + bytes([n % 256]), t, t, 3000, n % key_every == 0, capture_utc_s=t / 90000)
+        yield Sample(
+            b"\x00\x00\x00\x01\x65" + bytes([n % 256]), t, t, 3000, n % key_every == 0, capture_utc_s=t / 90000
+        )
 
 
 def test_numbers_are_functions_of_time():

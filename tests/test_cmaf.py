@@ -82,9 +82,7 @@ def encode_video(
 
 def video_samples(packets: list[av.Packet]) -> list[Sample]:
     return [
-        Sample(
-            data=avc.annexb_to_mp4(bytes(p)), dts=p.dts, pts=p.pts, duration=3000, keyframe=p.is_keyframe
-        )
+        Sample(data=avc.annexb_to_mp4(bytes(p)), dts=p.dts, pts=p.pts, duration=3000, keyframe=p.is_keyframe)
         for p in packets
     ]
 
@@ -158,9 +156,7 @@ def synthetic_samples(count: int, *, base: int, with_cto: bool) -> list[Sample]:
         (320, 180, "yuv420p", {"x264-params": "interlaced=1"}, 77),  # frame_mbs_only = 0
     ],
 )
-def test_sps_from_libx264(
-    width: int, height: int, pix_fmt: str, options: dict[str, str], profile: int
-) -> None:
+def test_sps_from_libx264(width: int, height: int, pix_fmt: str, options: dict[str, str], profile: int) -> None:
     packets = encode_video(width, height, pix_fmt=pix_fmt, options=options)
     assert packets[0].is_keyframe
     sps, pps = avc.parameter_sets(bytes(packets[0]))
@@ -253,8 +249,17 @@ def test_split_annexb_start_codes_and_conversion() -> None:
     aud, sps, pps = b"\x09\xf0", b"\x67\x42\xc0\x1e\xaa", b"\x68\xce\x38\x80"
     sei, idr = b"\x06\x05\x01\x80", b"\x65\x88\x84\x00\x00\x03\x00\x21"
     data = (
-        b"\x00\x00\x00\x01" + aud + b"\x00\x00\x01" + sps + b"\x00\x00\x00\x01" + pps
-        + b"\x00\x00\x01" + sei + b"\x00\x00\x00\x01" + idr + b"\x00\x00"  # trailing_zero_8bits
+        b"\x00\x00\x00\x01"
+        + aud
+        + b"\x00\x00\x01"
+        + sps
+        + b"\x00\x00\x00\x01"
+        + pps
+        + b"\x00\x00\x01"
+        + sei
+        + b"\x00\x00\x00\x01"
+        + idr
+        + b"\x00\x00"  # trailing_zero_8bits
     )
     assert avc.split_annexb(data) == [aud, sps, pps, sei, idr]
     assert avc.parameter_sets(data + b"\x00\x00\x01" + sps) == ([sps], [pps])
@@ -298,9 +303,7 @@ def test_audio_specific_config_values_and_errors() -> None:
 @pytest.mark.media
 def test_video_init_round_trip() -> None:
     sps, pps = avc.parameter_sets(bytes(encode_video(320, 180, options={"preset": "veryfast"})[0]))
-    data = video_init(
-        track_id=3, timescale=VIDEO_TS, width=320, height=180, sps=sps, pps=pps, bitrate=800_000
-    )
+    data = video_init(track_id=3, timescale=VIDEO_TS, width=320, height=180, sps=sps, pps=pps, bitrate=800_000)
     assert [b.type for b in iter_boxes(data)] == ["ftyp", "moov"]
     ftyp = find(data, "ftyp")[0].payload(data)
     assert ftyp[:4] == b"iso6"
@@ -336,9 +339,7 @@ def test_video_init_without_bitrate_has_no_btrt() -> None:
 
 def test_audio_init_round_trip() -> None:
     asc = aac.audio_specific_config(48_000, 2)
-    data = audio_init(
-        track_id=2, timescale=AUDIO_TS, sample_rate=48_000, channels=2, asc=asc, bitrate=128_000
-    )
+    data = audio_init(track_id=2, timescale=AUDIO_TS, sample_rate=48_000, channels=2, asc=asc, bitrate=128_000)
     info = parse_init(data)
     assert (info.handler, info.timescale, info.track_id, info.codec) == ("soun", AUDIO_TS, 2, "mp4a.40.2")
     assert (info.sample_rate, info.channels, info.width, info.height) == (48_000, 2, 0, 0)
@@ -469,7 +470,9 @@ def test_iter_boxes_sizes() -> None:
     data += b"\x00\x00\x00\x00mdat" + payload  # size 0: to the end
     boxes = list(iter_boxes(data))
     assert [(b.type, b.size, b.header_size) for b in boxes] == [
-        ("free", 11, 8), ("wide", 21, 16), ("mdat", 28, 8),
+        ("free", 11, 8),
+        ("wide", 21, 16),
+        ("mdat", 28, 8),
     ]
     assert [b.payload(data) for b in boxes] == [b"abc", b"hello", payload]
     nested = box(b"moov", full_box(b"mvhd", 0, 0, b"\x00" * 4), b"\x00\x00\x00\x50trak")
@@ -514,7 +517,9 @@ def test_reader_fuzz_only_raises_value_error() -> None:
     asc = aac.audio_specific_config(48_000, 2)
     init = audio_init(track_id=1, timescale=AUDIO_TS, sample_rate=48_000, channels=2, asc=asc, bitrate=96_000)
     segment = styp() + chunk(
-        sequence_number=1, track_id=1, samples=synthetic_samples(6, base=BIG_TICKS, with_cto=True),
+        sequence_number=1,
+        track_id=1,
+        samples=synthetic_samples(6, base=BIG_TICKS, with_cto=True),
         prft=Prft(1_700_000_000.0, BIG_TICKS),
     )
     rng = random.Random(1234)
@@ -546,9 +551,7 @@ def test_video_end_to_end_decodes(tmp_path: Path, options: dict[str, str], reord
     sps, pps = avc.parameter_sets(bytes(packets[0]))
     samples = video_samples(packets)
     assert any(s.pts != s.dts for s in samples) == reordered
-    init = video_init(
-        track_id=1, timescale=VIDEO_TS, width=320, height=180, sps=sps, pps=pps, bitrate=300_000
-    )
+    init = video_init(track_id=1, timescale=VIDEO_TS, width=320, height=180, sps=sps, pps=pps, bitrate=300_000)
     prft = Prft(1_700_000_000.0, samples[0].pts)
     chunks = [
         chunk(sequence_number=1, track_id=1, samples=samples[:30], prft=prft),
@@ -590,13 +593,14 @@ def test_audio_end_to_end_decodes(tmp_path: Path) -> None:
         frame.pts = BIG_TICKS + n * 1024
         packets += ctx.encode(frame)
     packets += ctx.encode(None)
-    samples = [
-        Sample(data=bytes(p), dts=p.dts, pts=p.pts, duration=p.duration or 1024, keyframe=True)
-        for p in packets
-    ]
+    samples = [Sample(data=bytes(p), dts=p.dts, pts=p.pts, duration=p.duration or 1024, keyframe=True) for p in packets]
     assert ctx.extradata is not None
     init = audio_init(
-        track_id=1, timescale=AUDIO_TS, sample_rate=AUDIO_TS, channels=2, asc=bytes(ctx.extradata),
+        track_id=1,
+        timescale=AUDIO_TS,
+        sample_rate=AUDIO_TS,
+        channels=2,
+        asc=bytes(ctx.extradata),
         bitrate=128_000,
     )
     half = len(samples) // 2

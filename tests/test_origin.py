@@ -27,7 +27,7 @@ async def live(aiohttp_client, tmp_path):
 
 
 async def test_manifest_headers(live):
-    client, d = live
+    client, _d = live
     r = await client.get("/live/demo/master.m3u8")
     assert r.status == 200
     assert r.headers["Content-Type"] == "application/vnd.apple.mpegurl"
@@ -44,7 +44,7 @@ async def test_manifest_headers(live):
 
 
 async def test_media_headers_and_types(live):
-    client, d = live
+    client, _d = live
     r = await client.get("/live/demo/360p/init.mp4")
     assert r.status == 200 and r.headers["Content-Type"] == "video/mp4"
     assert "immutable" in r.headers["Cache-Control"] and "no-transform" in r.headers["Cache-Control"]
@@ -59,7 +59,7 @@ async def test_media_headers_and_types(live):
 
 
 async def test_etag_304_last_modified(live):
-    client, d = live
+    client, _d = live
     r = await client.get("/live/demo/360p/1000.m4s")
     etag, lm = r.headers["ETag"], r.headers["Last-Modified"]
     r2 = await client.get("/live/demo/360p/1000.m4s", headers={"If-None-Match": etag})
@@ -72,7 +72,7 @@ async def test_etag_304_last_modified(live):
 
 
 async def test_ranges(live):
-    client, d = live
+    client, _d = live
     full = await (await client.get("/live/demo/360p/1000.m4s")).read()
     r = await client.get("/live/demo/360p/1000.m4s", headers={"Range": "bytes=0-9"})
     assert r.status == 206 and await r.read() == full[:10]
@@ -90,7 +90,7 @@ async def test_ranges(live):
 
 
 async def test_head_and_gzip(live):
-    client, d = live
+    client, _d = live
     r = await client.head("/live/demo/360p/1000.m4s")
     assert r.status == 200 and int(r.headers["Content-Length"]) > 0 and await r.read() == b""
     r = await client.get("/live/demo/manifest.mpd", headers={"Accept-Encoding": "gzip"}, auto_decompress=False)
@@ -102,10 +102,15 @@ async def test_head_and_gzip(live):
 
 
 async def test_preflight(live):
-    client, d = live
-    r = await client.options("/live/demo/360p/1000.m4s", headers={
-        "Origin": "http://player.example", "Access-Control-Request-Method": "GET",
-        "Access-Control-Request-Headers": "range"})
+    client, _d = live
+    r = await client.options(
+        "/live/demo/360p/1000.m4s",
+        headers={
+            "Origin": "http://player.example",
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "range",
+        },
+    )
     assert r.status == 204
     assert "GET" in r.headers["Access-Control-Allow-Methods"]
     assert "Range" in r.headers["Access-Control-Allow-Headers"]
@@ -138,7 +143,7 @@ async def test_time_health_metrics(live):
 
 
 async def test_api_streams(live):
-    client, d = live
+    client, _d = live
     data = await (await client.get("/api/streams")).json()
     s = data["streams"][0]
     assert s["name"] == "demo" and s["live"] and s["hls"] == "/live/demo/master.m3u8"
@@ -149,9 +154,15 @@ async def test_api_streams(live):
 
 
 async def test_unknown_things_404_with_reason(live):
-    client, d = live
-    for path in ("/live/nope/master.m3u8", "/live/demo/999p/index.m3u8", "/live/demo/360p/5.m4s",
-                 "/live/demo/360p/1000.9.m4s", "/live/demo/360p/evil.txt", "/nothing"):
+    client, _d = live
+    for path in (
+        "/live/nope/master.m3u8",
+        "/live/demo/999p/index.m3u8",
+        "/live/demo/360p/5.m4s",
+        "/live/demo/360p/1000.9.m4s",
+        "/live/demo/360p/evil.txt",
+        "/nothing",
+    ):
         r = await client.get(path)
         assert r.status == 404, path
         assert r.headers["Cache-Control"] == "no-store"
@@ -159,22 +170,25 @@ async def test_unknown_things_404_with_reason(live):
         assert text.startswith("404: ") and text.count("\n") == 1
 
 
-@pytest.mark.parametrize("path", [
-    "/live/demo/360p/../../../etc/passwd",
-    "/live/demo/360p/%2e%2e/%2e%2e/etc/passwd",
-    "/live/demo/%2e%2e/360p/1000.m4s",
-    "/live/demo/360p/..%2f..%2fetc%2fpasswd",
-    "/live/demo/360p/..%5c..%5cetc%5cpasswd",
-    "/live/demo/360p/%00.m4s",
-    "/live/demo/360p/1000.m4s%00",
-    "/live//etc/passwd",
-    "/players/../pyproject.toml",
-    "/players/%2e%2e%2fpyproject.toml",
-    "/players/lib/..%2f..%2fpyproject.toml",
-    "/live/demo/360p/" + "a" * 5000 + ".m4s",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/live/demo/360p/../../../etc/passwd",
+        "/live/demo/360p/%2e%2e/%2e%2e/etc/passwd",
+        "/live/demo/%2e%2e/360p/1000.m4s",
+        "/live/demo/360p/..%2f..%2fetc%2fpasswd",
+        "/live/demo/360p/..%5c..%5cetc%5cpasswd",
+        "/live/demo/360p/%00.m4s",
+        "/live/demo/360p/1000.m4s%00",
+        "/live//etc/passwd",
+        "/players/../pyproject.toml",
+        "/players/%2e%2e%2fpyproject.toml",
+        "/players/lib/..%2f..%2fpyproject.toml",
+        "/live/demo/360p/" + "a" * 5000 + ".m4s",
+    ],
+)
 async def test_traversal_never_serves_outside(live, path):
-    client, d = live
+    client, _d = live
     r = await client.get(path)
     assert r.status in (400, 404, 414)
     body = await r.read()
@@ -182,7 +196,7 @@ async def test_traversal_never_serves_outside(live, path):
 
 
 async def test_huge_headers_and_urls_rejected(live):
-    client, d = live
+    client, _d = live
     r = await client.get("/live/demo/master.m3u8", headers={"X-Big": "a" * 20000})
     assert r.status in (400, 431)
     r = await client.get("/live/demo/master.m3u8?" + "x=" + "a" * 20000)
@@ -190,7 +204,7 @@ async def test_huge_headers_and_urls_rejected(live):
 
 
 async def test_methods(live):
-    client, d = live
+    client, _d = live
     for method in ("POST", "PUT", "DELETE", "PATCH"):
         r = await client.request(method, "/live/demo/360p/1000.m4s")
         assert r.status == 405, method
@@ -248,7 +262,7 @@ async def test_blocking_reload_segment_only(live):
 
 
 async def test_blocking_reload_errors(live):
-    client, d = live
+    client, _d = live
     r = await client.get("/live/demo/360p/index.m3u8?_HLS_part=1")
     assert r.status == 400 and "requires" in await r.text()
     r = await client.get("/live/demo/360p/index.m3u8?_HLS_msn=1006")
@@ -259,7 +273,7 @@ async def test_blocking_reload_errors(live):
 
 
 async def test_blocking_reload_times_out_with_503(live):
-    client, d = live
+    client, _d = live
     t0 = time.monotonic()
     r = await client.get("/live/demo/360p/index.m3u8?_HLS_msn=1005")
     assert r.status == 503
@@ -316,8 +330,7 @@ async def test_render_once_per_state(aiohttp_client):
 
 async def test_many_blocking_waiters_released_together(live):
     client, d = live
-    reqs = [asyncio.create_task(client.get("/live/demo/360p/index.m3u8?_HLS_msn=1003&_HLS_part=2"))
-            for _ in range(200)]
+    reqs = [asyncio.create_task(client.get("/live/demo/360p/index.m3u8?_HLS_msn=1003&_HLS_part=2")) for _ in range(200)]
     await asyncio.sleep(0.2)
     assert d.stream.track("360p").waiter_count == 1
     d.publish(1)
@@ -356,6 +369,6 @@ async def test_next_segment_request_is_held_until_it_starts(live):
 
 
 async def test_far_future_segment_404(live):
-    client, d = live
+    client, _d = live
     r = await client.get("/live/demo/360p/1010.m4s")
     assert r.status == 404

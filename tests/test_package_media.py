@@ -25,16 +25,16 @@ LADDER = "480x270@500k,320x180@250k"
 
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "packager", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "packager", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="module")
 def vod(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("vod")
     clip = make_clip(tmp / "clip.mp4", seconds=10, width=480, height=270)
-    r = run_cli("package", str(clip), "--out", str(tmp / "out"), "--fast", "--ladder", LADDER, "--preset",
-                "ultrafast")
+    r = run_cli("package", str(clip), "--out", str(tmp / "out"), "--fast", "--ladder", LADDER, "--preset", "ultrafast")
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
     return tmp / "out" / "demo"
@@ -122,9 +122,26 @@ def test_vod_plays_back_through_manifests(vod):
 
 def test_live_window_then_ctrl_c_gives_vod(tmp_path):
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "packager", "run", "testsrc:320x180@30", "--ladder", "320x180@250k",
-           "--preset", "ultrafast", "--out", str(out), "--no-serve", "--window", "6", "--segment", "1",
-           "--part", "0.5"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "packager",
+        "run",
+        "testsrc:320x180@30",
+        "--ladder",
+        "320x180@250k",
+        "--preset",
+        "ultrafast",
+        "--out",
+        str(out),
+        "--no-serve",
+        "--window",
+        "6",
+        "--segment",
+        "1",
+        "--part",
+        "0.5",
+    ]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         seen = []
@@ -159,19 +176,22 @@ def test_live_window_then_ctrl_c_gives_vod(tmp_path):
 # ---------------------------------------------------------------- bad input
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["package", "/nonexistent/clip.mp4", "--out", "{tmp}"], "no such file"),
-    (["package", "{tmp}", "--out", "{tmp}/o"], "directory"),
-    (["package", "{tmp}/garbage.mp4", "--out", "{tmp}/o"], "cannot open"),
-    (["package", "testsrc", "--out", "{tmp}/o", "--ladder", "big"], "--ladder"),
-    (["package", "testsrc", "--out", "{tmp}/o", "--segment", "2", "--part", "0.3"], "--part"),
-    (["package", "testsrc", "--out", "{tmp}/o", "--stream", "../evil"], "--stream"),
-    (["package", "testsrc", "--out", "{tmp}/o", "--fps", "abc"], "--fps"),
-    (["package", "testsrc", "--out", "{tmp}/o", "--fast"], "--duration"),
-    (["package", "testsrc:13x7", "--out", "{tmp}/o", "--fast", "--duration", "1"], "testsrc"),
-    (["run", "--port", "notaport"], "invalid int"),
-    (["frobnicate"], "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["package", "/nonexistent/clip.mp4", "--out", "{tmp}"], "no such file"),
+        (["package", "{tmp}", "--out", "{tmp}/o"], "directory"),
+        (["package", "{tmp}/garbage.mp4", "--out", "{tmp}/o"], "cannot open"),
+        (["package", "testsrc", "--out", "{tmp}/o", "--ladder", "big"], "--ladder"),
+        (["package", "testsrc", "--out", "{tmp}/o", "--segment", "2", "--part", "0.3"], "--part"),
+        (["package", "testsrc", "--out", "{tmp}/o", "--stream", "../evil"], "--stream"),
+        (["package", "testsrc", "--out", "{tmp}/o", "--fps", "abc"], "--fps"),
+        (["package", "testsrc", "--out", "{tmp}/o", "--fast"], "--duration"),
+        (["package", "testsrc:13x7", "--out", "{tmp}/o", "--fast", "--duration", "1"], "testsrc"),
+        (["run", "--port", "notaport"], "invalid int"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
 def test_bad_usage_one_line_errors(tmp_path, args, needle):
     (tmp_path / "garbage.mp4").write_bytes(bytes(range(256)) * 100)
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
@@ -185,8 +205,7 @@ def test_bad_usage_one_line_errors(tmp_path, args, needle):
 
 def _package(tmp_path: Path, clip: Path, *extra: str) -> tuple[subprocess.CompletedProcess, Path]:
     out = tmp_path / "out"
-    r = run_cli("package", str(clip), "--out", str(out), "--fast", "--ladder", LADDER, "--preset", "ultrafast",
-                *extra)
+    r = run_cli("package", str(clip), "--out", str(out), "--fast", "--ladder", LADDER, "--preset", "ultrafast", *extra)
     return r, out / "demo"
 
 
@@ -236,6 +255,6 @@ def test_hostile_media_packages_cleanly(tmp_path, kind):
         assert "audio" not in pls
     if kind == "odd_size_vfr":
         assert set(pls) == {"270p", "180p", "audio"}  # both rungs fit inside 853x479
-    for name, pl in pls.items():
+    for name, _pl in pls.items():
         for f in segment_facts(out, name):
             assert abs(float(f.duration_s) - f.extinf_s) < 0.001

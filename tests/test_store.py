@@ -10,7 +10,7 @@ from tests.support.live import make_live
 
 
 def test_parts_segments_and_hint():
-    store, d = make_live()
+    _store, d = make_live()
     d.publish(2)
     v = d.stream.view().track("360p")
     assert v.pending_msn == 1000 and [p.index for p in v.pending] == [0, 1]
@@ -29,7 +29,7 @@ def test_parts_segments_and_hint():
 
 
 def test_view_is_cached_per_version():
-    store, d = make_live()
+    _store, d = make_live()
     d.publish(1)
     a = d.stream.view()
     assert d.stream.view() is a
@@ -39,7 +39,7 @@ def test_view_is_cached_per_version():
 
 
 def test_window_slides_and_memory_is_bounded():
-    store, d = make_live(window_s=Fraction(5))
+    _store, d = make_live(window_s=Fraction(5))
     d.stream.grace_s = 0.0
     d.publish_segments(30)
     track = d.stream.track("360p")
@@ -53,7 +53,7 @@ def test_window_slides_and_memory_is_bounded():
 
 
 def test_end_closes_everything():
-    store, d = make_live()
+    _store, d = make_live()
     d.publish(6)
     d.stream.on_end("test")
     v = d.stream.view()
@@ -64,7 +64,7 @@ def test_end_closes_everything():
 
 
 async def test_waiters_share_one_future_and_wake_on_publish():
-    store, d = make_live()
+    _store, d = make_live()
     d.publish(1)
     track = d.stream.track("360p")
     waits = [asyncio.create_task(track.wait_part(1000, 2, 5)) for _ in range(500)]
@@ -79,7 +79,7 @@ async def test_waiters_share_one_future_and_wake_on_publish():
 
 
 async def test_wait_segment_and_timeout():
-    store, d = make_live()
+    _store, d = make_live()
     track = d.stream.track("360p")
     assert await track.wait_part(1000, 0, 0.01) is False
     t = asyncio.create_task(track.wait_segment(1000, 5))
@@ -91,7 +91,7 @@ async def test_wait_segment_and_timeout():
 
 
 async def test_end_wakes_waiters():
-    store, d = make_live()
+    _store, d = make_live()
     d.publish(1)
     track = d.stream.track("360p")
     t = asyncio.create_task(track.wait_part(1005, 0, 5))

@@ -34,8 +34,15 @@ def _error_text(exc: BaseException) -> str:
 class MediaSource:
     """A file or URL decoded with PyAV."""
 
-    def __init__(self, url: str, *, paced: bool = True, loop: bool = False, fps: Fraction | None = None,
-                 open_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        paced: bool = True,
+        loop: bool = False,
+        fps: Fraction | None = None,
+        open_timeout_s: float = 10.0,
+    ) -> None:
         self.url = url
         self.paced = paced
         self.loop = loop
@@ -101,10 +108,7 @@ class MediaSource:
         fps = info.fps
         frame_ticks_f = VIDEO_TIMESCALE / fps
         frame_ticks = round(frame_ticks_f)
-        if info.live:
-            anchor_ticks = grid_ticks(Fraction(time.time()), frame_ticks, VIDEO_TIMESCALE)
-        else:
-            anchor_ticks = 0
+        anchor_ticks = grid_ticks(Fraction(time.time()), frame_ticks, VIDEO_TIMESCALE) if info.live else 0
         anchor_s = Fraction(anchor_ticks, VIDEO_TIMESCALE)
         rebaser = Rebaser(anchor_s)
         cfr = CfrScheduler(frame_ticks, anchor_ticks)
@@ -129,7 +133,11 @@ class MediaSource:
                         if stop.is_set():
                             return "stopped"
                         if isinstance(frame, av.VideoFrame):
-                            src_s = Fraction(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else None
+                            src_s = (
+                                Fraction(frame.pts * frame.time_base)
+                                if frame.pts is not None and frame.time_base
+                                else None
+                            )
                             if src_s is None:
                                 src_s = rebaser.expected.get("v", anchor_s) - (rebaser.offset_s or 0)
                             media_s = rebaser.media_s("v", src_s, 1 / fps)
@@ -142,7 +150,11 @@ class MediaSource:
                                 capture = float(Fraction(slot, VIDEO_TIMESCALE)) if info.live else time.time()
                                 sink.video(frame, slot, capture)
                         elif isinstance(frame, av.AudioFrame):
-                            src_s = Fraction(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else None
+                            src_s = (
+                                Fraction(frame.pts * frame.time_base)
+                                if frame.pts is not None and frame.time_base
+                                else None
+                            )
                             dur = Fraction(frame.samples, frame.sample_rate or AUDIO_TIMESCALE)
                             if src_s is None:
                                 src_s = rebaser.expected.get("a", anchor_s) - (rebaser.offset_s or 0)
@@ -161,8 +173,12 @@ class MediaSource:
                                 resampler = av.AudioResampler(format="fltp", layout="stereo", rate=AUDIO_TIMESCALE)
                                 continue
                             for af in out:
-                                if not info.has_video and self.paced and not self._pace(
-                                    wall0, audio_next - round(anchor_s * AUDIO_TIMESCALE), AUDIO_TIMESCALE, stop
+                                if (
+                                    not info.has_video
+                                    and self.paced
+                                    and not self._pace(
+                                        wall0, audio_next - round(anchor_s * AUDIO_TIMESCALE), AUDIO_TIMESCALE, stop
+                                    )
                                 ):
                                     return "stopped"
                                 capture = audio_next / AUDIO_TIMESCALE if info.live else time.time()

@@ -110,7 +110,10 @@ class Painter:
         self.v_bars = v_bars[(xc * 16 // width) % 8]
         self.scale = max(1, height // 90)
         self._glyphs = {
-            ch: np.kron(np.array([[c == "1" for c in row] for row in rows], dtype=bool), np.ones((self.scale, self.scale), dtype=bool))
+            ch: np.kron(
+                np.array([[c == "1" for c in row] for row in rows], dtype=bool),
+                np.ones((self.scale, self.scale), dtype=bool),
+            )
             for ch, rows in _FONT.items()
         }
         self.buf = np.empty((height * 3 // 2, width), dtype=np.uint8)
@@ -148,7 +151,9 @@ class Painter:
         period_x, period_y = max(1, w - size), max(1, h - band - size)
         bx = abs((n * 7) % (2 * period_x) - period_x)
         by = band + abs((n * 5) % (2 * period_y) - period_y)
-        y[by : by + size, bx : bx + size] = (np.arange(size, dtype=np.uint16)[None, :] * 200 // size + 30).astype(np.uint8)
+        y[by : by + size, bx : bx + size] = (np.arange(size, dtype=np.uint16)[None, :] * 200 // size + 30).astype(
+            np.uint8
+        )
         uv[by // 2 : (by + size) // 2, bx // 2 : (bx + size) // 2] = 200
         uv[h // 2 + by // 2 : h // 2 + (by + size) // 2, bx // 2 : (bx + size) // 2] = 60
         # timecode band
@@ -182,10 +187,14 @@ class TestSource:
 
     __test__ = False  # not a pytest class
 
-    def __init__(self, width: int = 1280, height: int = 720, fps: Fraction = Fraction(30), *, paced: bool = True) -> None:
+    def __init__(
+        self, width: int = 1280, height: int = 720, fps: Fraction = Fraction(30), *, paced: bool = True
+    ) -> None:
         self.width, self.height, self.fps = width, height, Fraction(fps)
         self.paced = paced
-        self.info = SourceInfo(f"testsrc {width}x{height}@{float(fps):g}", True, True, width, height, self.fps, live=True)
+        self.info = SourceInfo(
+            f"testsrc {width}x{height}@{float(fps):g}", True, True, width, height, self.fps, live=True
+        )
 
     def probe(self) -> SourceInfo:
         return self.info
@@ -208,9 +217,8 @@ class TestSource:
             t_s = Fraction(n) / fps
             if self.paced:
                 delay = float(t_s) - time.time()
-                if delay > 0:
-                    if stop.wait(delay):
-                        break
+                if delay > 0 and stop.wait(delay):
+                    break
             t_ms = int(t_s * 1000)
             planes = painter.draw(n, t_ms)
             frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")

@@ -31,7 +31,7 @@ def test_media_is_a_hit_on_second_fetch(cdn, live_origin):
     pl = m3u8.loads(text.decode())
     uri = pl.segments[-2].uri
     for name in ("init.mp4", uri):
-        s1, h1, b1 = get(f"{base}/live/demo/270p/{name}")
+        s1, _h1, b1 = get(f"{base}/live/demo/270p/{name}")
         s2, h2, b2 = get(f"{base}/live/demo/270p/{name}")
         assert s1 == s2 == 200 and b1 == b2
         assert h2["X-Cache-Status"] == "HIT", (name, h2)
@@ -46,7 +46,7 @@ def test_manifests_through_cdn_are_never_stale(cdn, live_origin):
     worst = 0.0
     for _ in range(12):
         s_cdn, h_cdn, body_cdn = get(f"{base}/live/demo/270p/index.m3u8")
-        s_org, h_org, body_org = get(f"{live_origin}/live/demo/270p/index.m3u8")
+        s_org, _h_org, body_org = get(f"{live_origin}/live/demo/270p/index.m3u8")
         assert s_cdn == s_org == 200
         max_age = int(re.search(r"max-age=(\d+)", h_cdn["Cache-Control"]).group(1))
         lag = _playlist_end(body_org.decode()) - _playlist_end(body_cdn.decode())
@@ -55,8 +55,10 @@ def test_manifests_through_cdn_are_never_stale(cdn, live_origin):
         # MPD: publishTime through the CDN is no older than max-age + 1 s
         _, hm, mpd_cdn = get(f"{base}/live/demo/manifest.mpd")
         _, _, mpd_org = get(f"{live_origin}/live/demo/manifest.mpd")
-        pt = [datetime.fromisoformat(re.search(rb'publishTime="([^"]+)"', x).group(1).decode().replace("Z", "+00:00"))
-              for x in (mpd_cdn, mpd_org)]
+        pt = [
+            datetime.fromisoformat(re.search(rb'publishTime="([^"]+)"', x).group(1).decode().replace("Z", "+00:00"))
+            for x in (mpd_cdn, mpd_org)
+        ]
         mpd_age = int(re.search(r"max-age=(\d+)", hm["Cache-Control"]).group(1))
         assert (pt[1] - pt[0]).total_seconds() <= mpd_age + 1.0
         time.sleep(0.7)
@@ -85,6 +87,6 @@ def test_players_through_cdn(browser, cdn, player, src):
         assert pb.last["lowLatency"] is True
         lat = [x for x in pb.last["latencySamples"] if x is not None]
         limit = 3.0 if player == "hls" else 3.5
-        assert lat and sorted(lat[len(lat) // 2:])[len(lat[len(lat) // 2:]) // 2] < limit, lat[-10:]
+        assert lat and sorted(lat[len(lat) // 2 :])[len(lat[len(lat) // 2 :]) // 2] < limit, lat[-10:]
     finally:
         context.close()

@@ -37,7 +37,7 @@ def test_hls_js_plays_low_latency_and_switches(browser, live_origin):
         assert pb.last["player"] == "hls"
         assert pb.last["lowLatency"] is True and pb.last["partTarget"] > 0
         lat = [x for x in pb.last["latencySamples"] if x is not None]
-        assert lat and statistics.median(lat[len(lat) // 2:]) < 3.0, lat[-10:]
+        assert lat and statistics.median(lat[len(lat) // 2 :]) < 3.0, lat[-10:]
         ratios = force_each_level(page, pb)
         assert len(ratios) == 2 and all(r >= 0.5 for r in ratios.values()), ratios
         assert pb.media_errors == []
@@ -52,7 +52,7 @@ def test_dash_js_plays_low_latency_and_switches(browser, live_origin):
         assert pb.last["player"] == "dash"
         assert pb.last["lowLatency"] is True
         lat = [x for x in pb.last["latencySamples"] if x is not None]
-        assert lat and statistics.median(lat[len(lat) // 2:]) < 3.5, lat[-10:]
+        assert lat and statistics.median(lat[len(lat) // 2 :]) < 3.5, lat[-10:]
         ratios = force_each_level(page, pb)
         assert len(ratios) == 2 and all(r >= 0.5 for r in ratios.values()), ratios
         assert pb.media_errors == []

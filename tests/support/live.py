@@ -41,9 +41,17 @@ class Driver:
                 ts = info.timescale
                 start = int((self.msn * self.segment_s + self.index * self.part_s) * ts)
                 dur = int(self.part_s * ts)
-                part = Part(info.name, self.msn, self.index, start, dur, self.index == 0,
-                            self.part_bytes(info, self.msn, self.index), capture_utc_s=time.time() - 0.1,
-                            published_utc_s=time.time())
+                part = Part(
+                    info.name,
+                    self.msn,
+                    self.index,
+                    start,
+                    dur,
+                    self.index == 0,
+                    self.part_bytes(info, self.msn, self.index),
+                    capture_utc_s=time.time() - 0.1,
+                    published_utc_s=time.time(),
+                )
                 self.stream.on_part(part, self.index == self.parts_per_segment - 1, False)
             self.published.append((self.msn, self.index))
             self.index += 1
@@ -55,13 +63,26 @@ class Driver:
         self.publish(n * self.parts_per_segment)
 
 
-def make_live(root: Path | None = None, *, segment_s: Fraction = Fraction(1), part_s: Fraction = Fraction(1, 4),
-              window_s: Fraction = Fraction(10), tracks: tuple[TrackInfo, ...] = (VIDEO, VIDEO2, AUDIO),
-              name: str = "demo", live: bool = True) -> tuple[Store, Driver]:
+def make_live(
+    root: Path | None = None,
+    *,
+    segment_s: Fraction = Fraction(1),
+    part_s: Fraction = Fraction(1, 4),
+    window_s: Fraction = Fraction(10),
+    tracks: tuple[TrackInfo, ...] = (VIDEO, VIDEO2, AUDIO),
+    name: str = "demo",
+    live: bool = True,
+) -> tuple[Store, Driver]:
     store = Store(root)
     target = max(1, -(-segment_s.numerator // segment_s.denominator))
-    stream = store.open_stream(name, segment_s=segment_s, part_s=part_s, window_s=window_s, target_duration=target,
-                               clock=MediaClock(Fraction(0), live=live))
+    stream = store.open_stream(
+        name,
+        segment_s=segment_s,
+        part_s=part_s,
+        window_s=window_s,
+        target_duration=target,
+        clock=MediaClock(Fraction(0), live=live),
+    )
     for info in tracks:
         stream.on_init(info, b"ftyp+moov " + info.name.encode())
     return store, Driver(stream, tracks, segment_s, part_s)

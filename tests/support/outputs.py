@@ -101,8 +101,11 @@ def dash_streams(mpd_path: Path) -> dict[str, bytes]:
             rid = rep.get("id")
 
             def expand(pattern: str, number: int = 0, time: int = 0, rid: str = rid) -> str:
-                return (pattern.replace("$RepresentationID$", rid).replace("$Number$", str(number))
-                        .replace("$Time$", str(time)))
+                return (
+                    pattern.replace("$RepresentationID$", rid)
+                    .replace("$Number$", str(number))
+                    .replace("$Time$", str(time))
+                )
 
             data = [(mpd_path.parent / expand(tmpl.get("initialization"))).read_bytes()]
             for number, t, _d in timelines[rid]:

@@ -18,9 +18,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required", "--mute-audio",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+    "--mute-audio",
 ]
 SMALL_LADDER = "480x270@500k,320x180@250k"
 
@@ -57,8 +64,14 @@ def get(url: str, headers: dict[str, str] | None = None, timeout: float = 10) ->
 
 
 @contextlib.contextmanager
-def packager(args: list[str], *, port: int | None = None, out: Path, ready_path: str = "/live/demo/master.m3u8",
-             timeout_s: float = 60.0) -> Iterator[tuple[subprocess.Popen, str]]:
+def packager(
+    args: list[str],
+    *,
+    port: int | None = None,
+    out: Path,
+    ready_path: str = "/live/demo/master.m3u8",
+    timeout_s: float = 60.0,
+) -> Iterator[tuple[subprocess.Popen, str]]:
     port = port or free_port()
     cmd = [sys.executable, "-m", "packager", "run", *args, "--port", str(port), "--out", str(out)]
     log = open(out.parent / f"packager-{port}.log", "wb")  # noqa: SIM115
@@ -120,8 +133,8 @@ def nginx_cdn(origin_port: int, workdir: Path) -> Iterator[str]:
     port = free_port()
     conf = workdir / "nginx.conf"
     conf.write_text(NGINX_CONF.format(dir=workdir, origin=origin_port, port=port))
-    proc = subprocess.Popen([nginx, "-c", str(conf), "-p", str(workdir)], stdout=subprocess.DEVNULL,
-                            stderr=open(workdir / "stderr.log", "wb"))  # noqa: SIM115
+    with open(workdir / "stderr.log", "wb") as err:
+        proc = subprocess.Popen([nginx, "-c", str(conf), "-p", str(workdir)], stdout=subprocess.DEVNULL, stderr=err)
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", 15, proc)
         yield f"http://127.0.0.1:{port}"
