@@ -11,7 +11,19 @@ from packager.cmaf.boxes import u16
 
 # samplingFrequencyIndex -> rate (ISO/IEC 14496-3 Table 1.18)
 SAMPLE_RATES: tuple[int, ...] = (
-    96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
+    96000,
+    88200,
+    64000,
+    48000,
+    44100,
+    32000,
+    24000,
+    22050,
+    16000,
+    12000,
+    11025,
+    8000,
+    7350,
 )
 # channel count -> channelConfiguration (Table 1.19); 7.1 is configuration 7
 _CHANNEL_CONFIGS = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6, 8: 7}

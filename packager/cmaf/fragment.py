@@ -86,8 +86,12 @@ def prft_box(prft: Prft, track_id: int) -> bytes:
     if prft.media_time < 0:
         raise ValueError(f"prft media_time must be non-negative, got {prft.media_time}")
     return full_box(
-        b"prft", 1, PRFT_FLAGS_CAPTURED,
-        u32(track_id), u64(ntp_timestamp(prft.ntp_utc_s)), u64(prft.media_time),
+        b"prft",
+        1,
+        PRFT_FLAGS_CAPTURED,
+        u32(track_id),
+        u64(ntp_timestamp(prft.ntp_utc_s)),
+        u64(prft.media_time),
     )
 
 
@@ -133,8 +137,12 @@ def _trun(samples: Sequence[Sample], durations: list[int], data_offset: int) -> 
         table = struct.pack(">" + "III" * len(samples), *fields)
     # version 1: signed composition offsets (version 0 has none here, so either reads the same)
     return full_box(
-        b"trun", 1 if with_cto else 0, flags,
-        u32(len(samples)), struct.pack(">i", data_offset), table,
+        b"trun",
+        1 if with_cto else 0,
+        flags,
+        u32(len(samples)),
+        struct.pack(">i", data_offset),
+        table,
     )
 
 

@@ -40,21 +40,40 @@ def _language(code: str) -> bytes:
 
 def _mvhd(timescale: int, next_track_id: int) -> bytes:
     return full_box(
-        b"mvhd", 0, 0,
-        u32(0), u32(0),  # creation_time, modification_time
-        u32(timescale), u32(0),  # timescale, duration (unknown: fragmented)
-        u32(0x00010000), u16(0x0100), bytes(10),  # rate 1.0, volume 1.0, reserved
-        _UNITY_MATRIX, bytes(24),  # matrix, pre_defined
+        b"mvhd",
+        0,
+        0,
+        u32(0),
+        u32(0),  # creation_time, modification_time
+        u32(timescale),
+        u32(0),  # timescale, duration (unknown: fragmented)
+        u32(0x00010000),
+        u16(0x0100),
+        bytes(10),  # rate 1.0, volume 1.0, reserved
+        _UNITY_MATRIX,
+        bytes(24),  # matrix, pre_defined
         u32(next_track_id),
     )
 
 
 def _tkhd(track_id: int, *, volume: int, width: int, height: int) -> bytes:
     return full_box(
-        b"tkhd", 0, 0x000003,  # track_enabled | track_in_movie
-        u32(0), u32(0), u32(track_id), u32(0), u32(0),  # times, track_ID, reserved, duration
-        bytes(8), s16(0), s16(0), u16(volume), u16(0),  # reserved, layer, alternate_group
-        _UNITY_MATRIX, fixed16_16(width), fixed16_16(height),
+        b"tkhd",
+        0,
+        0x000003,  # track_enabled | track_in_movie
+        u32(0),
+        u32(0),
+        u32(track_id),
+        u32(0),
+        u32(0),  # times, track_ID, reserved, duration
+        bytes(8),
+        s16(0),
+        s16(0),
+        u16(volume),
+        u16(0),  # reserved, layer, alternate_group
+        _UNITY_MATRIX,
+        fixed16_16(width),
+        fixed16_16(height),
     )
 
 
@@ -93,8 +112,15 @@ def _trex(track_id: int) -> bytes:
 
 
 def _init(
-    *, track_id: int, timescale: int, tkhd: bytes, handler: bytes, handler_name: str,
-    media_header: bytes, sample_entry: bytes, language: str,
+    *,
+    track_id: int,
+    timescale: int,
+    tkhd: bytes,
+    handler: bytes,
+    handler_name: str,
+    media_header: bytes,
+    sample_entry: bytes,
+    language: str,
 ) -> bytes:
     if track_id <= 0:
         raise ValueError("track_id must be positive")
@@ -127,22 +153,32 @@ def video_init(
         raise ValueError(f"invalid video size {width}x{height}")
     entry = box(
         b"avc1",
-        bytes(6), u16(1),  # reserved, data_reference_index
-        u16(0), u16(0), bytes(12),  # pre_defined, reserved, pre_defined
-        u16(width), u16(height),
-        u32(0x00480000), u32(0x00480000),  # 72 dpi
-        u32(0), u16(1),  # reserved, frame_count
+        bytes(6),
+        u16(1),  # reserved, data_reference_index
+        u16(0),
+        u16(0),
+        bytes(12),  # pre_defined, reserved, pre_defined
+        u16(width),
+        u16(height),
+        u32(0x00480000),
+        u32(0x00480000),  # 72 dpi
+        u32(0),
+        u16(1),  # reserved, frame_count
         bytes(32),  # compressorname: an empty Pascal string
-        u16(0x0018), s16(-1),  # depth: colour, no alpha; pre_defined
+        u16(0x0018),
+        s16(-1),  # depth: colour, no alpha; pre_defined
         box(b"avcC", avcc(sps, pps)),
         _btrt(bitrate) if bitrate > 0 else b"",
     )
     return _init(
-        track_id=track_id, timescale=timescale,
+        track_id=track_id,
+        timescale=timescale,
         tkhd=_tkhd(track_id, volume=0, width=width, height=height),
-        handler=b"vide", handler_name="VideoHandler",
+        handler=b"vide",
+        handler_name="VideoHandler",
         media_header=full_box(b"vmhd", 0, 0x000001, u16(0), u16(0), u16(0), u16(0)),
-        sample_entry=entry, language=language,
+        sample_entry=entry,
+        language=language,
     )
 
 
@@ -164,12 +200,15 @@ def esds(asc: bytes, *, es_id: int, bitrate: int = 0) -> bytes:
         0x04,  # DecoderConfigDescriptor
         u8(0x40),  # objectTypeIndication: MPEG-4 Audio (ISO/IEC 14496-3)
         u8((0x05 << 2) | 0x01),  # streamType AudioStream, upStream 0, reserved 1
-        u24(0), u32(bitrate), u32(bitrate),  # bufferSizeDB, maxBitrate, avgBitrate
+        u24(0),
+        u32(bitrate),
+        u32(bitrate),  # bufferSizeDB, maxBitrate, avgBitrate
         _descriptor(0x05, asc),  # DecoderSpecificInfo
     )
     es = _descriptor(
         0x03,  # ES_Descriptor
-        u16(es_id & 0xFFFF), u8(0),  # ES_ID, no dependsOn / URL / OCR stream
+        u16(es_id & 0xFFFF),
+        u8(0),  # ES_ID, no dependsOn / URL / OCR stream
         decoder_config,
         _descriptor(0x06, u8(0x02)),  # SLConfigDescriptor, predefined 2 (MP4 files)
     )
@@ -193,17 +232,24 @@ def audio_init(
     rate_field = fixed16_16(sample_rate) if sample_rate < 0x10000 else u32(0)
     entry = box(
         b"mp4a",
-        bytes(6), u16(1),  # reserved, data_reference_index
+        bytes(6),
+        u16(1),  # reserved, data_reference_index
         bytes(8),  # reserved (version 0 AudioSampleEntry)
-        u16(channels), u16(16), u16(0), u16(0),  # channelcount, samplesize, pre_defined, reserved
+        u16(channels),
+        u16(16),
+        u16(0),
+        u16(0),  # channelcount, samplesize, pre_defined, reserved
         rate_field,
         esds(asc, es_id=track_id, bitrate=bitrate),
         _btrt(bitrate) if bitrate > 0 else b"",
     )
     return _init(
-        track_id=track_id, timescale=timescale,
+        track_id=track_id,
+        timescale=timescale,
         tkhd=_tkhd(track_id, volume=0x0100, width=0, height=0),
-        handler=b"soun", handler_name="SoundHandler",
+        handler=b"soun",
+        handler_name="SoundHandler",
         media_header=full_box(b"smhd", 0, 0, s16(0), u16(0)),
-        sample_entry=entry, language=language,
+        sample_entry=entry,
+        language=language,
     )

@@ -83,9 +83,7 @@ def iter_boxes(data: bytes, offset: int = 0, end: int | None = None) -> Iterator
         if size < header:
             raise ValueError(f"box {kind!r} at offset {pos} has size {size}, smaller than its header")
         if size > limit - pos:
-            raise ValueError(
-                f"box {kind!r} at offset {pos} claims {size} bytes but only {limit - pos} remain"
-            )
+            raise ValueError(f"box {kind!r} at offset {pos} claims {size} bytes but only {limit - pos} remain")
         yield Box(kind, pos, size, header)
         pos += size
 

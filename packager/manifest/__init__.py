@@ -13,9 +13,9 @@ few rules both formats share:
   :func:`average_bitrate`.
 * **Part durations.** Parts are cut on frame boundaries at or after each
   nominal part boundary, so when a part is not a whole number of frames
-  (AAC: 1024 samples; 0.5 s at 48 kHz is 23.4 frames) a part may run up to
-  one frame longer than the configured part duration. :func:`part_target`
-  is the bound HLS must advertise (every part MUST be <= PART-TARGET).
+  (AAC: 1024 samples; 0.5 s at 48 kHz is 23.4 frames) a part may hold one
+  frame more than fits (24 frames: 0.512 s). :func:`part_target` is the
+  bound HLS must advertise (every part MUST be <= PART-TARGET).
 * **Stream state**: :func:`is_low_latency` (live and not ended) and
   :func:`is_vod` (a file packaged as VOD, as opposed to a live stream that
   ended).
@@ -80,11 +80,12 @@ def segment_bitrate(segment: Segment, timescale: int) -> int:
 
 
 def peak_bitrate(track: TrackView) -> int:
-    """Highest measured segment bitrate in the window; 1.1 x the configured rate before any segment."""
+    """Highest measured segment bitrate in the window, never below 1.1 x the configured rate.
+
+    The encoder's VBV caps peaks near the configured max rate; a quiet picture may measure far
+    lower, and advertising that would let one rendition's BANDWIDTH fall below a smaller one's."""
     rates = [segment_bitrate(s, track.info.timescale) for s in track.segments if s.duration > 0]
-    if rates:
-        return max(rates)
-    return math.ceil(track.info.bitrate * PEAK_FACTOR)
+    return max([math.ceil(track.info.bitrate * PEAK_FACTOR), *rates])
 
 
 def average_bitrate(track: TrackView) -> int:
@@ -107,11 +108,16 @@ def frame_duration(info: TrackInfo) -> Fraction | None:
 
 
 def part_bound(info: TrackInfo, part_s: Fraction) -> Fraction:
-    """Longest part the chunker can cut for this track: one frame more when parts are not whole frames."""
+    """Longest part the chunker cuts for this track: the part duration rounded up to whole frames.
+
+    A part runs from the first frame at or after its boundary to the first
+    frame at or after the next one, so it holds ``floor`` or ``ceil`` of
+    ``part_s / frame`` frames whatever the phase of the frame grid.
+    """
     frame = frame_duration(info)
-    if frame is None or (Fraction(part_s) / frame).denominator == 1:
+    if frame is None:
         return Fraction(part_s)
-    return Fraction(part_s) + frame
+    return math.ceil(Fraction(part_s) / frame) * frame
 
 
 def part_target(view: StreamView) -> Fraction:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 from lxml import etree
@@ -145,9 +145,7 @@ def production_msn(track: TrackView) -> int | None:
     return None
 
 
-def timeline_entries(
-    view: StreamView, track: TrackView, *, with_production: bool
-) -> tuple[TimelineEntry, ...]:
+def timeline_entries(view: StreamView, track: TrackView, *, with_production: bool) -> tuple[TimelineEntry, ...]:
     """The segments a Representation lists: the newest consecutive run, plus the one in production."""
     producing = production_msn(track) if with_production else None
     run, continues = newest_run(track.segments, producing)
@@ -189,9 +187,9 @@ def _el(parent: etree._Element, tag: str, **attrs: str) -> etree._Element:
 
 @dataclass(frozen=True)
 class _Mode:
-    dynamic: bool
-    low_latency: bool
+    low_latency: bool  # chunked low-latency live
     utc_timing_url: str
+    origin_s: Fraction = Fraction(0)  # presentation time zero of a static MPD, in media seconds
 
 
 def render_mpd(
@@ -210,13 +208,10 @@ def render_mpd(
     """
     dynamic = is_low_latency(view)
     mode = _Mode(
-        dynamic=dynamic,
         low_latency=dynamic and low_latency and view.part_s < view.segment_s,
         utc_timing_url=utc_timing_url,
     )
-    per_track = {
-        t.info.name: timeline_entries(view, t, with_production=mode.low_latency) for t in view.tracks
-    }
+    per_track = {t.info.name: timeline_entries(view, t, with_production=mode.low_latency) for t in view.tracks}
 
     profiles = [PROFILE_LIVE, PROFILE_CMAF]
     if mode.low_latency:
@@ -244,17 +239,23 @@ def render_mpd(
             delay = NON_LL_DELAY_SEGMENTS * view.segment_s
         mpd.set("suggestedPresentationDelay", xs_duration(delay))
     else:
-        end = max(
+        # A finished presentation starts at its first listed media (an ended live stream sits far
+        # out on the UTC timeline): presentationTimeOffset moves it to zero for a fresh player.
+        end = Fraction(0)
+        for t in view.tracks:
+            entries = per_track[t.info.name]
+            if entries:
+                end = max(end, Fraction(entries[-1].start + entries[-1].duration, t.info.timescale))
+        origin_s = min(
             (
-                Fraction(
-                    per_track[t.info.name][-1].start + per_track[t.info.name][-1].duration, t.info.timescale
-                )
+                Fraction(per_track[t.info.name][0].start, t.info.timescale)
                 for t in view.tracks
                 if per_track[t.info.name]
             ),
             default=Fraction(0),
         )
-        mpd.set("mediaPresentationDuration", xs_duration(end, round_up=True))
+        mode = replace(mode, origin_s=origin_s)
+        mpd.set("mediaPresentationDuration", xs_duration(end - origin_s, round_up=True))
     mpd.set("maxSegmentDuration", xs_duration(max_segment, round_up=True))
     mpd.set(
         "minBufferTime",
@@ -347,9 +348,7 @@ def _adaptation_set(
     _el(aset, "Role", schemeIdUri=ROLE_SCHEME, value="main")
 
     for t in tracks:
-        _representation(
-            aset, view, t, per_track[t.info.name], mode=mode, prt=mode.low_latency and not shared_timescale
-        )
+        _representation(aset, view, t, per_track[t.info.name], mode=mode, prt=mode.low_latency and not shared_timescale)
 
 
 def _representation(
@@ -383,7 +382,8 @@ def _representation(
         # dT: the longest distance between two of them, in the Representation's timescale.
         _el(rep, "Resync", type="0", dT=str(math.ceil(part_bound(info, view.part_s) * info.timescale)))
 
-    template = _el(rep, "SegmentTemplate", timescale=str(info.timescale), presentationTimeOffset="0")
+    pto = math.floor(mode.origin_s * info.timescale)
+    template = _el(rep, "SegmentTemplate", timescale=str(info.timescale), presentationTimeOffset=str(pto))
     if mode.low_latency:
         template.set("availabilityTimeOffset", _decimal(view.segment_s - view.part_s))
         template.set("availabilityTimeComplete", "false")

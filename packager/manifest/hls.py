@@ -16,8 +16,9 @@ Rules this module keeps (see DESIGN.md "Rules that peers get wrong"):
   ``EXT-X-SERVER-CONTROL`` and ``EXT-X-PART-INF`` depend only on stream-wide
   values, so every media playlist of a stream carries the same ones.
   ``PART-TARGET`` is :func:`packager.manifest.part_target`: the configured
-  part duration plus one frame when parts are not whole frames (AAC audio),
-  since every part MUST be <= PART-TARGET; ``PART-HOLD-BACK`` is three times it.
+  part duration rounded up to whole frames of every track (0.512 s for 0.5 s
+  parts of 48 kHz AAC), since every part MUST be <= PART-TARGET;
+  ``PART-HOLD-BACK`` is three times it.
 * Segment numbers are the file msns. After a time gap only the newest run of
   consecutive msns is listed (:func:`packager.manifest.newest_run`): HLS
   numbers segments implicitly from ``EXT-X-MEDIA-SEQUENCE``.
@@ -132,8 +133,7 @@ def render_master(view: StreamView) -> str:
             average = average_bitrate(a)
             bandwidth = max(peak_bitrate(a), average)
             lines.append(
-                f"#EXT-X-STREAM-INF:BANDWIDTH={bandwidth},AVERAGE-BANDWIDTH={average},"
-                f"CODECS={_quoted(a.info.codec)}"
+                f"#EXT-X-STREAM-INF:BANDWIDTH={bandwidth},AVERAGE-BANDWIDTH={average},CODECS={_quoted(a.info.codec)}"
             )
             lines.append(_media_uri(a.info.name))
     return "\n".join(lines) + "\n"

@@ -2,11 +2,12 @@
 
 Timing follows what the chunker produces from real encoders:
 
-* video at 30 fps on a 90 kHz clock: part and segment boundaries fall exactly
-  on frame starts;
-* AAC audio on a 48 kHz clock in 1024-sample frames: a part closes with the
-  frame that reaches its boundary, so each part (and segment) starts at the
-  first frame start at or after the boundary and durations wobble by a frame.
+* a part closes with the frame that reaches its boundary, so each part (and
+  segment) starts at the first frame start at or after its nominal boundary;
+* video at 30 fps on a 90 kHz clock: 0.5 s parts and 2 s segments are whole
+  frames and fall exactly on boundaries (0.25 s parts alternate 8 and 7 frames);
+* AAC audio on a 48 kHz clock in 1024-sample frames: durations wobble by a
+  frame (0.5 s parts are 23 or 24 frames).
 
 Live views use UTC-anchored media time (``epoch_s == 0``, msns around
 875 000 000); VOD views start media time at zero with a wall-clock epoch.
@@ -24,9 +25,7 @@ from packager.model import PartRef, Segment, StreamView, TrackInfo, TrackView
 V720 = TrackInfo("720p", "video", "avc1.64001f", 90_000, 3_000_000, 1280, 720, Fraction(30))
 V480 = TrackInfo("480p", "video", "avc1.64001e", 90_000, 1_400_000, 854, 480, Fraction(30))
 V360 = TrackInfo("360p", "video", "avc1.64001e", 90_000, 800_000, 640, 360, Fraction(30))
-AUDIO = TrackInfo(
-    "audio", "audio", "mp4a.40.2", 48_000, 128_000, sample_rate=48_000, channels=2, language="en"
-)
+AUDIO = TrackInfo("audio", "audio", "mp4a.40.2", 48_000, 128_000, sample_rate=48_000, channels=2, language="en")
 LADDER = (V720, V480, V360, AUDIO)
 
 AAC_FRAME = 1024
@@ -36,10 +35,15 @@ VOD_EPOCH = Fraction(1_764_000_000)
 
 
 def _align(ticks: int, info: TrackInfo) -> int:
-    """Where media actually starts for a nominal boundary: the next audio frame start; video is exact."""
+    """Where media actually starts for a nominal boundary: the first frame start at or after it."""
     if info.kind == "audio":
-        return -(-ticks // AAC_FRAME) * AAC_FRAME
-    return ticks
+        frame = AAC_FRAME
+    else:
+        assert info.frame_rate is not None
+        frame_exact = info.timescale / Fraction(info.frame_rate)
+        assert frame_exact.denominator == 1, "whole-tick frame durations only"
+        frame = int(frame_exact)
+    return -(-ticks // frame) * frame
 
 
 def _part_size(info: TrackInfo, msn: int, index: int, duration: int) -> int:

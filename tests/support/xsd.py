@@ -28,7 +28,7 @@ LOCAL_COPIES = {
 class _LocalResolver(etree.Resolver):
     """Serves the W3C schemas the DASH schema imports from local files."""
 
-    def resolve(self, system_url, public_id, context):  # type: ignore[no-untyped-def]
+    def resolve(self, system_url: str, public_id: str | None, context: object) -> object | None:
         local = LOCAL_COPIES.get(system_url)
         if local is not None:
             return self.resolve_filename(str(local), context)
@@ -39,9 +39,7 @@ class _LocalResolver(etree.Resolver):
 def mpd_schema() -> etree.XMLSchema:
     """The compiled MPD schema (parsed once per process)."""
     if not SCHEMA_PATH.is_file():
-        raise FileNotFoundError(
-            f"MPD schema not found at {SCHEMA_PATH} (shared/ must sit beside the repository)"
-        )
+        raise FileNotFoundError(f"MPD schema not found at {SCHEMA_PATH} (shared/ must sit beside the repository)")
     parser = etree.XMLParser(no_network=True)
     parser.resolvers.add(_LocalResolver())
     doc = etree.parse(str(SCHEMA_PATH), parser)
