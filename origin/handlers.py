@@ -300,30 +300,47 @@ async def _stream_segment(request: web.Request, stream: StreamStore, track: Trac
     if request.method == "HEAD":
         return resp
     sent = 0
-    while True:
-        progress = track.in_progress_chunks(msn)
-        if progress is None:
-            break  # the segment left memory (should not happen while it is this fresh)
-        chunks, complete = progress
-        offset = 0
-        for chunk in chunks:
-            end = offset + len(chunk)
-            if end > sent:
-                await resp.write(chunk[sent - offset :] if sent > offset else chunk)
-                sent = end
-            offset = end
-        if complete or stream.ended:
-            break
-        last = track.pending[-1] if track.pending_msn == msn and track.pending else None
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        if last is None:
-            await track.wait_segment(msn, remaining)
-        else:
-            await track.wait_part(last.msn, last.index + 1, remaining)
-    request[SENT] = sent
-    await resp.write_eof()
+    started = time.monotonic()
+    try:
+        while True:
+            progress = track.in_progress_chunks(msn)
+            if progress is None:
+                break  # the segment left memory (cannot happen while it is this fresh)
+            chunks, complete = progress
+            offset = 0
+            for chunk in chunks:
+                end = offset + len(chunk)
+                if end > sent:
+                    await resp.write(chunk[sent - offset :] if sent > offset else chunk)
+                    sent = end
+                offset = end
+            if complete or stream.ended:
+                break
+            last = track.pending[-1] if track.pending_msn == msn and track.pending else None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            if last is None:
+                await track.wait_segment(msn, remaining)
+            else:
+                await track.wait_part(last.msn, last.index + 1, remaining)
+        request[SENT] = sent
+        await resp.write_eof()
+    except (ConnectionResetError, asyncio.CancelledError):
+        # The client went away mid-segment (a player abandoning a download): nothing to clean up.
+        log.debug(
+            "%s/%s/%d.m4s: client left after %d bytes, %.2f s",
+            stream.name,
+            track.info.name,
+            msn,
+            sent,
+            time.monotonic() - started,
+        )
+        request[SENT] = sent
+        return resp
+    log.debug(
+        "%s/%s/%d.m4s: streamed %d bytes in %.2f s", stream.name, track.info.name, msn, sent, time.monotonic() - started
+    )
     return resp
 
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.procs import CHROMIUM, CHROMIUM_ARGS, SMALL_LADDER, have_browser, nginx_cdn, packager
+from tests.support.procs import CHROMIUM, CHROMIUM_ARGS, SMALL_LADDER, have_browser, nginx_cdn, packager, wait_segments
 
 
 @pytest.fixture(scope="session")
@@ -14,6 +14,7 @@ def live_origin(tmp_path_factory) -> Iterator[str]:
     out = tmp_path_factory.mktemp("live") / "out"
     args = ["testsrc:480x270@30", "--ladder", SMALL_LADDER, "--preset", "ultrafast", "--window", "30"]
     with packager(args, out=out) as (_proc, base):
+        wait_segments(f"{base}/live/demo/270p/index.m3u8", 3)
         yield base
 
 
@@ -25,7 +26,7 @@ def cdn(live_origin, tmp_path_factory) -> Iterator[tuple[str, object]]:
         yield base, workdir
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
     if not have_browser():
         pytest.fail(f"{CHROMIUM} is missing: run scripts/setup")

@@ -54,6 +54,20 @@ def wait_http(url: str, timeout_s: float = 30.0, proc: subprocess.Popen | None =
     raise TimeoutError(f"{url} not ready after {timeout_s}s ({last})")
 
 
+def wait_segments(playlist_url: str, count: int, timeout_s: float = 30.0) -> None:
+    """Wait until a media playlist lists at least ``count`` complete segments."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(playlist_url, timeout=5) as r:
+                if r.read().count(b"#EXTINF") >= count:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"{playlist_url} did not reach {count} segments in {timeout_s}s")
+
+
 def get(url: str, headers: dict[str, str] | None = None, timeout: float = 10) -> tuple[int, dict[str, str], bytes]:
     req = urllib.request.Request(url, headers=headers or {})
     try:
@@ -92,6 +106,7 @@ def packager(
 
 
 NGINX_CONF = """
+{user}
 worker_processes 1;
 daemon off;
 error_log {dir}/error.log warn;
@@ -132,7 +147,9 @@ def nginx_cdn(origin_port: int, workdir: Path) -> Iterator[str]:
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     conf = workdir / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(dir=workdir, origin=origin_port, port=port))
+    # As root, nginx workers would drop to 'nobody' and lose access to the private temp dirs.
+    user = "user root;" if os.geteuid() == 0 else ""
+    conf.write_text(NGINX_CONF.format(dir=workdir, origin=origin_port, port=port, user=user))
     with open(workdir / "stderr.log", "wb") as err:
         proc = subprocess.Popen([nginx, "-c", str(conf), "-p", str(workdir)], stdout=subprocess.DEVNULL, stderr=err)
     try:
