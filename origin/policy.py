@@ -123,6 +123,9 @@ def response_headers(
     ctype = CONTENT_TYPES.get(kind)
     if ctype and status < 400:
         headers["Content-Type"] = ctype
+    if kind is Kind.SEGMENT_LIVE:
+        # Pass each chunk on at once through nginx-style proxies (their buffering would hold it back).
+        headers["X-Accel-Buffering"] = "no"
     if kind in MEDIA_KINDS or kind in MANIFEST_KINDS:
         headers["Accept-Ranges"] = "bytes" if kind in MEDIA_KINDS and kind is not Kind.SEGMENT_LIVE else "none"
     return headers

@@ -169,8 +169,9 @@ class VideoEncoder(_Worker):
             format="yuv420p",
             interpolation="BILINEAR",
         )
-        if out is frame:  # same size and format: the frame is shared with other threads, copy it
-            out = av.VideoFrame.from_ndarray(frame.to_ndarray(), format="yuv420p")
+        # Same size and format gives back the shared source frame itself: setting pts and pict_type
+        # on it is safe because every worker sets both on its own output before encoding, and
+        # libx264 copies the picture during encode().
         out.pts = pts
         out.time_base = Fraction(1, VIDEO_TIMESCALE)
         if self.next_boundary is None or pts >= self.next_boundary:

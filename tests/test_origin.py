@@ -372,3 +372,56 @@ async def test_far_future_segment_404(live):
     client, _d = live
     r = await client.get("/live/demo/360p/1010.m4s")
     assert r.status == 404
+
+
+async def test_plain_live_mpd_for_non_ll_clients(live):
+    client, _d = live
+    ll = await (await client.get("/live/demo/manifest.mpd")).read()
+    plain = await (await client.get("/live/demo/manifest.mpd?ll=0")).read()
+    from tests.support.xsd import validate_mpd
+
+    validate_mpd(ll)
+    validate_mpd(plain)
+    assert b"availabilityTimeOffset" in ll and b"availabilityTimeOffset" not in plain
+    assert b"ServiceDescription" in ll
+
+
+async def test_chunked_segment_finishes_cleanly_at_end_of_stream(live):
+    client, d = live
+    r = await client.get("/live/demo/360p/1003.m4s")
+    assert r.headers["X-Accel-Buffering"] == "no"
+    await asyncio.wait_for(r.content.readexactly(len(SEGMENT_HEADER)), 2)
+    d.publish(1)
+    d.stream.on_end("stopped")
+    rest = await asyncio.wait_for(r.content.read(), 2)
+    assert SEGMENT_HEADER + rest == d.stream.track("360p").get_segment_bytes(1003)
+
+
+async def test_slow_client_does_not_stall_others(aiohttp_client):
+    import socket
+
+    store, d = make_live(tracks=(make_big_track(),))
+    d.part_bytes = lambda info, msn, index: bytes(2_000_000)  # 8 MB segments
+    d.publish_segments(2)
+    client = await aiohttp_client(create_app(store))
+    host, port = client.server.host, client.server.port
+    # a client that asks for a big segment and never reads
+    slow = socket.create_connection((host, port))
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    for _ in range(4):
+        slow.sendall(b"GET /live/demo/big/1000.m4s HTTP/1.1\r\nHost: x\r\n\r\n")
+    await asyncio.sleep(0.2)
+
+    async def others() -> None:
+        for _ in range(20):
+            r = await client.get("/live/demo/big/index.m3u8")
+            assert r.status == 200
+
+    await asyncio.wait_for(others(), 10)  # a hang here would mean the slow reader stalls everyone
+    slow.close()
+
+
+def make_big_track():
+    from tests.support.live import VIDEO
+
+    return type(VIDEO)(**{**VIDEO.__dict__, "name": "big"})
