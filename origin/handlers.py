@@ -196,8 +196,13 @@ async def media_playlist(request: web.Request) -> web.StreamResponse:
             return _fail(request, 503, "the requested segment/part did not become available in time", kind, stream)
     view = stream.view()
     skip = d.skip and view.live
-    body = _state(request).cache.media(view, track.info.name, skip)
-    return send(request, body, _headers(request, kind, stream))
+    st = _state(request)
+    response = send(request, st.cache.media(view, track.info.name, skip), _headers(request, kind, stream))
+    if kind is Kind.PLAYLIST_BLOCKING:
+        awaited = track.get_part(msn, part if part is not None else 0) if part is not None else None
+        if awaited is not None and awaited.published_utc_s:
+            st.metrics.release.observe(max(0.0, time.time() - awaited.published_utc_s))
+    return response
 
 
 # --------------------------------------------------------------------------- media

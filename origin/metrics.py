@@ -159,9 +159,23 @@ class OriginMetrics:
         )
         self.loop_lag = r.histogram("origin_event_loop_lag_seconds", "Event-loop scheduling lag", LAG_BUCKETS)
         self.loop_lag_last = r.gauge("origin_event_loop_lag_last_seconds", "Last measured event-loop lag")
+        self.release = r.histogram(
+            "origin_blocking_release_seconds",
+            "Part published to blocking playlist response handed to the transport",
+            (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0),
+        )
+        self.lag_p99 = r.gauge(
+            "origin_event_loop_lag_p99_seconds",
+            "p99 event-loop lag over the last minute",
+            lambda: [({}, self.recent_lag_p99())],
+        )
         self.in_flight = r.gauge("origin_requests_in_flight", "Requests being handled (incl. held blocking requests)")
         self.connections = r.gauge("origin_open_connections", "Open HTTP connections")
         self.lag_samples: list[float] = []
+
+    def recent_lag_p99(self, window: int = 600) -> float:
+        recent = sorted(self.lag_samples[-window:])
+        return recent[min(len(recent) - 1, int(len(recent) * 0.99))] if recent else 0.0
 
     async def watch_loop_lag(self, interval_s: float = 0.1) -> None:
         """Measure how late the loop wakes a sleeping task: the loop-lag metric."""

@@ -117,6 +117,11 @@ class Painter:
             for ch, rows in _FONT.items()
         }
         self.buf = np.empty((height * 3 // 2, width), dtype=np.uint8)
+        # A scrolling noise texture across the lower middle: detail an encoder must spend bits on,
+        # so segment sizes are close to real content at the configured bitrates.
+        rng = np.random.default_rng(2024)
+        self.noise_h = max(2, height // 4) // 2 * 2
+        self.noise = rng.integers(40, 216, size=(self.noise_h, width * 2), dtype=np.uint8)
 
     def _text(self, y_plane: np.ndarray, uv: np.ndarray, text: str, x: int, y: int) -> None:
         gw, gh = 6 * self.scale, 7 * self.scale
@@ -146,6 +151,9 @@ class Painter:
         v_row = np.roll(self.v_bars[: w // 2], -cs)
         uv[: h // 2] = u_row
         uv[h // 2 :] = v_row
+        top = h // 2 - self.noise_h // 2
+        nshift = (n * 6) % w
+        y[top : top + self.noise_h] = self.noise[:, nshift : nshift + w]
         # a bouncing box with a gradient: motion in both axes
         size = h // 5
         period_x, period_y = max(1, w - size), max(1, h - band - size)
