@@ -268,7 +268,7 @@ def test_service_description_and_producer_reference_time_are_consistent() -> Non
     (rate,) = sd.findall("d:PlaybackRate", NS)
     target, lo, hi = (int(latency.get(k)) for k in ("target", "min", "max"))
     assert lo <= target <= hi
-    assert 1500 <= target <= 2500  # about 2 s with 2 s segments and 0.5 s parts
+    assert 1000 <= target <= 2000  # about 1.5 s with 2 s segments and 0.5 s parts
     assert target >= 3 * float(LIVE.part_s) * 1000
     assert latency_targets(LIVE).target_ms == target
     assert float(rate.get("min")) < 1 < float(rate.get("max"))

@@ -1,0 +1,210 @@
+"""Benchmark: LL-HLS blocking-reload fan-out, direct to the origin and through an nginx CDN.
+
+Direct: ``--clients`` (default 2,000) concurrent blocking playlist requests
+(``_HLS_msn``/``_HLS_part`` of the next part, as hls.js sends them), spread
+over several client processes. Reports the origin's publish-to-response time
+(server side, from its ``origin_blocking_release_seconds`` histogram), the
+client-side spread (time from the first client's answer to each client's
+answer for the same part), and origin CPU per released request.
+
+CDN: ``--cdn-clients`` (default 10,000) players' blocking requests go through
+nginx (cache keyed on the full URL, ``proxy_cache_lock on``); reports origin
+requests per playlist state and the client p99.
+
+    .venv/bin/python bench/fanout.py [--clients 2000] [--cdn-clients 10000] [--seconds 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import re
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.support.procs import get, nginx_cdn, packager, wait_segments  # noqa: E402
+
+HINT = re.compile(rb'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="(\d+)\.(\d+)\.m4s"')
+
+
+def raise_nofile() -> None:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def client_process(url: str, connections: int, seconds: float, out: mp.Queue) -> None:
+    raise_nofile()
+    import aiohttp
+
+    async def one(session: aiohttp.ClientSession, stop: float, recs: list) -> None:
+        msn, part = None, None
+        while time.time() < stop:
+            q = f"?_HLS_msn={msn}&_HLS_part={part}" if msn is not None else ""
+            try:
+                async with session.get(url + q) as r:
+                    body = await r.read()
+                    t = time.time()
+                    if r.status != 200:
+                        recs.append(("err", r.status, t))
+                        await asyncio.sleep(0.1)
+                        continue
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                recs.append(("err", type(exc).__name__, time.time()))
+                await asyncio.sleep(0.1)
+                continue
+            m = HINT.search(body)
+            if not m:
+                break
+            if msn is not None:
+                recs.append((f"{msn}.{part}", r.headers.get("X-Cache-Status", ""), t))
+            msn, part = int(m.group(1)), int(m.group(2))
+
+    async def main() -> list:
+        recs: list = []
+        conn = aiohttp.TCPConnector(limit=0, force_close=False)
+        timeout = aiohttp.ClientTimeout(total=30)
+        async with aiohttp.ClientSession(connector=conn, timeout=timeout) as session:
+            stop = time.time() + seconds
+            await asyncio.gather(*(one(session, stop, recs) for _ in range(connections)))
+        return recs
+
+    out.put(asyncio.run(main()))
+
+
+def run_clients(url: str, total: int, procs: int, seconds: float) -> list:
+    q: mp.Queue = mp.Queue()
+    per = [total // procs + (1 if i < total % procs else 0) for i in range(procs)]
+    ps = [mp.Process(target=client_process, args=(url, n, seconds, q)) for n in per]
+    for p in ps:
+        p.start()
+    recs = []
+    for _ in ps:
+        recs.extend(q.get(timeout=seconds + 120))
+    for p in ps:
+        p.join()
+    return recs
+
+
+def spread(recs: list) -> tuple[list[float], int, int]:
+    by_key: dict[str, list[float]] = {}
+    errors = 0
+    for key, _status, t in recs:
+        if key == "err":
+            errors += 1
+            continue
+        by_key.setdefault(key, []).append(t)
+    out = []
+    for times in by_key.values():
+        first = min(times)
+        out.extend(t - first for t in times)
+    return out, len(by_key), errors
+
+
+def pct(values: list[float], q: float) -> float:
+    v = sorted(values)
+    return v[min(len(v) - 1, int(q * len(v)))] if v else float("nan")
+
+
+def metric(base: str, name: str, labels: str = "") -> float:
+    text = get(f"{base}/metrics")[2].decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and labels in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def release_quantiles(base: str) -> dict[str, float]:
+    text = get(f"{base}/metrics")[2].decode()
+    buckets = [
+        (float(m.group(1)) if m.group(1) != "+Inf" else float("inf"), float(m.group(2)))
+        for m in re.finditer(r'origin_blocking_release_seconds_bucket\{le="([^"]+)"\} (\S+)', text)
+    ]
+    return {"count": buckets[-1][1] if buckets else 0.0, "buckets": buckets}  # type: ignore[dict-item]
+
+
+def quantile_from(before: dict, after: dict, q: float) -> float:
+    b = dict(before["buckets"])
+    pairs = [(le, n - b.get(le, 0.0)) for le, n in after["buckets"]]
+    total = pairs[-1][1] if pairs else 0
+    for le, n in pairs:
+        if total and n >= q * total:
+            return le
+    return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clients", type=int, default=2000)
+    ap.add_argument("--cdn-clients", type=int, default=10000)
+    ap.add_argument("--procs", type=int, default=4)
+    ap.add_argument("--seconds", type=float, default=15)
+    ap.add_argument("--ladder", default="480x270@500k,320x180@250k")
+    args = ap.parse_args()
+    raise_nofile()
+    report = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out"
+        with packager(["testsrc:480x270@30", "--ladder", args.ladder, "--preset", "ultrafast"], out=out) as (
+            proc,
+            base,
+        ):
+            wait_segments(f"{base}/live/demo/270p/index.m3u8", 2, 60)
+            url = f"{base}/live/demo/270p/index.m3u8"
+            if args.clients:
+                before, cpu0 = release_quantiles(base), cpu_seconds(proc.pid)
+                recs = run_clients(url, args.clients, args.procs, args.seconds)
+                after, cpu1 = release_quantiles(base), cpu_seconds(proc.pid)
+                sp, states, errors = spread(recs)
+                released = after["count"] - before["count"]
+                report["direct"] = {
+                    "clients": args.clients,
+                    "responses": len(sp),
+                    "states": states,
+                    "errors": errors,
+                    "server_p50_ms": quantile_from(before, after, 0.5) * 1000,
+                    "server_p99_ms": quantile_from(before, after, 0.99) * 1000,
+                    "client_spread_p50_ms": pct(sp, 0.5) * 1000,
+                    "client_spread_p99_ms": pct(sp, 0.99) * 1000,
+                    "origin_cpu_ms_per_release": (cpu1 - cpu0) * 1000 / max(1.0, released),
+                }
+            if args.cdn_clients:
+                port = int(base.rsplit(":", 1)[1])
+                with nginx_cdn(port, Path(tmp) / "nginx") as cdn:
+                    blocking0 = metric(base, "origin_requests_total", 'kind="playlist_blocking"')
+                    recs = run_clients(f"{cdn}/live/demo/270p/index.m3u8", args.cdn_clients, args.procs, args.seconds)
+                    blocking1 = metric(base, "origin_requests_total", 'kind="playlist_blocking"')
+                    sp, states, errors = spread(recs)
+                    report["cdn"] = {
+                        "clients": args.cdn_clients,
+                        "responses": len(sp),
+                        "states": states,
+                        "errors": errors,
+                        "origin_blocking_requests": blocking1 - blocking0,
+                        "origin_requests_per_state": (blocking1 - blocking0) / max(1, states),
+                        "client_spread_p50_ms": pct(sp, 0.5) * 1000,
+                        "client_spread_p99_ms": pct(sp, 0.99) * 1000,
+                    }
+    print(
+        f"machine: {os.cpu_count()} cores; origin transcoding {args.ladder}; {args.procs} client processes; "
+        f"{args.seconds:.0f} s per phase"
+    )
+    print(json.dumps(report, indent=2, default=lambda x: round(x, 2)))
+
+
+if __name__ == "__main__":
+    main()
