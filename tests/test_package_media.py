@@ -259,3 +259,16 @@ def test_hostile_media_packages_cleanly(tmp_path, kind):
     for name, _pl in pls.items():
         for f in segment_facts(out, name):
             assert abs(float(f.duration_s) - f.extinf_s) < 0.001
+
+
+def test_loop_repeats_a_file_as_one_continuous_feed(tmp_path):
+    clip = make_clip(tmp_path / "clip.mp4", seconds=2)
+    r, out = _package(tmp_path, clip, "--loop", "--duration", "5")
+    assert r.returncode == 0, r.stderr
+    facts = segment_facts(out, "180p")
+    total = sum(float(f.duration_s) for f in facts)
+    assert 4.9 <= total <= 5.1, total
+    # one continuous timeline: each segment starts where the previous ended
+    for a, b in zip(facts, facts[1:], strict=False):
+        assert a.start_s + a.duration_s == b.start_s
+    assert decode_segments(out, "180p") == 150
