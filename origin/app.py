@@ -79,6 +79,7 @@ def create_app(
     cors_origin: str = "*",
     players_dir: Path | None = None,
     pipelines: dict[str, Any] | None = None,
+    ingest: tuple[Any, Any] | None = None,
 ) -> web.Application:
     if (store is None) == (root is None):
         raise ValueError("create_app needs exactly one of store or root")
@@ -108,6 +109,12 @@ def create_app(
         r.add_get("/live/{stream}/master.m3u8", handlers.master)
         r.add_get("/live/{stream}/manifest.mpd", handlers.mpd)
         r.add_get("/live/{stream}/{track}/{name}", handlers.media_object)
+        if ingest is not None:
+            from origin import ingest as ingest_handlers
+
+            app[ingest_handlers.GATE], app[ingest_handlers.MANAGER] = ingest
+            r.add_put("/ingest/{stream}", ingest_handlers.ingest)
+            r.add_post("/ingest/{stream}", ingest_handlers.ingest)
         _wire_store_metrics(state)
     r.add_route("OPTIONS", "/{tail:.*}", handlers.preflight)
     r.add_get("/{tail:.*}", handlers.not_found)
@@ -156,9 +163,15 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
 
 
 async def serve_store(
-    store: Store, *, host: str, port: int, cors_origin: str = "*", pipelines: dict[str, Any] | None = None
+    store: Store,
+    *,
+    host: str,
+    port: int,
+    cors_origin: str = "*",
+    pipelines: dict[str, Any] | None = None,
+    ingest: tuple[Any, Any] | None = None,
 ) -> web.AppRunner:
-    app = create_app(store, cors_origin=cors_origin, pipelines=pipelines)
+    app = create_app(store, cors_origin=cors_origin, pipelines=pipelines, ingest=ingest)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=4096, reuse_address=True)

@@ -88,9 +88,29 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "source",
         nargs="?",
-        default="testsrc",
-        help="testsrc[:WxH[@FPS]], a file, or a URL PyAV opens (default: %(default)s)",
+        default=None,
+        help="testsrc[:WxH[@FPS]], a file, or a URL PyAV opens (default: testsrc, or none when ingest "
+        "streams are configured)",
     )
+    ing = run.add_argument_group("ingest (broadcasters push with RTMP or HTTP)")
+    ing.add_argument("--config", default=None, help="TOML file with [server], [defaults] and [streams.NAME] (keys)")
+    ing.add_argument(
+        "--stream-key",
+        action="append",
+        default=[],
+        metavar="NAME=KEY",
+        help="accept pushes to stream NAME with KEY (repeatable)",
+    )
+    ing.add_argument("--rtmp-port", type=int, default=None, help="RTMP listen port, 0 = off (default: 1935)")
+    ing.add_argument(
+        "--reconnect-window",
+        type=float,
+        default=None,
+        help="seconds a dropped feed may take to come back before the stream ends (default: 30)",
+    )
+    ing.add_argument("--keep", type=float, default=None, help="seconds an ended stream stays served (default: 3600)")
+    ing.add_argument("--max-publishers", type=int, default=None, help="pushes at once, all streams (default: 8)")
+    ing.add_argument("--max-ingest-kbps", type=int, default=None, help="total ingest bitrate (default: 100000)")
     run.add_argument("--out", default="./live-out", help="folder the live output is mirrored to (default: %(default)s)")
     run.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     run.add_argument("--port", type=int, default=8080, help="HTTP port (default: %(default)s)")
@@ -247,28 +267,95 @@ async def _finalize(store: object) -> None:
 
 
 async def _run(args: argparse.Namespace, config: StreamConfig) -> int:
+    from packager import settings as settings_mod
+
+    ingest = settings_mod.load(
+        Path(args.config) if args.config else None,
+        config,
+        args.stream_key,
+        rtmp_port=args.rtmp_port,
+        reconnect_window=args.reconnect_window,
+        keep=args.keep,
+        max_publishers=args.max_publishers,
+        max_ingest_kbps=args.max_ingest_kbps,
+    )
+    if args.source is None and not ingest.streams:
+        args.source = "testsrc"
     out = _prepare_out(args.out, config.name)
-    pipeline, store = await _start_pipeline(args, config, out, paced=True)
-    if pipeline is None:
-        return 1
-    _install_signals(pipeline)
+    stop = asyncio.Event()
+    pipelines: dict[str, object] = {}
+    pipeline = None
+    if args.source is not None:
+        pipeline, store = await _start_pipeline(args, config, out, paced=True)
+        if pipeline is None:
+            return 1
+        pipelines[config.name] = pipeline
+        if not ingest.streams:
+            asyncio.get_running_loop().create_task(_stop_when_done(pipeline, stop))
+    else:
+        from packager.publisher import ManifestFiles
+        from packager.store import Store
+
+        store = Store(out)
+        ManifestFiles(store)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    manager = gate = rtmp = None
+    if ingest.streams:
+        from packager.ingest.gate import IngestGate
+        from packager.ingest.manager import IngestManager
+
+        gate = IngestGate(ingest)
+        manager = IngestManager(ingest, store, pipelines)  # type: ignore[arg-type]
+        if ingest.rtmp_port:
+            rtmp = await _start_rtmp(args.host, ingest.rtmp_port, gate, manager)
     runner = None
     if not args.no_serve:
         from origin.app import serve_store
 
         runner = await serve_store(
-            store, host=args.host, port=args.port, cors_origin=args.cors_origin, pipelines={config.name: pipeline}
+            store,
+            host=args.host,
+            port=args.port,
+            cors_origin=args.cors_origin,
+            pipelines=pipelines,
+            ingest=(gate, manager) if gate is not None and manager is not None else None,
         )
-        print(
-            f"packager: serving http://{args.host}:{args.port}/ (stream {config.name!r}); Ctrl-C to stop",
-            file=sys.stderr,
-        )
-    reason = await pipeline.wait()
+        print(f"packager: serving http://{args.host}:{args.port}/; Ctrl-C to stop", file=sys.stderr)
+    await stop.wait()
+    if pipeline is not None:
+        pipeline.stop()
+        reason = await pipeline.wait()
+        print(f"packager: {config.name}: {reason}; VOD in {out / config.name}", file=sys.stderr)
+    if rtmp is not None:
+        await rtmp.close()
+    if manager is not None:
+        await manager.shutdown()
+    for stream in store:
+        if not stream.ended:
+            stream.on_end("stopped")
     await _finalize(store)
     if runner is not None:
         await runner.cleanup()
-    print(f"packager: {config.name}: {reason}; VOD in {out / config.name}", file=sys.stderr)
     return 0
+
+
+async def _stop_when_done(pipeline: object, stop: asyncio.Event) -> None:
+    await pipeline.wait()  # type: ignore[attr-defined]
+    stop.set()
+
+
+async def _start_rtmp(host: str, port: int, gate: object, manager: object) -> object:
+    from packager.ingest.bridge import start_rtmp
+
+    try:
+        return await start_rtmp(host, port, gate, manager)  # type: ignore[arg-type]
+    except OSError as exc:
+        raise ConfigError(f"--rtmp-port: cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
 def _origin(args: argparse.Namespace) -> int:

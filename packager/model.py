@@ -97,6 +97,7 @@ class Segment:
     size: int
     discontinuity: bool = False  # media before it is not continuous with it
     published_utc_s: float = 0.0
+    gap: bool = False  # no media: stands for a segment the feed never delivered (HLS EXT-X-GAP)
 
     @property
     def end(self) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -57,8 +58,20 @@ class Pipeline:
     """One live or VOD stream from source to store."""
 
     def __init__(
-        self, config: StreamConfig, source: Source, store: Store, *, fast: bool = False, duration_s: float | None = None
+        self,
+        config: StreamConfig,
+        source: Source,
+        store: Store,
+        *,
+        fast: bool = False,
+        duration_s: float | None = None,
+        stream: StreamStore | None = None,
+        end_stream: bool = True,
     ) -> None:
+        """``stream``: continue an existing stream (a feed that came back) after a discontinuity.
+        ``end_stream``: end the stream when the source ends (False: leave that to the caller)."""
+        self.resume = stream
+        self.end_stream = end_stream
         self.config = config
         self.source = source
         self.store = store
@@ -84,14 +97,22 @@ class Pipeline:
         cfg = self.config
         timing = cfg.timing
         clock = MediaClock(Fraction(0), live=True) if info.live else MediaClock(Fraction(time.time()), live=False)
-        self.stream = self.store.open_stream(
-            cfg.name,
-            segment_s=timing.segment_s,
-            part_s=timing.part_s,
-            window_s=timing.window_s if info.live else Fraction(10**9),
-            target_duration=timing.target_duration,
-            clock=clock,
-        )
+        if self.resume is not None and not self.resume.ended:
+            self.stream = self.resume
+            self.stream.on_discontinuity()
+            if hasattr(self.source, "not_before_s"):
+                # start at the next segment boundary: never inside a segment already published
+                seg = float(timing.segment_s)
+                self.source.not_before_s = math.ceil(self.stream.end_s() / seg) * seg
+        else:
+            self.stream = self.store.open_stream(
+                cfg.name,
+                segment_s=timing.segment_s,
+                part_s=timing.part_s,
+                window_s=timing.window_s if info.live else Fraction(10**9),
+                target_duration=timing.target_duration,
+                clock=clock,
+            )
         blocking = self.fast or not info.live
         fps = cfg.encoding.fps or info.fps
         if info.has_video:
@@ -206,8 +227,9 @@ class Pipeline:
         for chunker in self.chunkers.values():
             chunker.flush()
         self.end_reason = reason
-        self.stream.on_end(reason)
-        log.info("%s: ended (%s)", self.config.name, reason)
+        if self.end_stream:
+            self.stream.on_end(reason)
+        log.info("%s: source ended (%s)", self.config.name, reason)
         self._done.set()
 
     # -- introspection for metrics

@@ -149,7 +149,26 @@ class TrackStore:
         if self.folder:
             self.stream.disk_write(self.folder / INIT_NAME, data)
 
+    @property
+    def end_ticks(self) -> int | None:
+        """Where the newest published media ends (track ticks)."""
+        if self.pending:
+            return self.pending[-1].end
+        return self.segments[-1].end if self.segments else None
+
     def publish_part(self, part: Part, last_in_segment: bool, discontinuity: bool) -> None:
+        end = self.end_ticks
+        if end is not None and (part.start < end or (part.msn, part.index) <= (self.last_position() or (-1, -1))):
+            # A returning feed may not overwrite or reorder what players already have.
+            log.warning(
+                "%s/%s: part %d.%d overlaps published media, dropped",
+                self.stream.name,
+                self.info.name,
+                part.msn,
+                part.index,
+            )
+            self.stream.overlaps += 1
+            return
         if self.pending_msn is not None and part.msn != self.pending_msn:
             self._close_segment()
         if self.pending_msn is None:
@@ -348,6 +367,7 @@ class StreamStore:
         self.clock = clock
         self.tracks: dict[str, TrackStore] = {}
         self.version = 0
+        self.overlaps = 0
         self.ended = False
         self.end_reason = ""
         self.published_utc_s = time.time()
@@ -388,6 +408,11 @@ class StreamStore:
             track.info = info
         track.set_init(data)
         self._changed()
+
+    def end_s(self) -> float:
+        """Where the newest media of any track ends, in media seconds (0 if none)."""
+        ends = [t.end_ticks / t.info.timescale for t in self.tracks.values() if t.end_ticks is not None]
+        return max(ends, default=0.0)
 
     def on_part(self, part: Part, last_in_segment: bool, discontinuity: bool) -> None:
         track = self.tracks[part.track]

@@ -158,7 +158,7 @@ def test_extinf_and_part_durations_are_the_media_durations(name: str, rendition:
     by_uri = {segment_name(s.msn): s for s in tv.segments}
     blocks = segment_blocks(text)
     for block in blocks:
-        if not block[-1].startswith("#"):
+        if not block[-1].startswith("#") and "#EXT-X-GAP" not in block:
             seg = by_uri[block[-1]]
             extinf = next(x for x in block if x.startswith("#EXTINF"))
             assert extinf == f"#EXTINF:{fmt_seconds(Fraction(seg.duration, tv.info.timescale))},"
@@ -515,20 +515,32 @@ def test_discontinuity_numbers_never_change_as_the_window_slides() -> None:
     assert previous_seq == 2
 
 
-def test_after_a_time_gap_only_the_newest_consecutive_run_is_listed() -> None:
+def test_a_time_gap_is_filled_with_gap_segments() -> None:
+    """A feed that dropped and came back: msns nobody produced are listed as EXT-X-GAP segments,
+    so numbering stays implicit and players step over the hole instead of losing their place."""
     view = VIEWS["gap"]
     for rendition in TRACKS:
         text = render_media(view, rendition)
-        assert uris(text)[0] == segment_name(LIVE_MSN + 6)
-        assert tag_value(text, "#EXT-X-MEDIA-SEQUENCE") == str(LIVE_MSN + 6)
-        # the dropped run took the gap's discontinuity tag with it: it is counted instead
-        assert tag_value(text, "#EXT-X-DISCONTINUITY-SEQUENCE") == "1"
-        assert "#EXT-X-DISCONTINUITY\n" not in text
+        tv = track(view, rendition)
+        real = {s.msn for s in tv.segments}
         numbers = [int(u.split(".")[0]) for u in uris(text)]
-        assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+        assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))  # consecutive
+        assert tag_value(text, "#EXT-X-MEDIA-SEQUENCE") == str(numbers[0])
+        blocks = [b for b in segment_blocks(text) if not b[-1].startswith("#")]
+        for block in blocks:
+            msn = int(block[-1].split(".")[0])
+            assert ("#EXT-X-GAP" in block) == (msn not in real)
+            if msn not in real:
+                assert not any(x.startswith("#EXT-X-PART:") for x in block)
+        # the first real segment after the hole carries the discontinuity
+        after = min(m for m in real if m - 1 not in real and m != min(real))
+        block = next(b for b in blocks if b[-1] == segment_name(after))
+        assert "#EXT-X-DISCONTINUITY" in block
+        pl = m3u8.loads(text)
+        assert len(pl.segments) >= len(numbers)
 
 
-def test_segment_in_production_after_a_gap_starts_the_playlist() -> None:
+def test_segment_in_production_after_a_gap_follows_gap_segments() -> None:
     msns = range(LIVE_MSN, LIVE_MSN + 6)
     base = make_view(count=6)
     tracks = tuple(
@@ -537,11 +549,13 @@ def test_segment_in_production_after_a_gap_starts_the_playlist() -> None:
     )
     view = replace(base, tracks=tracks)
     text = render_media(view, "720p")
-    assert uris(text) == []
-    assert tag_value(text, "#EXT-X-MEDIA-SEQUENCE") == str(LIVE_MSN + 20)
-    assert tag_value(text, "#EXT-X-DISCONTINUITY-SEQUENCE") == "1"
-    assert [a["URI"] for a in listed_parts(text)] == [part_name(LIVE_MSN + 20, 0), part_name(LIVE_MSN + 20, 1)]
-    assert len(m3u8.loads(text).segments) == 1
+    numbers = [int(u.split(".")[0]) for u in uris(text)]
+    assert numbers == list(range(LIVE_MSN, LIVE_MSN + 20))
+    assert text.count("#EXT-X-GAP") == 14
+    assert tag_value(text, "#EXT-X-MEDIA-SEQUENCE") == str(LIVE_MSN)
+    assert [a["URI"] for a in listed_parts(text)][-2:] == [part_name(LIVE_MSN + 20, 0), part_name(LIVE_MSN + 20, 1)]
+    tail = text.split(segment_name(LIVE_MSN + 19))[1]
+    assert "#EXT-X-DISCONTINUITY" in tail
 
 
 def test_discontinuity_before_the_first_part_of_the_segment_in_production() -> None:

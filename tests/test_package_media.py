@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import signal
 import subprocess
 import sys
@@ -269,6 +270,6 @@ def test_loop_repeats_a_file_as_one_continuous_feed(tmp_path):
     total = sum(float(f.duration_s) for f in facts)
     assert 4.9 <= total <= 5.1, total
     # one continuous timeline: each segment starts where the previous ended
-    for a, b in zip(facts, facts[1:], strict=False):
+    for a, b in itertools.pairwise(facts):
         assert a.start_s + a.duration_s == b.start_s
     assert decode_segments(out, "180p") == 150

@@ -27,7 +27,9 @@ Accepted publish URL forms (the stream key is never logged; it shows as ``***``)
 The Authorizer gets the first app segment (``live``), the stream name, the key
 (``None`` if absent or empty) and the peer address. A stream name is one path
 segment; a key must not contain ``/``, ``?`` or ``&`` (``%XX`` escapes in a
-``?key=`` value are decoded).
+``?key=`` value are decoded). A refused publish that gave no separate key logs
+its stream name as ``***`` too: a broadcaster who typed only the key in OBS's
+"Stream Key" field sends the key as the stream name.
 
 Hostile input never raises out of the server: the handshake and the first
 publish must each complete within ``handshake_timeout_s``, a connection silent
@@ -747,13 +749,13 @@ class _Connection:
         publish_by = loop.time() + self.server.handshake_timeout_s
         idle = self.server.idle_timeout_s
         while self.stop_reason is None:
-            waiting_publish = not self.published
-            timeout = min(idle, max(0.0, publish_by - loop.time())) if waiting_publish else idle
+            publish_left = publish_by - loop.time()
+            publish_due = not self.published and publish_left <= idle
             try:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(max(0.0, publish_left) if publish_due else idle):
                     data = await self.reader.read(64 * 1024)
             except TimeoutError:
-                if waiting_publish and loop.time() >= publish_by:
+                if publish_due:
                     raise _Close(f"no publish within {self.server.handshake_timeout_s:g} s") from None
                 raise _Close(f"idle timeout: no data for {idle:g} s", warn=self.session is None) from None
             if not data:
@@ -896,15 +898,16 @@ class _Connection:
             await self._refuse(stream_id, PUBLISH_BADNAME, "bad stream name", f"bad stream name ({exc})")
             return
         shown = f"app={_short(target.app)} stream={_short(target.stream)} key={'***' if target.key else 'none'}"
+        refused = shown if target.key else f"app={_short(target.app)} stream=*** key=none"
         try:
             decision = self.server.authorize(target.app, target.stream, target.key, self.peer)
         except Exception:
-            log.exception("rtmp %s: authorizer failed for %s", self.peer, shown)
-            await self._refuse(stream_id, PUBLISH_UNAUTHORIZED, "not authorized", f"{shown}: authorizer error")
+            log.exception("rtmp %s: authorizer failed for %s", self.peer, refused)
+            await self._refuse(stream_id, PUBLISH_UNAUTHORIZED, "not authorized", f"{refused}: authorizer error")
             return
         if not decision.ok:
             code = decision.status or PUBLISH_UNAUTHORIZED
-            await self._refuse(stream_id, code, decision.reason or "refused", f"{shown}: {decision.reason or code}")
+            await self._refuse(stream_id, code, decision.reason or "refused", f"{refused}: {decision.reason or code}")
             return
         stream = decision.stream or target.stream
         # Session and handler are set up before any await, so an Authorizer that

@@ -72,6 +72,36 @@ def newest_run(segments: Sequence[Segment], producing: int | None = None) -> tup
     return tuple(segments[start:]), producing is not None and producing == last + 1
 
 
+def gap_filled(
+    segments: Sequence[Segment], producing: int | None, segment_ticks: int
+) -> tuple[tuple[Segment, ...], bool]:
+    """Every segment of the window in msn order, with a ``gap`` placeholder for each missing msn.
+
+    A feed that dropped and came back leaves msns nobody produced (numbers follow
+    UTC); HLS numbers segments implicitly, so each missing one is listed as an
+    ``EXT-X-GAP`` segment of nominal duration. Returns the segments and whether
+    ``producing`` (the msn in production) follows them (gaps before it are filled too).
+    """
+    out: list[Segment] = []
+    for seg in segments:
+        if out:
+            for msn in range(out[-1].msn + 1, seg.msn):
+                out.append(_gap(seg.track, msn, segment_ticks))
+        out.append(seg)
+    if producing is None:
+        return tuple(out), False
+    if out and producing <= out[-1].msn:
+        return tuple(out), False
+    if out:
+        for msn in range(out[-1].msn + 1, producing):
+            out.append(_gap(out[-1].track, msn, segment_ticks))
+    return tuple(out), True
+
+
+def _gap(track: str, msn: int, segment_ticks: int) -> Segment:
+    return Segment(track, msn, msn * segment_ticks, segment_ticks, (), 0, gap=True)
+
+
 def segment_bitrate(segment: Segment, timescale: int) -> int:
     """Bits per second of one segment (its size over its duration), rounded up."""
     if segment.duration <= 0:

@@ -37,7 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from packager.manifest import average_bitrate, is_low_latency, is_vod, newest_run, part_target, peak_bitrate
+from packager.manifest import average_bitrate, gap_filled, is_low_latency, is_vod, part_target, peak_bitrate
 from packager.model import (
     INIT_NAME,
     MEDIA_PLAYLIST_NAME,
@@ -183,7 +183,8 @@ def _plan(view: StreamView, tv: TrackView, *, skip: bool) -> _Plan:
     live = is_low_latency(view)
     window = tv.segments
     pending = tv.pending if live and tv.pending_msn is not None else ()
-    run, pending_continues = newest_run(window, tv.pending_msn if pending else None)
+    segment_ticks = int(view.segment_s * tv.info.timescale)
+    run, pending_continues = gap_filled(window, tv.pending_msn if pending else None, segment_ticks)
     if not pending_continues:
         pending = ()
 
@@ -193,7 +194,7 @@ def _plan(view: StreamView, tv: TrackView, *, skip: bool) -> _Plan:
         flags.append(tv.pending_discontinuity)
     # Index (in that list) of the first item this playlist lists.
     if run:
-        first = len(window) - len(run)
+        first = 0  # gaps are filled: the whole window is listed
     elif pending:
         first = len(window)
     else:
@@ -295,6 +296,8 @@ def render_media(view: StreamView, track: str, *, skip: bool = False) -> str:
         if parts_from is not None and seg.start >= parts_from:
             lines.extend(_part_line(p, timescale) for p in seg.parts)
         lines.append(f"#EXTINF:{fmt_seconds(Fraction(seg.duration, timescale))},")
+        if seg.gap:
+            lines.append("#EXT-X-GAP")
         lines.append(segment_name(seg.msn))
 
     if not live:

@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from fractions import Fraction
+from typing import BinaryIO
 
 import av
 
@@ -42,8 +43,17 @@ class MediaSource:
         loop: bool = False,
         fps: Fraction | None = None,
         open_timeout_s: float = 10.0,
+        reader: BinaryIO | None = None,
+        format: str | None = None,
+        live: bool | None = None,
+        options: dict[str, str] | None = None,
     ) -> None:
         self.url = url
+        self.options = options or {}  # demuxer options, e.g. a short probe for FLV from RTMP
+        self.reader = reader  # a pushed byte stream (RTMP, HTTP ingest): ``url`` only names it
+        self.format = format
+        self.live = paced if live is None else live
+        self.not_before_s = 0.0  # a returning feed starts after the media already published
         self.paced = paced
         self.loop = loop
         self.want_fps = fps
@@ -58,6 +68,11 @@ class MediaSource:
         return self.url.startswith(_NETWORK)
 
     def _open(self) -> av.container.InputContainer:
+        if self.reader is not None:
+            try:
+                return av.open(self.reader, mode="r", format=self.format, options=self.options)
+            except (av.error.FFmpegError, OSError, ValueError) as exc:
+                raise SourceError(f"{self.url}: not a media stream PyAV can read: {_error_text(exc)}") from None
         if not self.is_network and not os.path.exists(self.url):
             raise SourceError(f"{self.url}: no such file")
         if not self.is_network and os.path.isdir(self.url):
@@ -97,7 +112,7 @@ class MediaSource:
             width=width,
             height=height,
             fps=fps,
-            live=self.paced,
+            live=self.live,
         )
         return self.info
 
@@ -108,7 +123,8 @@ class MediaSource:
         fps = info.fps
         frame_ticks_f = VIDEO_TIMESCALE / fps
         frame_ticks = round(frame_ticks_f)
-        anchor_ticks = grid_ticks(Fraction(time.time()), frame_ticks, VIDEO_TIMESCALE) if info.live else 0
+        start_s = Fraction(max(time.time(), self.not_before_s))
+        anchor_ticks = grid_ticks(start_s, frame_ticks, VIDEO_TIMESCALE) if info.live else 0
         anchor_s = Fraction(anchor_ticks, VIDEO_TIMESCALE)
         rebaser = Rebaser(anchor_s)
         cfr = CfrScheduler(frame_ticks, anchor_ticks)
@@ -186,7 +202,7 @@ class MediaSource:
                                 audio_next += af.samples
                 if stop.is_set():
                     return "stopped"
-                if not self.loop:
+                if not self.loop or self.reader is not None:
                     return reason
                 container.close()
                 container = self._open()

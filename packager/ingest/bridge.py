@@ -1,0 +1,85 @@
+"""Connects the RTMP server to the ingest gate (keys, limits) and manager (pipelines).
+
+Each accepted publisher's FLV stream is pumped into a :class:`ByteQueue` that
+the stream's pipeline reads on its source thread (PyAV, ``format="flv"``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from packager.ingest.gate import IngestGate, Ticket
+from packager.ingest.manager import IngestManager
+from packager.ingest.pipe import ByteQueue, ByteQueueClosed
+from packager.ingest.rtmp import PUBLISH_BADNAME, PUBLISH_UNAUTHORIZED, Decision, PublishSession, RtmpServer
+
+log = logging.getLogger(__name__)
+
+READ_SIZE = 64 * 1024
+
+
+def authorizer(gate: IngestGate, reserved: dict[str, Ticket]):  # type: ignore[no-untyped-def]
+    """Checks the key and reserves the stream at once, so two publishers cannot both get in."""
+
+    def authorize(app: str, stream: str, key: str | None, peer: str) -> Decision:
+        if app != "live":
+            return Decision(False, stream, f"unknown application {app!r} (use /live)", PUBLISH_BADNAME)
+        verdict = gate.check(stream, key)
+        if verdict.ok:
+            reserved[stream] = gate.begin(stream, "rtmp", peer)
+            return Decision(True, stream)
+        status = PUBLISH_BADNAME if verdict.status in (409, 503) else PUBLISH_UNAUTHORIZED
+        # a broadcaster who typed only the key sends it as the stream name: never log an unknown name
+        shown = stream if stream in gate.settings.streams else "***"
+        log.warning("rtmp %s: publish to %s refused: %s", peer, shown, verdict.reason)
+        return Decision(False, stream, verdict.reason, status)
+
+    return authorize
+
+
+def publisher(gate: IngestGate, manager: IngestManager, reserved: dict[str, Ticket]):  # type: ignore[no-untyped-def]
+    async def on_publish(session: PublishSession) -> None:
+        ticket = reserved.pop(session.stream, None) or gate.begin(session.stream, "rtmp", session.peer)
+        queue = ByteQueue()
+        task = asyncio.create_task(
+            manager.publish(
+                session.stream,
+                queue,
+                protocol="rtmp",
+                fmt="flv",
+                options={"analyzeduration": "0", "probesize": "32768"},
+            )
+        )
+        try:
+            while True:
+                data = await session.read(READ_SIZE)
+                if not data:
+                    break
+                verdict = gate.account(ticket, len(data))
+                if not verdict.ok:
+                    log.warning("rtmp %s: %s dropped: %s", session.peer, session.stream, verdict.reason)
+                    session.close(verdict.reason)
+                    break
+                try:
+                    await queue.put(data)
+                except ByteQueueClosed:
+                    session.close("the stream stopped reading this feed")
+                    break
+            queue.close()
+            result = await task
+            log.info("rtmp %s: %s ended: %s", session.peer, session.stream, result.reason)
+        finally:
+            gate.end(ticket)
+            if not task.done():
+                queue.abort()
+
+    return on_publish
+
+
+async def start_rtmp(host: str, port: int, gate: IngestGate, manager: IngestManager) -> RtmpServer:
+    reserved: dict[str, Ticket] = {}
+    server = RtmpServer(host, port, authorizer(gate, reserved), publisher(gate, manager, reserved))
+    await server.start()
+    log.info("rtmp: listening on rtmp://%s:%d/live/{stream}?key=KEY", host, server.port)
+    return server

@@ -1,0 +1,169 @@
+"""Server settings: streams, keys and limits from a TOML file (``--config``) and flags.
+
+Example::
+
+    [server]
+    rtmp_port = 1935          # 0 turns RTMP off
+    reconnect_window = 30     # seconds a dropped feed may take to come back
+    keep = 3600               # seconds an ended stream stays served as VOD
+    max_publishers = 8        # pushes at once, all streams
+    max_ingest_kbps = 100000  # all pushes together
+
+    [defaults]                # any stream flag: ladder, audio_bitrate, segment, part, window, preset
+    ladder = "1280x720@3000k,854x480@1400k,640x360@800k"
+
+    [streams.studio1]
+    key = "change-me"
+    ladder = "854x480@1400k,640x360@800k"
+    takeover = false          # a second publisher replaces the first instead of being refused
+    max_kbps = 20000          # this stream's ingest limit
+
+Every problem raises :class:`~packager.config.ConfigError` naming the field.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from packager.config import ConfigError, Encoding, Ladder, StreamConfig, Timing, check_name, parse_seconds
+
+_STREAM_KEYS = {"key", "ladder", "audio_bitrate", "segment", "part", "window", "preset", "takeover", "max_kbps"}
+_SERVER_KEYS = {"rtmp_port", "reconnect_window", "keep", "max_publishers", "max_ingest_kbps"}
+_DEFAULT_KEYS = {"ladder", "audio_bitrate", "segment", "part", "window", "preset"}
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """One configured ingest stream: its key, packaging config and limits."""
+
+    config: StreamConfig
+    key: str
+    takeover: bool = False
+    max_kbps: int = 50_000
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    streams: dict[str, StreamSettings] = field(default_factory=dict)
+    rtmp_port: int = 1935
+    reconnect_window_s: float = 30.0
+    keep_s: float = 3600.0
+    max_publishers: int = 8
+    max_ingest_kbps: int = 100_000
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.rtmp_port <= 65535:
+            raise ConfigError(f"rtmp_port: {self.rtmp_port} is not a port (0 turns RTMP off)")
+        if not 0 <= self.reconnect_window_s <= 3600:
+            raise ConfigError(f"reconnect_window: {self.reconnect_window_s} must be in 0..3600 seconds")
+        if not 0 <= self.keep_s <= 7 * 86400:
+            raise ConfigError(f"keep: {self.keep_s} must be in 0..604800 seconds")
+        if not 1 <= self.max_publishers <= 1000:
+            raise ConfigError(f"max_publishers: {self.max_publishers} must be in 1..1000")
+        if not 100 <= self.max_ingest_kbps <= 10_000_000:
+            raise ConfigError(f"max_ingest_kbps: {self.max_ingest_kbps} must be in 100..10000000")
+
+
+def _check_key(key: object, where: str) -> str:
+    if not isinstance(key, str) or not 8 <= len(key) <= 256 or not key.isprintable() or any(c in key for c in " /?&#"):
+        raise ConfigError(
+            f"{where}: a stream key must be 8-256 printable characters without spaces, '/', '?', '&' or '#'"
+        )
+    return key
+
+
+def stream_config(name: str, values: dict[str, Any], base: StreamConfig, where: str) -> StreamConfig:
+    """``base`` with the stream flags found in ``values`` applied."""
+    timing, encoding, ladder = base.timing, base.encoding, base.ladder
+    if "ladder" in values or "audio_bitrate" in values:
+        ladder = Ladder.parse(
+            str(values.get("ladder", _ladder_text(base.ladder))),
+            str(values.get("audio_bitrate", base.ladder.audio_bitrate)),
+        )
+    if {"segment", "part", "window"} & values.keys():
+        try:
+            timing = Timing(
+                parse_seconds(values.get("segment", timing.segment_s), f"{where}.segment"),
+                parse_seconds(values.get("part", timing.part_s), f"{where}.part"),
+                parse_seconds(values.get("window", timing.window_s), f"{where}.window"),
+            )
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    if "preset" in values:
+        encoding = replace(encoding, preset=str(values["preset"]))
+        Encoding(preset=encoding.preset)
+    return StreamConfig(name=check_name(name, where), ladder=ladder, timing=timing, encoding=encoding)
+
+
+def _ladder_text(ladder: Ladder) -> str:
+    return ",".join(f"{r.width}x{r.height}@{r.bitrate}" for r in ladder.renditions)
+
+
+def load(path: Path | None, base: StreamConfig, flag_keys: list[str], **overrides: Any) -> IngestSettings:
+    """Settings from the TOML file at ``path`` (optional), ``--stream-key NAME=KEY`` flags and overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except OSError as exc:
+            raise ConfigError(f"--config: cannot read {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"--config: {path} is not valid TOML: {exc}") from None
+    unknown = set(data) - {"server", "defaults", "streams"}
+    if unknown:
+        raise ConfigError(f"--config: unknown section(s) {', '.join(sorted(unknown))}")
+    server = data.get("server", {})
+    defaults = data.get("defaults", {})
+    for section, allowed, values in (("server", _SERVER_KEYS, server), ("defaults", _DEFAULT_KEYS, defaults)):
+        if not isinstance(values, dict):
+            raise ConfigError(f"--config: [{section}] must be a table")
+        bad = set(values) - allowed
+        if bad:
+            raise ConfigError(f"--config: [{section}] has unknown field(s) {', '.join(sorted(bad))}")
+    base = stream_config(base.name, defaults, base, "[defaults]") if defaults else base
+    streams: dict[str, StreamSettings] = {}
+    for name, values in (data.get("streams") or {}).items():
+        where = f"[streams.{name}]"
+        if not isinstance(values, dict):
+            raise ConfigError(f"--config: {where} must be a table")
+        bad = set(values) - _STREAM_KEYS
+        if bad:
+            raise ConfigError(f"--config: {where} has unknown field(s) {', '.join(sorted(bad))}")
+        if "key" not in values:
+            raise ConfigError(f"--config: {where} needs a key")
+        max_kbps = values.get("max_kbps", 50_000)
+        if not isinstance(max_kbps, int) or not 100 <= max_kbps <= 10_000_000:
+            raise ConfigError(f"--config: {where}.max_kbps must be an integer in 100..10000000")
+        streams[name] = StreamSettings(
+            stream_config(name, values, base, where),
+            _check_key(values["key"], f"{where}.key"),
+            bool(values.get("takeover", False)),
+            max_kbps,
+        )
+    for item in flag_keys:
+        name, sep, key = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--stream-key: {item!r} is not NAME=KEY")
+        streams[name] = StreamSettings(
+            replace(base, name=check_name(name, "--stream-key")), _check_key(key, f"--stream-key {name}")
+        )
+    values = {k: server[k] for k in server}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return IngestSettings(
+            streams=streams,
+            rtmp_port=int(values.get("rtmp_port", 1935)),
+            reconnect_window_s=float(values.get("reconnect_window", 30)),
+            keep_s=float(values.get("keep", 3600)),
+            max_publishers=int(values.get("max_publishers", 8)),
+            max_ingest_kbps=int(values.get("max_ingest_kbps", 100_000)),
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"--config: [server]: {exc}") from None

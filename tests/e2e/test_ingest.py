@@ -1,0 +1,363 @@
+"""Broadcaster ingest with real ffmpeg: HTTP push and RTMP, keys, drop-and-return, bad bytes, shutdown."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import m3u8
+import pytest
+
+from fixtures.media import make_clip
+from tests.e2e.playback import open_player, progress_ratio, sample, wait_ready
+from tests.support.procs import free_port, get, packager, wait_segments
+from tests.support.xsd import validate_mpd
+
+FFMPEG = shutil.which("ffmpeg") or "/usr/bin/ffmpeg"
+KEYS = {"demo": "demo-key-123", "cam2": "cam2-key-456", "fuzz": "fuzz-key-789", "drop": "drop-key-000"}
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    d = tmp_path_factory.mktemp("clips")
+    return {
+        "mp4": make_clip(d / "c.mp4", seconds=5, width=480, height=270),
+        "long": make_clip(d / "long.mp4", seconds=12, width=480, height=270),
+        "ts": make_clip(d / "c.ts", seconds=2, width=320, height=180),
+        "audio": make_clip(d / "a.ts", seconds=2, video=False),
+        "video": make_clip(d / "v.ts", seconds=2, audio=False),
+        "small": make_clip(d / "s.ts", seconds=2, width=160, height=90),
+    }
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ingest") / "out"
+    rtmp = free_port()
+    args = [
+        "--rtmp-port",
+        str(rtmp),
+        "--reconnect-window",
+        "8",
+        "--ladder",
+        "480x270@500k,320x180@250k",
+        "--preset",
+        "ultrafast",
+    ]
+    for name, key in KEYS.items():
+        args += ["--stream-key", f"{name}={key}"]
+    with packager(args, out=out, ready_path="/healthz") as (proc, base):
+        yield {"base": base, "rtmp": rtmp, "proc": proc, "out": out}
+
+
+def streams(base: str) -> dict[str, bool]:
+    return {s["name"]: s["live"] for s in json.loads(get(f"{base}/api/streams")[2])["streams"]}
+
+
+def push_http(base, stream, clip, key, fmt="mpegts", realtime=True, timeout=60):
+    cmd = [
+        FFMPEG,
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        *(["-re"] if realtime else []),
+        "-i",
+        str(clip),
+        "-c",
+        "copy",
+        "-f",
+        fmt,
+        "-method",
+        "PUT",
+        f"{base}/ingest/{stream}?key={key}",
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def push_rtmp(port, path, clip):
+    cmd = [
+        FFMPEG,
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-re",
+        "-i",
+        str(clip),
+        "-c",
+        "copy",
+        "-f",
+        "flv",
+        f"rtmp://127.0.0.1:{port}/live/{path}",
+    ]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def check_manifests(base, stream):
+    _, _, mpd = get(f"{base}/live/{stream}/manifest.mpd")
+    validate_mpd(mpd)
+    status, _, text = get(f"{base}/live/{stream}/master.m3u8")
+    assert status == 200
+    for variant in m3u8.loads(text.decode()).playlists:
+        pl = m3u8.loads(get(f"{base}/live/{stream}/{variant.uri}")[2].decode())
+        for seg in pl.segments:
+            if seg.uri:
+                assert get(f"{base}/live/{stream}/{variant.uri.split('/')[0]}/{seg.uri}")[0] == 200
+
+
+def test_http_push_publishes_and_wrong_key_does_not(server, clips):
+    base = server["base"]
+    r = urllib.request.Request(f"{base}/ingest/cam2?key=not-the-key", data=b"x" * 1000, method="PUT")
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(r)
+    assert err.value.code == 403
+    r = urllib.request.Request(f"{base}/ingest/cam2", data=b"x" * 1000, method="PUT")
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(r)
+    assert err.value.code == 401
+    assert "cam2" not in streams(base)
+    result = push_http(base, "demo", clips["mp4"], KEYS["demo"])
+    assert result.returncode == 0, result.stderr
+    assert "demo" in streams(base)
+    check_manifests(base, "demo")
+    wait_segments(f"{base}/live/demo/270p/index.m3u8", 2, 5)
+
+
+def test_bearer_key_and_conflict(server, clips):
+    base = server["base"]
+    proc = subprocess.Popen(
+        [
+            FFMPEG,
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-re",
+            "-i",
+            str(clips["mp4"]),
+            "-c",
+            "copy",
+            "-f",
+            "mpegts",
+            "-method",
+            "POST",
+            "-headers",
+            f"Authorization: Bearer {KEYS['cam2']}\r\n",
+            f"{base}/ingest/cam2",
+        ]
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while "cam2" not in streams(base) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert streams(base).get("cam2") is True
+        r = urllib.request.Request(f"{base}/ingest/cam2?key={KEYS['cam2']}", data=b"x", method="PUT")
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(r)
+        assert err.value.code == 409
+    finally:
+        assert proc.wait(30) == 0
+
+
+def test_two_rtmp_streams_on_one_port_and_wrong_key(server, clips):
+    port, base = server["rtmp"], server["base"]
+    a = push_rtmp(port, f"demo?key={KEYS['demo']}", clips["mp4"])
+    b = push_rtmp(port, f"drop/{KEYS['drop']}", clips["mp4"])  # key-as-path form
+    bad = push_rtmp(port, "fuzz?key=wrong-key-000", clips["mp4"])
+    assert bad.wait(20) != 0
+    assert a.wait(30) == 0 and b.wait(30) == 0
+    s = streams(base)
+    assert s.get("demo") is not None and s.get("drop") is not None
+    for name in ("demo", "drop"):
+        check_manifests(base, name)
+    assert "fuzz" not in s
+
+
+def test_hostile_pushes_never_break_the_server(server, clips):
+    """Seeded bad inputs over HTTP push: each ends cleanly; manifests stay valid; others unaffected."""
+    base = server["base"]
+    rnd = random.Random(1234)
+    ts = clips["ts"].read_bytes()
+    variants = []
+    for i in range(100):
+        kind = i % 10
+        if kind == 0:
+            body = rnd.randbytes(rnd.randrange(0, 200_000))
+        elif kind == 1:
+            data = bytearray(ts)
+            for _ in range(rnd.randrange(1, 300)):
+                data[rnd.randrange(len(data))] ^= 1 << rnd.randrange(8)
+            body = bytes(data)
+        elif kind == 2:
+            body = ts[: rnd.randrange(0, len(ts))]
+        elif kind == 3:
+            body = b""
+        elif kind == 4:
+            body = clips["audio"].read_bytes()
+        elif kind == 5:
+            body = clips["video"].read_bytes()
+        elif kind == 6:
+            body = ts + clips["small"].read_bytes()  # resolution change mid-stream (and a DTS reset)
+        elif kind == 7:
+            cut = rnd.randrange(188, len(ts) // 188) * 188
+            body = ts[cut:] + ts[:cut]  # timestamps jump back, then forward
+        elif kind == 8:
+            body = b"\x47" + rnd.randbytes(50_000)  # looks like TS, is not
+        else:
+            body = ts
+        variants.append(body)
+    statuses = []
+    for body in variants:
+        req = urllib.request.Request(f"{base}/ingest/fuzz?key={KEYS['fuzz']}", data=body, method="PUT")
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                statuses.append(r.status)
+        except urllib.error.HTTPError as e:
+            statuses.append(e.code)
+        assert get(f"{base}/healthz")[0] == 200
+        if "fuzz" in streams(base):
+            check_manifests(base, "fuzz")
+    assert all(s < 500 for s in statuses), statuses
+    assert statuses.count(200) >= 20  # the valid ones were packaged
+    assert server["proc"].poll() is None
+
+
+@pytest.mark.parametrize("player", ["hls"])
+def test_drop_and_return_keeps_playing(server, clips, browser, player):
+    base = server["base"]
+    first = subprocess.Popen(
+        [
+            FFMPEG,
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-re",
+            "-i",
+            str(clips["long"]),
+            "-c",
+            "copy",
+            "-f",
+            "mpegts",
+            "-method",
+            "PUT",
+            f"{base}/ingest/drop?key={KEYS['drop']}",
+        ]
+    )
+    wait_segments(f"{base}/live/drop/270p/index.m3u8", 2, 20)
+    src = "master.m3u8" if player == "hls" else "manifest.mpd"
+    context, page, pb = open_player(browser, f"{base}/players/{player}.html?src=/live/drop/{src}")
+    try:
+        wait_ready(page, pb, 20)
+        sample(page, pb, 1)
+        while first.poll() is None:
+            sample(page, pb, 1)
+        assert first.returncode == 0
+        sample(page, pb, 5)  # the feed is gone for 5 s
+        second = subprocess.Popen(
+            [
+                FFMPEG,
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-re",
+                "-i",
+                str(clips["long"]),
+                "-c",
+                "copy",
+                "-f",
+                "mpegts",
+                "-method",
+                "PUT",
+                f"{base}/ingest/drop?key={KEYS['drop']}",
+            ]
+        )
+        sample(page, pb, 6)
+        returned = time.monotonic()
+        sample(page, pb, 6)
+        text = get(f"{base}/live/drop/270p/index.m3u8")[2].decode()
+        assert "#EXT-X-DISCONTINUITY" in text or "DISCONTINUITY-SEQUENCE:" in text
+        assert not pb.last.get("fatal"), pb.last.get("errors")
+        # media time advances after the return, without a page reload
+        assert progress_ratio(pb, returned) > 0.5, [(s["currentTime"], s.get("liveLatency")) for s in pb.samples[-12:]]
+        assert second.wait(30) == 0
+    finally:
+        context.close()
+
+
+def test_sigterm_finalizes_every_stream(tmp_path, clips):
+    out = tmp_path / "out"
+    args = [
+        "--stream-key",
+        f"demo={KEYS['demo']}",
+        "--rtmp-port",
+        "0",
+        "--ladder",
+        "320x180@250k",
+        "--preset",
+        "ultrafast",
+    ]
+    with packager(args, out=out, ready_path="/healthz") as (proc, base):
+        pusher = subprocess.Popen(
+            [
+                FFMPEG,
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-re",
+                "-i",
+                str(clips["long"]),
+                "-c",
+                "copy",
+                "-f",
+                "mpegts",
+                "-method",
+                "PUT",
+                f"{base}/ingest/demo?key={KEYS['demo']}",
+            ]
+        )
+        wait_segments(f"{base}/live/demo/180p/index.m3u8", 2, 20)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+        assert time.monotonic() - t0 < 15
+        pusher.kill()
+    pl = m3u8.load(str(out / "demo" / "180p" / "index.m3u8"))
+    assert pl.is_endlist and pl.segments
+    validate_mpd((out / "demo" / "manifest.mpd").read_bytes())
+    assert b'type="static"' in (out / "demo" / "manifest.mpd").read_bytes()
+    for seg in pl.segments:
+        assert (out / "demo" / "180p" / seg.uri).is_file()
+
+
+def test_restart_after_kill_continues_numbering(tmp_path, clips):
+    out = tmp_path / "out"
+    args = [
+        "--stream-key",
+        f"demo={KEYS['demo']}",
+        "--rtmp-port",
+        "0",
+        "--ladder",
+        "320x180@250k",
+        "--preset",
+        "ultrafast",
+    ]
+    port = free_port()
+    with packager(args, out=out, port=port, ready_path="/healthz") as (proc, base):
+        assert push_http(base, "demo", clips["mp4"], KEYS["demo"]).returncode == 0
+        before = m3u8.loads(get(f"{base}/live/demo/180p/index.m3u8")[2].decode())
+        old = [s.uri for s in before.segments if s.uri]
+        proc.kill()
+        proc.wait()
+    with packager(args, out=out, port=port, ready_path="/healthz") as (proc, base):
+        assert push_http(base, "demo", clips["mp4"], KEYS["demo"]).returncode == 0
+        after = m3u8.loads(get(f"{base}/live/demo/180p/index.m3u8")[2].decode())
+        new = [s.uri for s in after.segments if s.uri]
+        assert int(new[0].split(".")[0]) > int(old[-1].split(".")[0])  # numbering went on
+        for uri in old:  # media published before the crash is still served
+            assert get(f"{base}/live/demo/180p/{uri}")[0] == 200
+        check_manifests(base, "demo")
+    assert not list(Path(out).rglob("*.tmp"))
