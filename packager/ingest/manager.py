@@ -1,11 +1,12 @@
-"""Pushed streams' lifecycle: a pipeline per publish, drop-and-return, end, keep, shutdown.
+"""Pushed streams' lifecycle: one pipeline per stream across pushes, slate, end, keep, shutdown.
 
-A publish (RTMP or HTTP push) hands in a :class:`ByteQueue` of container bytes.
-The manager runs a :class:`Pipeline` on it into the stream's store. When the
-feed stops, the manifests stay served; a feed that comes back within the
-reconnect window continues the same stream after a discontinuity (numbers go
-on, since they follow UTC). Past the window the stream ends (ENDLIST, static
-MPD) and stays served as VOD for ``keep`` seconds, then leaves the store.
+A publish (RTMP or HTTP push) hands in a :class:`ByteQueue` of container
+bytes. The first push of a stream starts a :class:`Pipeline` on a
+:class:`FeedSource`; later pushes (a feed that came back, or a takeover) are
+probed and attached to that same feed, so encoders, numbering and the media
+timeline simply continue. Between pushes the feed shows a slate; when no push
+returns within the reconnect window the pipeline ends the stream (ENDLIST,
+static MPD), which then stays served as VOD for ``keep`` seconds.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from packager.ingest.pipe import ByteQueue
 from packager.pipeline import Pipeline
 from packager.settings import IngestSettings
 from packager.sources import SourceError
+from packager.sources.feed import FeedSource
 from packager.sources.media import MediaSource
 from packager.store import Store
 
@@ -33,10 +35,9 @@ class PublishResult:
 
 @dataclass
 class _Feed:
-    pipeline: Pipeline | None = None
+    pipeline: Pipeline
+    source: FeedSource
     queue: ByteQueue | None = None
-    end_timer: asyncio.TimerHandle | None = None
-    drop_timer: asyncio.TimerHandle | None = None
 
 
 class IngestManager:
@@ -45,7 +46,8 @@ class IngestManager:
         self.store = store
         self.pipelines = pipelines if pipelines is not None else {}
         self.feeds: dict[str, _Feed] = {}
-        self.ended_reasons: dict[str, str] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._drop_timers: dict[str, asyncio.TimerHandle] = {}
 
     async def publish(
         self,
@@ -58,63 +60,64 @@ class IngestManager:
     ) -> PublishResult:
         """Package what arrives in ``queue`` until it ends; says whether media was published and why it ended."""
         settings = self.settings.streams[stream]
-        feed = self.feeds.setdefault(stream, _Feed())
-        for timer in (feed.end_timer, feed.drop_timer):
-            if timer is not None:
-                timer.cancel()
-        feed.end_timer = feed.drop_timer = None
-        if feed.pipeline is not None:  # a takeover: stop the previous publisher's pipeline first
-            feed.pipeline.stop()
-            if feed.queue is not None:
-                feed.queue.abort()
-            await feed.pipeline.wait()
-        existing = self.store.get(stream)
-        resume = existing if existing is not None and not existing.ended else None
         source = MediaSource(
             f"{protocol}://{stream}", reader=queue, format=fmt, paced=False, live=True, options=options
         )
-        pipeline = Pipeline(settings.config, source, self.store, stream=resume, end_stream=False)
-        feed.pipeline = pipeline
-        feed.queue = queue
-        try:
-            await pipeline.start()
-        except SourceError as exc:
-            queue.abort()
-            feed.pipeline = None
-            self._schedule_end(stream, feed)
-            log.warning("%s: push refused: %s", stream, exc)
-            return PublishResult(False, str(exc))
-        self.pipelines[stream] = pipeline
-        log.info("%s: %s publisher live", stream, protocol)
-        reason = await pipeline.wait()
-        queue.abort()  # the pipeline is done reading; unblock a writer still pushing
-        if feed.pipeline is pipeline:
-            feed.pipeline = None
-            self._schedule_end(stream, feed)
-        return PublishResult(True, reason)
-
-    def _schedule_end(self, stream: str, feed: _Feed) -> None:
-        store_stream = self.store.get(stream)
-        if store_stream is None or store_stream.ended:
-            return
-        loop = asyncio.get_running_loop()
-        log.info("%s: feed stopped; waiting %.0f s for it to come back", stream, self.settings.reconnect_window_s)
-        feed.end_timer = loop.call_later(self.settings.reconnect_window_s, self.end_stream, stream, "feed lost")
-
-    def end_stream(self, stream: str, reason: str) -> None:
+        timer = self._drop_timers.pop(stream, None)
+        if timer is not None:
+            timer.cancel()
         feed = self.feeds.get(stream)
-        s = self.store.get(stream)
-        if s is None or s.ended:
-            return
-        s.on_end(reason)
-        self.ended_reasons[stream] = reason
+        entry = None
+        if feed is not None and not feed.pipeline.stop_event.is_set() and not feed.source.finished:
+            source.want_fps = feed.source.info.fps
+            try:
+                await asyncio.to_thread(source.probe)
+            except SourceError as exc:
+                queue.abort()
+                log.warning("%s: push refused: %s", stream, exc)
+                return PublishResult(False, str(exc))
+            previous = feed.queue
+            entry = feed.source.attach(source)
+            if entry is not None:
+                if previous is not None:
+                    previous.abort()  # a takeover: the previous publisher's input ends now
+                feed.queue = queue
+                log.info("%s: %s publisher back on the same timeline", stream, protocol)
+        if entry is None:  # a first push, or the previous feed just ended: start a feed (reuses a probe)
+            feed_source = FeedSource(source, window_s=self.settings.reconnect_window_s)
+            pipeline = Pipeline(settings.config, feed_source, self.store)
+            try:
+                await pipeline.start()
+            except SourceError as exc:
+                queue.abort()
+                log.warning("%s: push refused: %s", stream, exc)
+                return PublishResult(False, str(exc))
+            feed = _Feed(pipeline, feed_source, queue)
+            self.feeds[stream] = feed
+            self.pipelines[stream] = pipeline
+            task = asyncio.create_task(self._watch(stream, feed))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            entry = feed_source.first
+            log.info("%s: %s publisher live", stream, protocol)
+        assert entry is not None
+        await asyncio.to_thread(entry.done.wait)
+        queue.abort()  # the input is done reading; unblock a writer still pushing
+        return PublishResult(True, entry.reason)
+
+    async def _watch(self, stream: str, feed: _Feed) -> None:
+        """When the feed's pipeline ends (window passed or shutdown), keep the VOD, then drop it."""
+        reason = await feed.pipeline.wait()
+        if self.feeds.get(stream) is feed:
+            del self.feeds[stream]
         log.info("%s: ended (%s); kept as VOD for %.0f s", stream, reason, self.settings.keep_s)
-        if feed is not None:
-            feed.drop_timer = asyncio.get_running_loop().call_later(self.settings.keep_s, self._drop, stream)
+        loop = asyncio.get_running_loop()
+        self._drop_timers[stream] = loop.call_later(self.settings.keep_s, self._drop, stream)
 
     def _drop(self, stream: str) -> None:
+        self._drop_timers.pop(stream, None)
         s = self.store.get(stream)
-        if s is None or not s.ended:
+        if s is None or not s.ended or stream in self.feeds:
             return
         self.store.streams.pop(stream, None)
         self.pipelines.pop(stream, None)
@@ -122,18 +125,15 @@ class IngestManager:
             shutil.rmtree(s.folder, ignore_errors=True)
         log.info("%s: VOD removed after keep period", stream)
 
-    async def shutdown(self, reason: str = "server shutting down") -> None:
-        """Stop every feed and finalize every stream (VOD-complete manifests)."""
-        for feed in self.feeds.values():
-            for timer in (feed.end_timer, feed.drop_timer):
-                if timer is not None:
-                    timer.cancel()
-            if feed.pipeline is not None:
-                feed.pipeline.stop()
+    async def shutdown(self) -> None:
+        """Stop every feed; each pipeline finalizes its stream (VOD-complete manifests)."""
+        for timer in self._drop_timers.values():
+            timer.cancel()
+        feeds = list(self.feeds.values())
+        for feed in feeds:
+            feed.pipeline.stop()
             if feed.queue is not None:
                 feed.queue.abort()
-        await asyncio.gather(*(f.pipeline.wait() for f in self.feeds.values() if f.pipeline is not None))
-        for stream in list(self.feeds):
-            s = self.store.get(stream)
-            if s is not None and not s.ended:
-                s.on_end(reason)
+        await asyncio.gather(*(f.pipeline.wait() for f in feeds))
+        for task in list(self._tasks):
+            task.cancel()

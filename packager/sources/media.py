@@ -87,6 +87,8 @@ class MediaSource:
             raise SourceError(f"{self.url}: cannot open: {_error_text(exc)}") from None
 
     def probe(self) -> SourceInfo:
+        if self._container is not None:  # already probed and not yet run
+            return self.info
         container = self._open()
         video = next((s for s in container.streams.video if s.codec_context is not None), None)
         audio = next((s for s in container.streams.audio if s.codec_context is not None), None)

@@ -1,0 +1,206 @@
+"""A pushed live feed that survives drops: successive inputs, a slate in between.
+
+Broadcasters' connections drop and come back. ``FeedSource`` keeps one
+pipeline (and its encoders) running for a stream across those inputs: while
+an input is attached its frames pass through; when it ends, a slate (colour
+bars with the pixel timecode, and silence) continues the same media timeline
+in real time until the next input is attached or ``window_s`` passes. Players
+see one continuous timeline (no gap, no reload); the next input is anchored
+at the grid slot right after the last frame delivered.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+import av
+import numpy as np
+
+from packager.sources.base import FrameSink, SourceInfo
+from packager.sources.media import MediaSource
+from packager.sources.testsrc import Painter
+from packager.timebase import AUDIO_TIMESCALE, VIDEO_TIMESCALE
+
+log = logging.getLogger(__name__)
+
+SLATE_AUDIO_CHUNK = 1024
+
+
+@dataclass
+class Attached:
+    """One input's place in the feed: ``done`` is set (with ``reason``) when it stops delivering."""
+
+    source: MediaSource
+    stop: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+    reason: str = ""
+
+
+class _Either:
+    """``is_set``/``wait`` true when either event is set (global stop or this input's stop)."""
+
+    def __init__(self, a: threading.Event, b: threading.Event) -> None:
+        self.a, self.b = a, b
+
+    def is_set(self) -> bool:
+        return self.a.is_set() or self.b.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        end = time.monotonic() + (timeout or 0)
+        while not self.is_set():
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            self.a.wait(min(left, 0.05))
+        return True
+
+
+class _Tracker:
+    """Passes frames on and remembers where the timeline is."""
+
+    def __init__(self, sink: FrameSink) -> None:
+        self.sink = sink
+        self.next_video: int | None = None  # 90 kHz
+        self.next_audio: int | None = None  # 48 kHz
+        self.frame_ticks = 3000
+
+    def video(self, frame: av.VideoFrame, pts: int, capture_utc_s: float) -> None:
+        self.sink.video(frame, pts, capture_utc_s)
+        self.next_video = pts + self.frame_ticks
+
+    def audio(self, frame: av.AudioFrame, pts: int, capture_utc_s: float) -> None:
+        self.sink.audio(frame, pts, capture_utc_s)
+        self.next_audio = pts + frame.samples
+
+    def discontinuity(self) -> None:
+        self.sink.discontinuity()
+
+
+class FeedSource:
+    """Implements the Source protocol for a stream fed by pushes (RTMP, HTTP)."""
+
+    def __init__(self, first: MediaSource, *, window_s: float) -> None:
+        self.first = Attached(first)
+        self.window_s = window_s
+        self.info = SourceInfo("feed", False, False)
+        self._next: Attached | None = None
+        self._current: Attached | None = None
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self.slate_frames = 0
+        self.finished = False  # run() returned: nothing can be attached any more
+
+    def probe(self) -> SourceInfo:
+        info = self.first.source.probe()
+        self.info = info
+        return info
+
+    def attach(self, source: MediaSource) -> Attached | None:
+        """Make ``source`` (already probed) the feed's input; a current input is stopped (takeover).
+
+        Returns None when the feed has already ended (the caller starts a new one)."""
+        entry = Attached(source)
+        with self._lock:
+            if self.finished:
+                return None
+            if self._next is not None:
+                self._next.reason = "replaced before it started"
+                self._next.done.set()
+            self._next = entry
+            if self._current is not None:
+                self._current.stop.set()
+        self._wake.set()
+        return entry
+
+    def run(self, sink: FrameSink, stop: threading.Event, duration_s: float | None = None) -> str:
+        try:
+            return self._run(sink, stop)
+        finally:
+            with self._lock:
+                self.finished = True
+                pending, self._next = self._next, None
+            if pending is not None:
+                pending.reason = "the feed ended before this input started"
+                pending.done.set()
+
+    def _run(self, sink: FrameSink, stop: threading.Event) -> str:
+        tracker = _Tracker(sink)
+        tracker.frame_ticks = round(VIDEO_TIMESCALE / self.info.fps)
+        entry: Attached | None = self.first
+        while not stop.is_set():
+            if entry is not None:
+                with self._lock:
+                    self._current = entry
+                if tracker.next_video is not None:
+                    entry.source.not_before_s = tracker.next_video / VIDEO_TIMESCALE
+                elif tracker.next_audio is not None:
+                    entry.source.not_before_s = tracker.next_audio / AUDIO_TIMESCALE
+                try:
+                    entry.reason = entry.source.run(tracker, _Either(stop, entry.stop), None)  # type: ignore[arg-type]
+                except Exception as exc:  # an input failing ends that input, not the stream
+                    log.exception("feed input failed")
+                    entry.reason = f"input error: {exc}"
+                with self._lock:
+                    self._current = None
+                entry.done.set()
+                log.info("feed input ended: %s", entry.reason)
+                entry = None
+                continue
+            entry = self._slate(tracker, stop)
+            if entry is None:
+                return "stopped" if stop.is_set() else "feed lost"
+        return "stopped"
+
+    def _take_next(self) -> Attached | None:
+        with self._lock:
+            entry, self._next = self._next, None
+        return entry
+
+    def _slate(self, tracker: _Tracker, stop: threading.Event) -> Attached | None:
+        """Colour bars and silence on the same timeline until an input is attached or the window ends."""
+        info = self.info
+        width = max(64, info.width or 640) // 2 * 2
+        height = max(64, info.height or 360) // 2 * 2
+        painter = Painter(width, height) if info.has_video else None
+        ft = tracker.frame_ticks
+        video_t = tracker.next_video if tracker.next_video is not None else None
+        audio_t = tracker.next_audio
+        if video_t is None:
+            now_ticks = int(time.time() * VIDEO_TIMESCALE)
+            video_t = -(-now_ticks // ft) * ft
+        if audio_t is None and info.has_audio:
+            audio_t = round(video_t * AUDIO_TIMESCALE / VIDEO_TIMESCALE)
+        silence = np.zeros((2, SLATE_AUDIO_CHUNK), dtype=np.float32)
+        started = time.monotonic()
+        log.info("feed: no input, showing the slate for up to %.0f s", self.window_s)
+        n = video_t // ft
+        while not stop.is_set():
+            entry = self._take_next()
+            if entry is not None:
+                return entry
+            if time.monotonic() - started > self.window_s:
+                return None
+            t_s = video_t / VIDEO_TIMESCALE
+            delay = t_s - time.time()
+            if delay > 0:
+                self._wake.wait(min(delay, 0.1))
+                self._wake.clear()
+                continue
+            if painter is not None:
+                planes = painter.draw(n, int(t_s * 1000))
+                tracker.video(av.VideoFrame.from_ndarray(planes, format="yuv420p"), video_t, t_s)
+                self.slate_frames += 1
+            if audio_t is not None:
+                end = round((video_t + ft) * AUDIO_TIMESCALE / VIDEO_TIMESCALE)
+                while audio_t + SLATE_AUDIO_CHUNK <= end:
+                    af = av.AudioFrame.from_ndarray(silence, format="fltp", layout="stereo")
+                    af.sample_rate = AUDIO_TIMESCALE
+                    tracker.audio(af, audio_t, audio_t / AUDIO_TIMESCALE)
+                    audio_t = tracker.next_audio or audio_t + SLATE_AUDIO_CHUNK
+            video_t += ft
+            tracker.next_video = video_t
+            n += 1
+        return None
