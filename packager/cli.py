@@ -102,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="accept pushes to stream NAME with KEY (repeatable)",
     )
     ing.add_argument("--rtmp-port", type=int, default=None, help="RTMP listen port, 0 = off (default: 1935)")
+    ing.add_argument("--srt-port", type=int, default=None, help="SRT listen port (UDP), 0 = off (default: 9000)")
     ing.add_argument(
         "--reconnect-window",
         type=float,
@@ -274,6 +275,7 @@ async def _run(args: argparse.Namespace, config: StreamConfig) -> int:
         config,
         args.stream_key,
         rtmp_port=args.rtmp_port,
+        srt_port=args.srt_port,
         reconnect_window=args.reconnect_window,
         keep=args.keep,
         max_publishers=args.max_publishers,
@@ -304,7 +306,7 @@ async def _run(args: argparse.Namespace, config: StreamConfig) -> int:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
-    manager = gate = rtmp = None
+    manager = gate = rtmp = srt = None
     if ingest.streams:
         from packager.ingest.gate import IngestGate
         from packager.ingest.manager import IngestManager
@@ -313,6 +315,8 @@ async def _run(args: argparse.Namespace, config: StreamConfig) -> int:
         manager = IngestManager(ingest, store, pipelines)  # type: ignore[arg-type]
         if ingest.rtmp_port:
             rtmp = await _start_rtmp(args.host, ingest.rtmp_port, gate, manager)
+        if ingest.srt_port:
+            srt = await _start_srt(args.host, ingest.srt_port, gate, manager)
     runner = None
     if not args.no_serve:
         from origin.app import serve_store
@@ -331,8 +335,9 @@ async def _run(args: argparse.Namespace, config: StreamConfig) -> int:
         pipeline.stop()
         reason = await pipeline.wait()
         print(f"packager: {config.name}: {reason}; VOD in {out / config.name}", file=sys.stderr)
-    if rtmp is not None:
-        await rtmp.close()
+    for server in (rtmp, srt):
+        if server is not None:
+            await server.close()
     if manager is not None:
         await manager.shutdown()
     for stream in store:
@@ -347,6 +352,19 @@ async def _run(args: argparse.Namespace, config: StreamConfig) -> int:
 async def _stop_when_done(pipeline: object, stop: asyncio.Event) -> None:
     await pipeline.wait()  # type: ignore[attr-defined]
     stop.set()
+
+
+async def _start_srt(host: str, port: int, gate: object, manager: object) -> object:
+    from packager.ingest.bridge import start_srt
+    from packager.ingest.srt import SrtUnavailable
+
+    try:
+        return await start_srt(host, port, gate, manager)  # type: ignore[arg-type]
+    except SrtUnavailable as exc:
+        print(f"packager: warning: SRT ingest off: {exc}", file=sys.stderr)
+        return None
+    except OSError as exc:
+        raise ConfigError(f"--srt-port: {exc}") from None
 
 
 async def _start_rtmp(host: str, port: int, gate: object, manager: object) -> object:

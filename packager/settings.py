@@ -4,6 +4,7 @@ Example::
 
     [server]
     rtmp_port = 1935          # 0 turns RTMP off
+    srt_port = 9000           # 0 turns SRT off
     reconnect_window = 30     # seconds a dropped feed may take to come back
     keep = 3600               # seconds an ended stream stays served as VOD
     max_publishers = 8        # pushes at once, all streams
@@ -18,6 +19,17 @@ Example::
     takeover = false          # a second publisher replaces the first instead of being refused
     max_kbps = 20000          # this stream's ingest limit
 
+    [events]
+    dead_letter = "/var/lib/packager/webhooks-dead-letter.jsonl"   # default: OUT/webhooks-dead-letter.jsonl
+    backlog = 1000            # events kept for SSE replay (Last-Event-ID)
+
+    [[webhooks]]              # repeatable: one table per endpoint
+    url = "https://cms.example.com/hooks/packager"
+    secret = "at-least-16-characters"
+    events = ["stream.started", "stream.stopped", "vod.ready"]   # "*" = all but segment.published
+    timeout_s = 10            # per attempt
+    max_attempts = 6          # then the event goes to the dead-letter file
+
 Every problem raises :class:`~packager.config.ConfigError` naming the field.
 """
 
@@ -27,12 +39,16 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from packager.config import ConfigError, Encoding, Ladder, StreamConfig, Timing, check_name, parse_seconds
+from packager.events import parse_types
 
 _STREAM_KEYS = {"key", "ladder", "audio_bitrate", "segment", "part", "window", "preset", "takeover", "max_kbps"}
-_SERVER_KEYS = {"rtmp_port", "reconnect_window", "keep", "max_publishers", "max_ingest_kbps"}
+_SERVER_KEYS = {"srt_port", "rtmp_port", "reconnect_window", "keep", "max_publishers", "max_ingest_kbps"}
 _DEFAULT_KEYS = {"ladder", "audio_bitrate", "segment", "part", "window", "preset"}
+_WEBHOOK_KEYS = {"url", "secret", "events", "timeout_s", "max_attempts"}
+_EVENTS_KEYS = {"dead_letter", "backlog"}
 
 
 @dataclass(frozen=True)
@@ -50,17 +66,34 @@ class StreamSettings:
 
 
 @dataclass(frozen=True)
+class WebhookSettings:
+    """One webhook endpoint: where to POST, the HMAC secret, which event types, retry limits."""
+
+    url: str
+    secret: str
+    events: frozenset[str]
+    timeout_s: float = 10.0
+    max_attempts: int = 6
+
+
+@dataclass(frozen=True)
 class IngestSettings:
     streams: dict[str, StreamSettings] = field(default_factory=dict)
     rtmp_port: int = 1935
+    srt_port: int = 9000
     reconnect_window_s: float = 30.0
     keep_s: float = 3600.0
     max_publishers: int = 8
     max_ingest_kbps: int = 100_000
+    webhooks: tuple[WebhookSettings, ...] = ()
+    dead_letter: Path | None = None  # None: OUT/webhooks-dead-letter.jsonl
+    event_backlog: int = 1000
 
     def __post_init__(self) -> None:
         if not 0 <= self.rtmp_port <= 65535:
             raise ConfigError(f"rtmp_port: {self.rtmp_port} is not a port (0 turns RTMP off)")
+        if not 0 <= self.srt_port <= 65535:
+            raise ConfigError(f"srt_port: {self.srt_port} is not a port (0 turns SRT off)")
         if not 0 <= self.reconnect_window_s <= 3600:
             raise ConfigError(f"reconnect_window: {self.reconnect_window_s} must be in 0..3600 seconds")
         if not 0 <= self.keep_s <= 7 * 86400:
@@ -102,6 +135,72 @@ def stream_config(name: str, values: dict[str, Any], base: StreamConfig, where: 
     return StreamConfig(name=check_name(name, where), ladder=ladder, timing=timing, encoding=encoding)
 
 
+def check_webhook_url(url: object, where: str) -> str:
+    """An absolute http(s) URL with a host, or a ConfigError naming ``where``."""
+    if not isinstance(url, str) or not url or len(url) > 2048 or not url.isprintable() or " " in url:
+        raise ConfigError(f"{where}: must be an http:// or https:// URL (a string without spaces)")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {url!r} is not a valid URL ({exc})") from None
+    if parts.scheme not in ("http", "https"):
+        raise ConfigError(f"{where}: {url!r} must use http:// or https://")
+    if not parts.hostname:
+        raise ConfigError(f"{where}: {url!r} has no host")
+    return url
+
+
+def webhook_settings(values: object, where: str) -> WebhookSettings:
+    """One ``[[webhooks]]`` table, validated field by field."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"--config: {where} must be a table")
+    bad = set(values) - _WEBHOOK_KEYS
+    if bad:
+        raise ConfigError(f"--config: {where} has unknown field(s) {', '.join(sorted(bad))}")
+    for key in ("url", "secret", "events"):
+        if key not in values:
+            raise ConfigError(f"--config: {where}.{key} is required")
+    url = check_webhook_url(values["url"], f"--config: {where}.url")
+    secret = values["secret"]
+    if not isinstance(secret, str) or not 16 <= len(secret) <= 1024:
+        raise ConfigError(f"--config: {where}.secret must be a string of 16-1024 characters")
+    events = values["events"]
+    if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
+        raise ConfigError(f"--config: {where}.events must be a list of event type names")
+    try:
+        types = parse_types(events, f"--config: {where}.events")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    timeout_s = values.get("timeout_s", 10.0)
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or not 0.1 <= timeout_s <= 120:
+        raise ConfigError(f"--config: {where}.timeout_s must be a number of seconds in 0.1..120")
+    attempts = values.get("max_attempts", 6)
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= 50:
+        raise ConfigError(f"--config: {where}.max_attempts must be an integer in 1..50")
+    return WebhookSettings(url, secret, types, float(timeout_s), attempts)
+
+
+def _events_section(data: dict[str, Any]) -> tuple[tuple[WebhookSettings, ...], Path | None, int]:
+    hooks = data.get("webhooks", [])
+    if not isinstance(hooks, list):
+        raise ConfigError("--config: webhooks must be [[webhooks]] tables")
+    webhooks = tuple(webhook_settings(v, f"[[webhooks]] #{i + 1}") for i, v in enumerate(hooks))
+    events = data.get("events", {})
+    if not isinstance(events, dict):
+        raise ConfigError("--config: [events] must be a table")
+    bad = set(events) - _EVENTS_KEYS
+    if bad:
+        raise ConfigError(f"--config: [events] has unknown field(s) {', '.join(sorted(bad))}")
+    dead_letter = events.get("dead_letter")
+    if dead_letter is not None and (not isinstance(dead_letter, str) or not dead_letter.strip()):
+        raise ConfigError("--config: [events].dead_letter must be a file path")
+    backlog = events.get("backlog", 1000)
+    if isinstance(backlog, bool) or not isinstance(backlog, int) or not 10 <= backlog <= 100_000:
+        raise ConfigError("--config: [events].backlog must be an integer in 10..100000")
+    return webhooks, Path(dead_letter) if dead_letter is not None else None, backlog
+
+
 def _ladder_text(ladder: Ladder) -> str:
     return ",".join(f"{r.width}x{r.height}@{r.bitrate}" for r in ladder.renditions)
 
@@ -116,7 +215,7 @@ def load(path: Path | None, base: StreamConfig, flag_keys: list[str], **override
             raise ConfigError(f"--config: cannot read {path}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"--config: {path} is not valid TOML: {exc}") from None
-    unknown = set(data) - {"server", "defaults", "streams"}
+    unknown = set(data) - {"server", "defaults", "streams", "webhooks", "events"}
     if unknown:
         raise ConfigError(f"--config: unknown section(s) {', '.join(sorted(unknown))}")
     server = data.get("server", {})
@@ -154,12 +253,17 @@ def load(path: Path | None, base: StreamConfig, flag_keys: list[str], **override
         streams[name] = StreamSettings(
             replace(base, name=check_name(name, "--stream-key")), _check_key(key, f"--stream-key {name}")
         )
+    webhooks, dead_letter, backlog = _events_section(data)
     values = {k: server[k] for k in server}
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return IngestSettings(
+            webhooks=webhooks,
+            dead_letter=dead_letter,
+            event_backlog=backlog,
             streams=streams,
             rtmp_port=int(values.get("rtmp_port", 1935)),
+            srt_port=int(values.get("srt_port", 9000)),
             reconnect_window_s=float(values.get("reconnect_window", 30)),
             keep_s=float(values.get("keep", 3600)),
             max_publishers=int(values.get("max_publishers", 8)),

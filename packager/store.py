@@ -52,8 +52,12 @@ class DiskWriter:
     """One thread that writes and deletes files in submission order, atomically."""
 
     def __init__(self) -> None:
-        self._q: queue.Queue[tuple[str, Path, bytes] | None] = queue.Queue()
+        self._q: queue.Queue[tuple[str, Path, bytes] | Callable[[], None] | None] = queue.Queue()
         self._flush_events: list[threading.Event] = []
+        self._lock = threading.Lock()
+        self._closing = False
+        self._stopped = False
+        self._at_exit: list[Callable[[], None]] = []
         self._thread = threading.Thread(target=self._run, name="disk-writer", daemon=True)
         self._thread.start()
         self.errors = 0
@@ -71,7 +75,22 @@ class DiskWriter:
         self._q.put(("flush", Path(), b""))
         done.wait(timeout)
 
+    def notify(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` on the writer thread once everything queued so far is on disk. Never blocks.
+
+        After :meth:`close` it runs when the writer has finished (or at once if it already has)."""
+        with self._lock:
+            if not self._closing:
+                self._q.put(callback)
+                return
+            if not self._stopped:
+                self._at_exit.append(callback)
+                return
+        _call(callback)
+
     def close(self) -> None:
+        with self._lock:
+            self._closing = True
         self._q.put(None)
         self._thread.join(timeout=30)
 
@@ -79,7 +98,15 @@ class DiskWriter:
         while True:
             item = self._q.get()
             if item is None:
+                with self._lock:
+                    self._stopped = True
+                    at_exit, self._at_exit = self._at_exit, []
+                for callback in at_exit:
+                    _call(callback)
                 return
+            if callable(item):
+                _call(item)
+                continue
             op, path, data = item
             try:
                 if op == "write":
@@ -91,6 +118,13 @@ class DiskWriter:
             except OSError as exc:
                 self.errors += 1
                 log.error("disk: %s %s failed: %s", op, path, exc)
+
+
+def _call(callback: Callable[[], None]) -> None:
+    try:
+        callback()
+    except Exception:
+        log.exception("disk: notify callback failed")
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -421,11 +455,18 @@ class StreamStore:
         self._changed()
         for listener in self.store.part_listeners:
             listener(self, part)
+        if discontinuity:
+            self._discontinuous()
 
     def on_discontinuity(self) -> None:
         for track in self.tracks.values():
             track.mark_discontinuity()
         self._changed()
+        self._discontinuous()
+
+    def _discontinuous(self) -> None:
+        for listener in self.store.discontinuity_listeners:
+            listener(self)
 
     def on_end(self, reason: str) -> None:
         if self.ended:
@@ -485,6 +526,8 @@ class Store:
         self.streams: dict[str, StreamStore] = {}
         self.change_listeners: list[Callable[[StreamStore], None]] = []
         self.part_listeners: list[Callable[[StreamStore, Part], None]] = []
+        # called when media stops continuing the previous (once per track part flagged, once per resume)
+        self.discontinuity_listeners: list[Callable[[StreamStore], None]] = []
 
     def open_stream(
         self,

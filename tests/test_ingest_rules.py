@@ -118,3 +118,15 @@ def test_bitrate_limits():
     g2 = gate(max_ingest_kbps=100)
     t2 = g2.begin("b", "http", "p")
     assert g2.account(t2, 1_000_000, t2.started + 6).status == 429
+
+
+def test_srt_streamid_forms():
+    from packager.ingest.srt import StreamId, parse_streamid
+
+    assert parse_streamid("#!::r=demo,s=k3y-value-1,m=publish") == StreamId("demo", "k3y-value-1")
+    assert parse_streamid("#!::r=demo,k=abcdefgh") == StreamId("demo", "abcdefgh")
+    assert parse_streamid("demo?key=abc%2Fdef") == StreamId("demo", "abc/def")
+    assert parse_streamid("publish/demo/secretkey") == StreamId("demo", "secretkey")
+    assert parse_streamid("demo") == StreamId("demo", None)
+    for bad in ("", "#!::m=request,r=demo", "#!::garbage", "a/b?key=x", "#!::r=", "x" * 600, "publish//k"):
+        assert parse_streamid(bad) is None, bad

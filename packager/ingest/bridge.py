@@ -83,3 +83,52 @@ async def start_rtmp(host: str, port: int, gate: IngestGate, manager: IngestMana
     await server.start()
     log.info("rtmp: listening on rtmp://%s:%d/live/{stream}?key=KEY", host, server.port)
     return server
+
+
+async def start_srt(host: str, port: int, gate: IngestGate, manager: IngestManager):  # type: ignore[no-untyped-def]
+    """An SRT listener feeding the same gate and manager (MPEG-TS over SRT)."""
+    from packager.ingest.srt import SrtConnection, SrtServer
+
+    async def authorize(stream: str, key: str | None, peer: str) -> tuple[int, str, object]:
+        verdict = gate.check(stream, key)
+        if not verdict.ok:
+            shown = stream if stream in gate.settings.streams else "***"
+            log.warning("srt: publish to %s refused: %s", shown, verdict.reason)
+            return verdict.status, verdict.reason, None
+        return 200, "ok", gate.begin(stream, "srt", peer)
+
+    async def on_publish(stream: str, ticket: object, peer: str, conn: SrtConnection) -> None:
+        assert isinstance(ticket, Ticket)
+        queue = ByteQueue()
+        task = asyncio.create_task(
+            manager.publish(
+                stream,
+                queue,
+                protocol="srt",
+                fmt="mpegts",
+                options={"analyzeduration": "500000", "probesize": "262144"},
+            )
+        )
+
+        async def deliver(data: bytes) -> bool:
+            verdict = gate.account(ticket, len(data))
+            if not verdict.ok:
+                log.warning("srt %s: %s dropped: %s", peer, stream, verdict.reason)
+                return False
+            try:
+                await queue.put(data)
+            except ByteQueueClosed:
+                return False
+            return True
+
+        conn.start(deliver, lambda reason: queue.close())
+        try:
+            result = await task
+            log.info("srt %s: %s ended: %s", peer, stream, result.reason)
+        finally:
+            conn.close()
+            gate.end(ticket)
+
+    server = SrtServer(host, port, authorize, on_publish)
+    await server.start()
+    return server

@@ -40,10 +40,12 @@ def clips(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     out = tmp_path_factory.mktemp("ingest") / "out"
-    rtmp = free_port()
+    rtmp, srt = free_port(), free_port()
     args = [
         "--rtmp-port",
         str(rtmp),
+        "--srt-port",
+        str(srt),
         "--reconnect-window",
         "8",
         "--ladder",
@@ -54,7 +56,7 @@ def server(tmp_path_factory):
     for name, key in KEYS.items():
         args += ["--stream-key", f"{name}={key}"]
     with packager(args, out=out, ready_path="/healthz") as (proc, base):
-        yield {"base": base, "rtmp": rtmp, "proc": proc, "out": out}
+        yield {"base": base, "rtmp": rtmp, "srt": srt, "proc": proc, "out": out}
 
 
 def streams(base: str) -> dict[str, bool]:
@@ -95,6 +97,24 @@ def push_rtmp(port, path, clip):
         "-f",
         "flv",
         f"rtmp://127.0.0.1:{port}/live/{path}",
+    ]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def push_srt(port, streamid, clip):
+    cmd = [
+        FFMPEG,
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-re",
+        "-i",
+        str(clip),
+        "-c",
+        "copy",
+        "-f",
+        "mpegts",
+        f"srt://127.0.0.1:{port}?streamid={streamid}",
     ]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
@@ -365,3 +385,59 @@ def test_restart_after_kill_continues_numbering(tmp_path, clips):
             assert get(f"{base}/live/demo/180p/{uri}")[0] == 200
         check_manifests(base, "demo")
     assert not list(Path(out).rglob("*.tmp"))
+
+
+def test_srt_push_and_wrong_key(server, clips):
+    port, base = server["srt"], server["base"]
+    bad = push_srt(port, "#!::r=fuzz,s=wrong-key-000,m=publish", clips["mp4"])
+    good = push_srt(port, f"#!::r=cam2,s={KEYS['cam2']},m=publish", clips["mp4"])
+    assert bad.wait(20) != 0
+    assert good.wait(30) == 0
+    assert "cam2" in streams(base) and "fuzz" not in streams(base)
+    check_manifests(base, "cam2")
+
+
+@pytest.mark.parametrize("path", ["http", "rtmp", "srt"])
+def test_each_ingest_path_plays_in_hls_js(server, clips, browser, path):
+    base = server["base"]
+    stream = {"http": "demo", "rtmp": "cam2", "srt": "drop"}[path]
+    key = KEYS[stream]
+    if path == "http":
+        pusher = subprocess.Popen(
+            [
+                FFMPEG,
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-re",
+                "-i",
+                str(clips["long"]),
+                "-c",
+                "copy",
+                "-f",
+                "mpegts",
+                "-method",
+                "PUT",
+                f"{base}/ingest/{stream}?key={key}",
+            ]
+        )
+    elif path == "rtmp":
+        pusher = push_rtmp(server["rtmp"], f"{stream}?key={key}", clips["long"])
+    else:
+        pusher = push_srt(server["srt"], f"{stream}?key={key}", clips["long"])
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not streams(base).get(stream):
+            time.sleep(0.3)
+        wait_segments(f"{base}/live/{stream}/270p/index.m3u8", 1, 15)
+        context, page, pb = open_player(browser, f"{base}/players/hls.html?src=/live/{stream}/master.m3u8")
+        try:
+            wait_ready(page, pb, 20)
+            start = time.monotonic()
+            sample(page, pb, 5)
+            assert not pb.last.get("fatal"), pb.last.get("errors")
+            assert progress_ratio(pb, start) > 0.7
+        finally:
+            context.close()
+    finally:
+        assert pusher.wait(30) == 0
