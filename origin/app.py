@@ -2,7 +2,9 @@
 
 ``create_app(store=...)`` serves a live store from memory (``packager run``);
 ``create_app(root=...)`` serves an output folder from disk (``packager
-origin``). Background work (event-loop lag watcher) lives in ``cleanup_ctx``.
+origin``). Background work (event-loop lag watcher; with an event bus the
+stream-event emitters, rendition watchdog and webhook workers) lives in
+``cleanup_ctx``; ``on_shutdown`` ends the open ``/events`` feeds.
 """
 
 from __future__ import annotations
@@ -10,16 +12,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from origin import folder, handlers, policy
+from origin import folder, handlers, policy, sse
 from origin.handlers import KIND, SENT, STATE, OriginState
+from origin.metrics import OriginMetrics
 from origin.policy import Kind
+from origin.webhooks import Webhooks
+from packager.events import EventBus, StreamEvents
 from packager.model import Part
+from packager.settings import WebhookSettings
 from packager.store import Store, StreamStore
 
 log = logging.getLogger(__name__)
@@ -62,6 +68,10 @@ async def observe(request: web.Request, handler: Any) -> web.StreamResponse:
         st.metrics.in_flight.inc(-1)
         kind = request.get(KIND, Kind.OTHER).value
         st.metrics.requests.inc(kind=kind, status=str(status))
+        stream = request.match_info.get("stream") if request.path.startswith("/live/") else None
+        if stream is not None and st.store.get(stream) is not None:  # only existing streams: bounded labels
+            st.rates.hit(stream)
+            st.metrics.stream_requests.inc(stream=stream)
 
 
 async def _count_bytes(request: web.Request, response: web.StreamResponse) -> None:
@@ -80,7 +90,11 @@ def create_app(
     players_dir: Path | None = None,
     pipelines: dict[str, Any] | None = None,
     ingest: tuple[Any, Any] | None = None,
+    events: EventBus | None = None,
+    webhooks: Sequence[WebhookSettings] = (),
+    dead_letter: Path | None = None,
 ) -> web.Application:
+    """``events``: publish stream events (``/events``, webhooks) for ``store``; needs a store."""
     if (store is None) == (root is None):
         raise ValueError("create_app needs exactly one of store or root")
     app = web.Application(
@@ -91,6 +105,8 @@ def create_app(
     state = OriginState(store=store or Store(None), cors_origin=cors_origin, pipelines=pipelines or {})
     if players_dir is not None:
         state.players_dir = players_dir
+    if events is not None and store is not None:
+        state.events = events
     app[STATE] = state
     app.on_response_prepare.append(_count_bytes)
     r = app.router
@@ -116,6 +132,10 @@ def create_app(
             r.add_put("/ingest/{stream}", ingest_handlers.ingest)
             r.add_post("/ingest/{stream}", ingest_handlers.ingest)
         _wire_store_metrics(state)
+        if state.events is not None:
+            r.add_get("/events", sse.events)
+            app.on_shutdown.append(sse.close_feeds)
+            app.cleanup_ctx.append(_event_services(state, webhooks, dead_letter))
     r.add_route("OPTIONS", "/{tail:.*}", handlers.preflight)
     r.add_get("/{tail:.*}", handlers.not_found)
     app.cleanup_ctx.append(_background)
@@ -153,6 +173,51 @@ def _wire_store_metrics(state: OriginState) -> None:
     m.registry.gauge("origin_blocking_positions", "Distinct positions requests are waiting for", waiters)
 
 
+def _event_services(
+    state: OriginState, webhooks: Sequence[WebhookSettings], dead_letter: Path | None
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        assert state.events is not None
+        async with event_services(
+            state.store, state.events, webhooks=webhooks, dead_letter=dead_letter, metrics=state.metrics
+        ) as lifecycle:
+            state.lifecycle = lifecycle
+            yield
+            state.lifecycle = None
+
+    return ctx
+
+
+DEAD_LETTER_NAME = "webhooks-dead-letter.jsonl"
+
+
+@contextlib.asynccontextmanager
+async def event_services(
+    store: Store,
+    bus: EventBus,
+    *,
+    webhooks: Sequence[WebhookSettings] = (),
+    dead_letter: Path | None = None,
+    metrics: OriginMetrics | None = None,
+) -> AsyncIterator[StreamEvents]:
+    """Stream events and the rendition watchdog for ``store``, plus the webhook workers, while inside.
+
+    ``dead_letter`` defaults to ``webhooks-dead-letter.jsonl`` in the store's output folder."""
+    lifecycle = StreamEvents(bus, store)
+    lifecycle.attach()
+    hooks = None
+    try:
+        if webhooks:
+            path = dead_letter or (store.root or Path()) / DEAD_LETTER_NAME
+            hooks = Webhooks(webhooks, bus, dead_letter=path, metrics=metrics)
+            await hooks.start()
+        yield lifecycle
+    finally:
+        lifecycle.close()
+        if hooks is not None:
+            await hooks.close()
+
+
 async def _background(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
     lag = asyncio.create_task(state.metrics.watch_loop_lag())
@@ -170,8 +235,19 @@ async def serve_store(
     cors_origin: str = "*",
     pipelines: dict[str, Any] | None = None,
     ingest: tuple[Any, Any] | None = None,
+    events: EventBus | None = None,
+    webhooks: Sequence[WebhookSettings] = (),
+    dead_letter: Path | None = None,
 ) -> web.AppRunner:
-    app = create_app(store, cors_origin=cors_origin, pipelines=pipelines, ingest=ingest)
+    app = create_app(
+        store,
+        cors_origin=cors_origin,
+        pipelines=pipelines,
+        ingest=ingest,
+        events=events,
+        webhooks=webhooks,
+        dead_letter=dead_letter,
+    )
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=4096, reuse_address=True)

@@ -20,10 +20,11 @@ from typing import Any
 from aiohttp import web
 
 from origin import policy
-from origin.metrics import OriginMetrics
+from origin.metrics import OriginMetrics, RequestRates
 from origin.policy import Kind
 from origin.render import RenderCache
 from origin.responses import Body, error, send
+from packager.events import EventBus, StreamEvents
 from packager.model import INIT_NAME, MEDIA_PLAYLIST_NAME
 from packager.store import Store, StreamStore, TrackStore
 from packager.timebase import iso_from_epoch_s
@@ -56,6 +57,10 @@ class OriginState:
     cache: RenderCache = field(default_factory=RenderCache)
     pipelines: dict[str, Any] = field(default_factory=dict)
     static_cache: dict[Path, tuple[float, Body]] = field(default_factory=dict)
+    events: EventBus | None = None  # the /events feed (live store only)
+    lifecycle: StreamEvents | None = None  # stream events and rendition watchdog, while the app runs
+    rates: RequestRates = field(default_factory=RequestRates)  # requests per stream, for the dashboard
+    sse_keepalive_s: float = 15.0
 
 
 STATE = web.AppKey("origin_state", OriginState)
@@ -363,34 +368,72 @@ async def healthz(request: web.Request) -> web.StreamResponse:
     return web.Response(text=json.dumps({"status": "ok", "streams": streams}), headers=_headers(request, Kind.HEALTH))
 
 
-def streams_json(store: Store) -> dict[str, Any]:
+def _latency_s(track: TrackStore | None) -> float | None:
+    """Capture to publish of the newest part (None without a capture time)."""
+    last = track.last_position() if track is not None else None
+    part = track.get_part(*last) if track is not None and last is not None else None
+    if part is None or not part.capture_utc_s or not part.published_utc_s:
+        return None
+    return round(max(0.0, part.published_utc_s - part.capture_utc_s), 3)
+
+
+def _measured_bps(track: TrackStore | None, segments: int = 3) -> int | None:
+    """Bits per second of the newest complete segments, as published."""
+    if track is None or not track.segments:
+        return None
+    recent = list(track.segments)[-segments:]
+    seconds = sum(seg.duration for seg in recent) / track.info.timescale
+    return round(sum(seg.size for seg in recent) * 8 / seconds) if seconds > 0 else None
+
+
+def streams_json(
+    store: Store, *, lifecycle: StreamEvents | None = None, rates: RequestRates | None = None
+) -> dict[str, Any]:
     out = []
     for s in store:
         view = s.view()
+        stalled = lifecycle.stalled(s) if lifecycle is not None else []
+        renditions = []
+        for t in view.tracks:
+            track = s.track(t.info.name)
+            renditions.append(
+                {
+                    "name": t.info.name,
+                    "kind": t.info.kind,
+                    "width": t.info.width,
+                    "height": t.info.height,
+                    "bitrate": t.info.bitrate,
+                    "codec": t.info.codec,
+                    "measured_bitrate": _measured_bps(track),
+                    "latency_s": _latency_s(track),
+                    "stalled": t.info.name in stalled,
+                }
+            )
+        latencies = [r["latency_s"] for r in renditions if r["latency_s"] is not None]
         out.append(
             {
                 "name": s.name,
                 "live": not s.ended,
+                "state": "ended" if s.ended else "stalled" if stalled else "live",
+                "end_reason": s.end_reason or None,
+                "started": iso_from_epoch_s(s.started_utc_s),
+                "updated": iso_from_epoch_s(s.published_utc_s),
+                "publish_latency_s": max(latencies) if latencies else None,
+                "requests_per_s": round(rates.rate(s.name), 2) if rates is not None else None,
                 "hls": f"/live/{s.name}/master.m3u8",
                 "dash": f"/live/{s.name}/manifest.mpd",
-                "renditions": [
-                    {
-                        "name": t.info.name,
-                        "kind": t.info.kind,
-                        "width": t.info.width,
-                        "height": t.info.height,
-                        "bitrate": t.info.bitrate,
-                        "codec": t.info.codec,
-                    }
-                    for t in view.tracks
-                ],
+                "renditions": renditions,
             }
         )
+    if rates is not None:
+        rates.forget_except({s["name"] for s in out})
     return {"streams": out}
 
 
 async def api_streams(request: web.Request) -> web.StreamResponse:
-    return web.Response(text=json.dumps(streams_json(_state(request).store)), headers=_headers(request, Kind.API))
+    st = _state(request)
+    data = streams_json(st.store, lifecycle=st.lifecycle, rates=st.rates)
+    return web.Response(text=json.dumps(data), headers=_headers(request, Kind.API))
 
 
 async def _static(request: web.Request, path: Path, kind: Kind, ctype: str) -> web.StreamResponse:

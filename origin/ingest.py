@@ -48,7 +48,7 @@ async def ingest(request: web.Request) -> web.StreamResponse:
     if not NAME.match(stream):
         return _reply(request, 404, "no such stream")
     gate, manager = request.app[GATE], request.app[MANAGER]
-    verdict = gate.check(stream, _key(request))
+    verdict = gate.check(stream, _key(request), protocol="http", peer=request.remote or "?")
     if not verdict.ok:
         log.warning("ingest %s from %s refused: %s", stream, request.remote, verdict.reason)
         return _reply(request, verdict.status, verdict.reason)

@@ -1,8 +1,10 @@
 """Prometheus text exposition: counters, gauges and histograms with labels.
 
 Small on purpose: the origin's own counters (requests by kind and status,
-bytes, publish latency, event-loop lag) plus gauges read at scrape time from
-the pipelines (encoder realtime factor, dropped frames, waiters).
+bytes, publish latency, event-loop lag, webhook deliveries, SSE clients) plus
+gauges read at scrape time from the pipelines (encoder realtime factor,
+dropped frames, waiters). :class:`RequestRates` keeps each stream's recent
+request rate for the dashboard.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import bisect
 import time
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Collection, Iterable
 
 LabelKey = tuple[tuple[str, str], ...]
 
@@ -143,6 +146,39 @@ class Registry:
         return "\n".join(lines) + "\n"
 
 
+class RequestRates:
+    """Requests per second per key (a stream) over the last ``window_s`` seconds, in 1-second buckets."""
+
+    def __init__(self, window_s: int = 10, clock: Callable[[], float] = time.monotonic) -> None:
+        self.window_s = window_s
+        self._clock = clock
+        self._buckets: dict[str, deque[list[int]]] = {}
+
+    def hit(self, key: str) -> None:
+        now = int(self._clock())
+        q = self._buckets.setdefault(key, deque())
+        if q and q[-1][0] == now:
+            q[-1][1] += 1
+        else:
+            q.append([now, 1])
+            self._trim(q, now)
+
+    def rate(self, key: str) -> float:
+        q = self._buckets.get(key)
+        if not q:
+            return 0.0
+        self._trim(q, int(self._clock()))
+        return sum(c for _, c in q) / self.window_s
+
+    def forget_except(self, keys: Collection[str]) -> None:
+        for key in [k for k in self._buckets if k not in keys]:
+            del self._buckets[key]
+
+    def _trim(self, q: deque[list[int]], now: int) -> None:
+        while q and q[0][0] <= now - self.window_s:
+            q.popleft()
+
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
 LAG_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
 
@@ -171,6 +207,19 @@ class OriginMetrics:
         )
         self.in_flight = r.gauge("origin_requests_in_flight", "Requests being handled (incl. held blocking requests)")
         self.connections = r.gauge("origin_open_connections", "Open HTTP connections")
+        self.stream_requests = r.counter(
+            "origin_stream_requests_total", "Requests for a stream's manifests and media, per stream"
+        )
+        self.webhook_deliveries = r.counter(
+            "webhook_deliveries_total",
+            "Webhook outcomes: delivered (2xx), retried (a failed attempt), rejected (other 4xx), dead_lettered",
+        )
+        self.webhook_seconds = r.histogram(
+            "webhook_delivery_seconds",
+            "Duration of one webhook POST attempt",
+            (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+        )
+        self.sse_clients = r.gauge("sse_clients", "Connected server-sent-event (/events) clients")
         self.lag_samples: list[float] = []
 
     def recent_lag_p99(self, window: int = 600) -> float:

@@ -33,6 +33,7 @@ class Kind(Enum):
     API = "api"
     HEALTH = "health"
     METRICS = "metrics"
+    EVENTS = "events"  # the server-sent events feed: never cached
     OTHER = "other"
 
 
@@ -49,6 +50,7 @@ CONTENT_TYPES = {
     Kind.API: "application/json",
     Kind.HEALTH: "application/json",
     Kind.METRICS: "text/plain; version=0.0.4; charset=utf-8",
+    Kind.EVENTS: "text/event-stream; charset=utf-8",
 }
 
 MEDIA_KINDS = frozenset({Kind.INIT, Kind.SEGMENT, Kind.SEGMENT_LIVE, Kind.PART})
@@ -92,7 +94,7 @@ def cache_control(kind: Kind, status: int = 200, timing: Timing | None = None, *
         return f"public, max-age={max(1, math.floor(half))}"
     if kind is Kind.MASTER:
         return "public, max-age=5"
-    if kind in (Kind.TIME, Kind.API, Kind.HEALTH, Kind.METRICS):
+    if kind in (Kind.TIME, Kind.API, Kind.HEALTH, Kind.METRICS, Kind.EVENTS):
         return "no-store"
     if kind is Kind.LIBRARY:
         return "public, max-age=86400"
@@ -123,7 +125,7 @@ def response_headers(
     ctype = CONTENT_TYPES.get(kind)
     if ctype and status < 400:
         headers["Content-Type"] = ctype
-    if kind is Kind.SEGMENT_LIVE:
+    if kind in (Kind.SEGMENT_LIVE, Kind.EVENTS):
         # Pass each chunk on at once through nginx-style proxies (their buffering would hold it back).
         headers["X-Accel-Buffering"] = "no"
     if kind in MEDIA_KINDS or kind in MANIFEST_KINDS:

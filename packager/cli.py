@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import functools
 import logging
 import signal
 import sys
@@ -300,6 +302,16 @@ async def _run(args: argparse.Namespace, config: StreamConfig) -> int:
 
         store = Store(out)
         ManifestFiles(store)
+    from packager.events import EventBus, ingest_rejected
+
+    bus = EventBus(backlog=ingest.event_backlog)  # stream events: /events, webhooks
+    services = contextlib.AsyncExitStack()
+    if args.no_serve and ingest.webhooks:  # no origin to run them: webhooks still go out
+        from origin.app import event_services
+
+        await services.enter_async_context(
+            event_services(store, bus, webhooks=ingest.webhooks, dead_letter=ingest.dead_letter)
+        )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
@@ -312,6 +324,7 @@ async def _run(args: argparse.Namespace, config: StreamConfig) -> int:
         from packager.ingest.manager import IngestManager
 
         gate = IngestGate(ingest)
+        gate.refusal_listeners.append(functools.partial(ingest_rejected, bus))
         manager = IngestManager(ingest, store, pipelines)  # type: ignore[arg-type]
         if ingest.rtmp_port:
             rtmp = await _start_rtmp(args.host, ingest.rtmp_port, gate, manager)
@@ -328,6 +341,9 @@ async def _run(args: argparse.Namespace, config: StreamConfig) -> int:
             cors_origin=args.cors_origin,
             pipelines=pipelines,
             ingest=(gate, manager) if gate is not None and manager is not None else None,
+            events=bus,
+            webhooks=ingest.webhooks,
+            dead_letter=ingest.dead_letter,
         )
         print(f"packager: serving http://{args.host}:{args.port}/; Ctrl-C to stop", file=sys.stderr)
     await stop.wait()
@@ -346,6 +362,7 @@ async def _run(args: argparse.Namespace, config: StreamConfig) -> int:
     await _finalize(store)
     if runner is not None:
         await runner.cleanup()
+    await services.aclose()
     return 0
 
 

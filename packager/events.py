@@ -6,7 +6,7 @@ object. :class:`StreamEvents` turns store happenings into events (a stream's
 first media, its end, discontinuities, segments, the final manifests on disk)
 and watches each rendition: one timer per rendition, re-armed when it fires,
 declares it stalled when no part arrived for ``stall_parts`` part targets.
-:func:`ingest_rejected` reports refused pushes (never the key).
+:func:`ingest_rejected` reports the ingest gate's refusals (never the key).
 
 The :class:`EventBus` lives on the event loop: loop code calls
 :meth:`EventBus.publish`, worker threads :meth:`EventBus.publish_threadsafe`.
@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Protocol
 
 from packager.model import MASTER_NAME, MPD_NAME, Part, segment_name
 from packager.store import Store, StreamStore
@@ -62,7 +62,7 @@ EVENT_TYPES: tuple[str, ...] = (
 OPT_IN_TYPES = frozenset({SEGMENT_PUBLISHED})  # frequent: only delivered when asked for by name
 DEFAULT_TYPES = frozenset(EVENT_TYPES) - OPT_IN_TYPES
 
-EVENT_ID = re.compile(r"^([0-9a-f]{12})-([0-9]{1,18})$")
+EVENT_ID = re.compile(r"([0-9a-f]{12})-([0-9]{1,18})")
 
 
 def parse_types(items: Iterable[str], where: str) -> frozenset[str]:
@@ -83,7 +83,7 @@ def parse_types(items: Iterable[str], where: str) -> frozenset[str]:
 
 def parse_event_id(text: str) -> tuple[str, int] | None:
     """``(boot, seq)`` of an id this kind of bus hands out, or None if ``text`` is not one."""
-    m = EVENT_ID.match(text)
+    m = EVENT_ID.fullmatch(text)
     return (m.group(1), int(m.group(2))) if m else None
 
 
@@ -258,15 +258,31 @@ class EventBus:
 # --------------------------------------------------------------------------- emitters
 
 
-def ingest_rejected(
-    bus: EventBus, *, stream: str, known: bool, status: int, reason: str, protocol: str, peer: str
-) -> Event:
-    """Report a refused or cut-off push. ``known``: ``stream`` is a configured name (else it is withheld:
-    a broadcaster who pasted the key as the stream name must not see it published)."""
+class RefusalInfo(Protocol):
+    """What a refused push reports (:class:`packager.ingest.gate.Refusal`); never the key."""
+
+    @property
+    def stream(self) -> str | None: ...  # None unless a configured stream name (it may be a pasted key)
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def reason(self) -> str: ...
+
+    @property
+    def protocol(self) -> str: ...
+
+    @property
+    def peer(self) -> str: ...
+
+
+def ingest_rejected(bus: EventBus, refusal: RefusalInfo) -> Event:
+    """Publish ``ingest.rejected`` for a refused or cut-off push (a gate refusal listener)."""
     return bus.publish(
         INGEST_REJECTED,
-        stream if known else None,
-        {"status": status, "reason": reason, "protocol": protocol, "peer": peer},
+        refusal.stream,
+        {"status": refusal.status, "reason": refusal.reason, "protocol": refusal.protocol, "peer": refusal.peer},
     )
 
 

@@ -25,7 +25,7 @@ def authorizer(gate: IngestGate, reserved: dict[str, Ticket]):  # type: ignore[n
     def authorize(app: str, stream: str, key: str | None, peer: str) -> Decision:
         if app != "live":
             return Decision(False, stream, f"unknown application {app!r} (use /live)", PUBLISH_BADNAME)
-        verdict = gate.check(stream, key)
+        verdict = gate.check(stream, key, protocol="rtmp", peer=peer)
         if verdict.ok:
             reserved[stream] = gate.begin(stream, "rtmp", peer)
             return Decision(True, stream)
@@ -90,7 +90,7 @@ async def start_srt(host: str, port: int, gate: IngestGate, manager: IngestManag
     from packager.ingest.srt import SrtConnection, SrtServer
 
     async def authorize(stream: str, key: str | None, peer: str) -> tuple[int, str, object]:
-        verdict = gate.check(stream, key)
+        verdict = gate.check(stream, key, protocol="srt", peer=peer)
         if not verdict.ok:
             shown = stream if stream in gate.settings.streams else "***"
             log.warning("srt: publish to %s refused: %s", shown, verdict.reason)

@@ -3,7 +3,9 @@
 Pure bookkeeping shared by every ingest path (RTMP, HTTP push): ``check``
 answers with an HTTP-style status and a one-line reason; ``begin``/``end``
 hold a publisher's place; ``account`` enforces ingest bitrate limits over a
-sliding window. Keys never appear in a reason or a log line.
+sliding window. Keys never appear in a reason or a log line. Every refusal
+(and every push cut off by a limit) is also handed to ``refusal_listeners`` as
+a :class:`Refusal` (the stream events report them).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hmac
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from packager.settings import IngestSettings
@@ -26,6 +29,17 @@ class Verdict:
     @property
     def ok(self) -> bool:
         return self.status == 200
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A refused or cut-off publisher, for listeners (never the key)."""
+
+    stream: str | None  # None unless a configured stream: an unknown "name" may be a pasted key
+    status: int
+    reason: str
+    protocol: str
+    peer: str
 
 
 @dataclass
@@ -46,8 +60,21 @@ class IngestGate:
         self.settings = settings
         self.live: dict[str, Ticket] = {}
         self.refused = 0
+        self.refusal_listeners: list[Callable[[Refusal], object]] = []
 
-    def check(self, stream: str, key: str | None) -> Verdict:
+    def check(self, stream: str, key: str | None, *, protocol: str = "", peer: str = "") -> Verdict:
+        verdict = self._check(stream, key)
+        if not verdict.ok:
+            self._report(stream, verdict, protocol, peer)
+        return verdict
+
+    def _report(self, stream: str, verdict: Verdict, protocol: str, peer: str) -> None:
+        known = stream if stream in self.settings.streams else None
+        refusal = Refusal(known, verdict.status, verdict.reason, protocol, peer)
+        for listener in self.refusal_listeners:
+            listener(refusal)
+
+    def _check(self, stream: str, key: str | None) -> Verdict:
         configured = self.settings.streams.get(stream)
         if key is None or key == "":
             self.refused += 1
@@ -81,6 +108,12 @@ class IngestGate:
 
     def account(self, ticket: Ticket, nbytes: int, now: float | None = None) -> Verdict:
         """Count ``nbytes`` received; refuse once a limit is exceeded over the last few seconds."""
+        verdict = self._account(ticket, nbytes, now)
+        if verdict.status == 429:  # a takeover (409) is not a refusal of anyone
+            self._report(ticket.stream, verdict, ticket.protocol, ticket.peer)
+        return verdict
+
+    def _account(self, ticket: Ticket, nbytes: int, now: float | None) -> Verdict:
         now = time.monotonic() if now is None else now
         ticket.bytes_in += nbytes
         ticket.samples.append((now, nbytes))
