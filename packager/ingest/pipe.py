@@ -34,6 +34,26 @@ class AsyncReader(Protocol):
     async def read(self, n: int = -1) -> bytes: ...
 
 
+def take(chunks: collections.deque[bytes], n: int, size: int) -> bytes:
+    """Remove and return the first ``n`` bytes (all ``size`` if ``n < 0``) from a deque of byte chunks."""
+    if n < 0 or n >= size:
+        out = b"".join(chunks)
+        chunks.clear()
+        return out
+    parts: list[bytes] = []
+    need = n
+    while need:
+        head = chunks[0]
+        if len(head) <= need:
+            parts.append(chunks.popleft())
+            need -= len(head)
+        else:
+            parts.append(head[:need])
+            chunks[0] = head[need:]
+            need = 0
+    return b"".join(parts)
+
+
 def _wake(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
@@ -136,24 +156,9 @@ class ByteQueue:
         return out
 
     def _take(self, n: int) -> bytes:
-        if n < 0 or n >= self._size:
-            out = b"".join(self._chunks)
-            self._chunks.clear()
-            self._size = 0
-            return out
-        parts: list[bytes] = []
-        need = n
-        while need:
-            head = self._chunks[0]
-            if len(head) <= need:
-                parts.append(self._chunks.popleft())
-                need -= len(head)
-            else:
-                parts.append(head[:need])
-                self._chunks[0] = head[need:]
-                need = 0
-        self._size -= n
-        return b"".join(parts)
+        out = take(self._chunks, n, self._size)
+        self._size -= len(out)
+        return out
 
     @staticmethod
     def _wake_writers(waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]) -> None:

@@ -53,6 +53,7 @@ from typing import Protocol
 from urllib.parse import unquote
 
 from packager.ingest import amf
+from packager.ingest.pipe import take
 
 log = logging.getLogger(__name__)
 
@@ -585,22 +586,7 @@ class PublishSession:
                 return b""
             self._wake.clear()
             await self._wake.wait()
-        if n < 0 or n >= self._size:
-            out = b"".join(self._chunks)
-            self._chunks.clear()
-        else:
-            parts: list[bytes] = []
-            need = n
-            while need:
-                head = self._chunks[0]
-                if len(head) <= need:
-                    parts.append(self._chunks.popleft())
-                    need -= len(head)
-                else:
-                    parts.append(head[:need])
-                    self._chunks[0] = head[need:]
-                    need = 0
-            out = b"".join(parts)
+        out = take(self._chunks, n, self._size)
         self._size -= len(out)
         return out
 

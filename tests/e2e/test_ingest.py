@@ -72,6 +72,30 @@ def streams(base: str) -> dict[str, bool]:
     return {s["name"]: s["live"] for s in json.loads(get(f"{base}/api/streams")[2])["streams"]}
 
 
+def start_http_push(base, stream, clip, key, *, method="PUT", headers=None, query=True):
+    """An ffmpeg HTTP push (-re, MPEG-TS) running in the background."""
+    url = f"{base}/ingest/{stream}" + (f"?key={key}" if query else "")
+    extra = ["-headers", headers] if headers else []
+    cmd = [
+        FFMPEG,
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-re",
+        "-i",
+        str(clip),
+        "-c",
+        "copy",
+        "-f",
+        "mpegts",
+        "-method",
+        method,
+        *extra,
+        url,
+    ]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
 def push_http(base, stream, clip, key, fmt="mpegts", realtime=True, timeout=60):
     cmd = [
         FFMPEG,
@@ -160,25 +184,14 @@ def test_http_push_publishes_and_wrong_key_does_not(server, clips):
 
 def test_bearer_key_and_conflict(server, clips):
     base = server["base"]
-    proc = subprocess.Popen(
-        [
-            FFMPEG,
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-re",
-            "-i",
-            str(clips["mp4"]),
-            "-c",
-            "copy",
-            "-f",
-            "mpegts",
-            "-method",
-            "POST",
-            "-headers",
-            f"Authorization: Bearer {KEYS['cam2']}\r\n",
-            f"{base}/ingest/cam2",
-        ]
+    proc = start_http_push(
+        base,
+        "cam2",
+        clips["mp4"],
+        KEYS["cam2"],
+        method="POST",
+        headers=f"Authorization: Bearer {KEYS['cam2']}\r\n",
+        query=False,
     )
     try:
         deadline = time.monotonic() + 10
@@ -259,24 +272,7 @@ def test_hostile_pushes_never_break_the_server(server, clips):
 @pytest.mark.parametrize("player", ["hls", "dash"])
 def test_drop_and_return_keeps_playing(server, clips, browser, player):
     base = server["base"]
-    first = subprocess.Popen(
-        [
-            FFMPEG,
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-re",
-            "-i",
-            str(clips["long"]),
-            "-c",
-            "copy",
-            "-f",
-            "mpegts",
-            "-method",
-            "PUT",
-            f"{base}/ingest/back{player}?key={KEYS['back' + player]}",
-        ]
-    )
+    first = start_http_push(base, f"back{player}", clips["long"], KEYS["back" + player])
     wait_segments(f"{base}/live/back{player}/270p/index.m3u8", 2, 20)
     src = "master.m3u8" if player == "hls" else "manifest.mpd"
     context, page, pb = open_player(browser, f"{base}/players/{player}.html?src=/live/back{player}/{src}")
@@ -287,24 +283,7 @@ def test_drop_and_return_keeps_playing(server, clips, browser, player):
             sample(page, pb, 1)
         assert first.returncode == 0
         sample(page, pb, 5)  # the feed is gone for 5 s
-        second = subprocess.Popen(
-            [
-                FFMPEG,
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-re",
-                "-i",
-                str(clips["long"]),
-                "-c",
-                "copy",
-                "-f",
-                "mpegts",
-                "-method",
-                "PUT",
-                f"{base}/ingest/back{player}?key={KEYS['back' + player]}",
-            ]
-        )
+        second = start_http_push(base, f"back{player}", clips["long"], KEYS["back" + player])
         sample(page, pb, 6)
         returned = time.monotonic()
         sample(page, pb, 6)
@@ -334,24 +313,7 @@ def test_sigterm_finalizes_every_stream(tmp_path, clips):
         "ultrafast",
     ]
     with packager(args, out=out, ready_path="/healthz") as (proc, base):
-        pusher = subprocess.Popen(
-            [
-                FFMPEG,
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-re",
-                "-i",
-                str(clips["long"]),
-                "-c",
-                "copy",
-                "-f",
-                "mpegts",
-                "-method",
-                "PUT",
-                f"{base}/ingest/demo?key={KEYS['demo']}",
-            ]
-        )
+        pusher = start_http_push(base, "demo", clips["long"], KEYS["demo"])
         wait_segments(f"{base}/live/demo/180p/index.m3u8", 2, 20)
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
