@@ -64,7 +64,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--streams", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=300)
-    ap.add_argument("--warmup", type=float, default=30)
+    ap.add_argument("--warmup", type=float, default=90, help="the 60 s window fills first (default: %(default)s)")
     args = ap.parse_args()
     ffmpeg = shutil.which("ffmpeg") or "/usr/bin/ffmpeg"
     names = [f"ch{i}" for i in range(1, args.streams + 1)]
@@ -124,6 +124,8 @@ def main() -> None:
         f"RSS MiB: after warm-up {warm[0][2]:.0f}, max {max(s[2] for s in warm):.0f}, end {warm[-1][2]:.0f} "
         f"(growth after warm-up {warm[-1][2] - warm[0][2]:+.0f})"
     )
+    per_minute = [f"{s[0]:.0f}s={s[2]:.0f}" for s in samples if int(s[0]) % 60 < 5]
+    print("RSS MiB by minute: " + ", ".join(per_minute))
     print(f"{'stream':8} {'publish p50 s':>14} {'p99 s':>7} {'parts':>7}")
     for n in names:
         p50, p99, count = quantiles(metrics, n)

@@ -39,6 +39,7 @@ async def observe(request: web.Request, handler: Any) -> web.StreamResponse:
     st: OriginState = request.app[STATE]
     st.metrics.in_flight.inc(1)
     status = 500
+    response: web.StreamResponse | None = None
     try:
         response = await handler(request)
         status = response.status
@@ -68,18 +69,14 @@ async def observe(request: web.Request, handler: Any) -> web.StreamResponse:
         st.metrics.in_flight.inc(-1)
         kind = request.get(KIND, Kind.OTHER).value
         st.metrics.requests.inc(kind=kind, status=str(status))
+        # bytes counted here rather than in a response-prepare signal: that hook cost ~10% of a request
+        size = (response.content_length if response is not None else None) or request.get(SENT, 0)
+        if size:
+            st.metrics.bytes_sent.inc(size, kind=kind)
         stream = request.match_info.get("stream") if request.path.startswith("/live/") else None
         if stream is not None and st.store.get(stream) is not None:  # only existing streams: bounded labels
             st.rates.hit(stream)
             st.metrics.stream_requests.inc(stream=stream)
-
-
-async def _count_bytes(request: web.Request, response: web.StreamResponse) -> None:
-    st: OriginState = request.app[STATE]
-    size = response.content_length or request.get(SENT, 0)
-    if size:
-        st.metrics.bytes_sent.inc(size, kind=request.get(KIND, Kind.OTHER).value)
-    response.headers.setdefault("Server", "live-packager")
 
 
 def create_app(
@@ -108,7 +105,6 @@ def create_app(
     if events is not None and store is not None:
         state.events = events
     app[STATE] = state
-    app.on_response_prepare.append(_count_bytes)
     r = app.router
     r.add_get("/", handlers.index)
     r.add_get("/players/lib/{name}", handlers.player_library)

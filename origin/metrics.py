@@ -44,13 +44,17 @@ class Counter:
         self.values: dict[LabelKey, float] = {}
 
     def inc(self, amount: float = 1.0, **labels: str) -> None:
-        key = tuple(sorted(labels.items()))
+        key = tuple(labels.items())  # hot path: label order is normalised at render time
         self.values[key] = self.values.get(key, 0.0) + amount
 
     def render(self) -> Iterable[str]:
         yield f"# HELP {self.name} {self.help}"
         yield f"# TYPE {self.name} counter"
-        for key, value in sorted(self.values.items()):
+        merged: dict[LabelKey, float] = {}
+        for key, value in self.values.items():
+            norm = tuple(sorted(key))
+            merged[norm] = merged.get(norm, 0.0) + value
+        for key, value in sorted(merged.items()):
             yield f"{self.name}{_labels(key)} {_fmt(value)}"
 
 

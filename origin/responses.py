@@ -6,6 +6,7 @@ compression behave the same for playlists, MPDs, init segments and media.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import re
@@ -39,8 +40,13 @@ class Body:
         return self._gz[0]
 
 
+@functools.lru_cache(maxsize=4096)
+def _http_date(second: int) -> str:
+    return formatdate(second, usegmt=True)
+
+
 def http_date(ts: float) -> str:
-    return formatdate(ts, usegmt=True)
+    return _http_date(int(ts))
 
 
 def _not_modified(request: web.Request, body: Body) -> bool:
