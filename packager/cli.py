@@ -95,7 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
         "streams are configured)",
     )
     ing = run.add_argument_group("ingest (broadcasters push with RTMP or HTTP)")
-    ing.add_argument("--config", default=None, help="TOML file with [server], [defaults] and [streams.NAME] (keys)")
+    ing.add_argument(
+        "--config",
+        default=None,
+        help="TOML file with [server], [defaults], [streams.NAME] (keys), [[webhooks]] and [events]",
+    )
     ing.add_argument(
         "--stream-key",
         action="append",

@@ -62,6 +62,7 @@ EVENT_TYPES: tuple[str, ...] = (
 OPT_IN_TYPES = frozenset({SEGMENT_PUBLISHED})  # frequent: only delivered when asked for by name
 DEFAULT_TYPES = frozenset(EVENT_TYPES) - OPT_IN_TYPES
 
+_SHOWABLE = re.compile(r"[A-Za-z0-9._-]{1,40}")
 EVENT_ID = re.compile(r"([0-9a-f]{12})-([0-9]{1,18})")
 
 
@@ -74,8 +75,8 @@ def parse_types(items: Iterable[str], where: str) -> frozenset[str]:
         elif item in EVENT_TYPES:
             out.add(item)
         else:
-            shown = item if len(item) <= 40 and item.isprintable() else item[:40].encode("unicode_escape").decode()
-            raise ValueError(f"{where}: unknown event type {shown!r} (known: {', '.join(EVENT_TYPES)} or '*')")
+            shown = repr(item) if _SHOWABLE.fullmatch(item) else "(not a type name)"  # never echo markup
+            raise ValueError(f"{where}: unknown event type {shown} (known: {', '.join(EVENT_TYPES)} or '*')")
     if not out:
         raise ValueError(f"{where}: name at least one event type")
     return frozenset(out)
@@ -249,10 +250,6 @@ class EventBus:
         out = [e for ring in (self._backlog, self._frequent) for e in ring if e.seq > after and e.type in types]
         out.sort(key=lambda e: e.seq)
         return out
-
-    def recent(self, limit: int = 100) -> list[Event]:
-        """The newest events of the main backlog, oldest first."""
-        return list(self._backlog)[-limit:]
 
 
 # --------------------------------------------------------------------------- emitters

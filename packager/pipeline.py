@@ -67,9 +67,11 @@ class Pipeline:
         duration_s: float | None = None,
         stream: StreamStore | None = None,
         end_stream: bool = True,
+        backpressure: bool = False,
     ) -> None:
         """``stream``: continue an existing stream (a feed that came back) after a discontinuity.
         ``end_stream``: end the stream when the source ends (False: leave that to the caller)."""
+        self.backpressure = backpressure  # pushed input: slow the sender rather than drop frames
         self.resume = stream
         self.end_stream = end_stream
         self.config = config
@@ -113,7 +115,7 @@ class Pipeline:
                 target_duration=timing.target_duration,
                 clock=clock,
             )
-        blocking = self.fast or not info.live
+        blocking = self.fast or not info.live or self.backpressure
         fps = cfg.encoding.fps or info.fps
         if info.has_video:
             ladder = cfg.ladder.fit_to_source(info.width, info.height)

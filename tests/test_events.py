@@ -9,6 +9,7 @@ from fractions import Fraction
 
 import pytest
 
+from packager.config import StreamConfig
 from packager.events import (
     DEFAULT_TYPES,
     EVENT_TYPES,
@@ -22,7 +23,6 @@ from packager.ingest.gate import IngestGate
 from packager.publisher import ManifestFiles
 from packager.settings import IngestSettings, StreamSettings
 from packager.store import DiskWriter
-from packager.config import StreamConfig
 from tests.support.live import make_live
 
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -49,7 +49,13 @@ async def test_event_shape_ids_and_time():
     assert a.id != b.id and a.seq + 1 == b.seq
     assert parse_event_id(a.id) == (bus.boot, a.seq)
     assert ISO_MS.match(a.time)
-    assert json.loads(a.json) == {"id": a.id, "type": "stream.started", "stream": "demo", "time": a.time, "data": {"x": 1}}
+    assert json.loads(a.json) == {
+        "id": a.id,
+        "type": "stream.started",
+        "stream": "demo",
+        "time": a.time,
+        "data": {"x": 1},
+    }
     assert "\n" not in b.json
     assert EventBus().boot != bus.boot  # ids stay unique across restarts
     with pytest.raises(ValueError):
@@ -80,7 +86,7 @@ async def test_subscribe_replays_then_streams_without_gap_or_repeat():
     third = bus.publish("vod.ready", "a")
     assert (await next_event(sub)).id == third.id
     assert drain(sub) == []
-    fresh, backlog = bus.subscribe()
+    _fresh, backlog = bus.subscribe()
     assert backlog == []  # no Last-Event-ID: only what happens from now on
 
 

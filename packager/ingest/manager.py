@@ -85,7 +85,7 @@ class IngestManager:
                 log.info("%s: %s publisher back on the same timeline", stream, protocol)
         if entry is None:  # a first push, or the previous feed just ended: start a feed (reuses a probe)
             feed_source = FeedSource(source, window_s=self.settings.reconnect_window_s)
-            pipeline = Pipeline(settings.config, feed_source, self.store)
+            pipeline = Pipeline(settings.config, feed_source, self.store, backpressure=True)
             try:
                 await pipeline.start()
             except SourceError as exc:

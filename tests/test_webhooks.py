@@ -1,0 +1,353 @@
+"""Webhooks against real aiohttp receivers that verify signatures with the README's own code."""
+
+import asyncio
+import json
+import time
+from email.utils import formatdate
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+import origin.webhooks as webhooks_mod
+from origin.metrics import OriginMetrics
+from origin.webhooks import DeadLetters, Webhooks, redact, retry_after_s, sign, signed_headers
+from packager.config import ConfigError, StreamConfig
+from packager.events import EventBus
+from packager.settings import WebhookSettings, load, webhook_settings
+from tests.support.procs import free_port
+from tests.support.readme import readme_receiver
+
+SECRET = "a-long-random-shared-secret"
+README = readme_receiver()
+verify = README["verify"]
+
+
+class Receiver:
+    """A webhook endpoint following a plan per attempt: a status, (status, headers), or "hang"."""
+
+    def __init__(self, plan, secret: str = SECRET) -> None:
+        self.plan = plan
+        self.secret = secret.encode()
+        self.attempts: list[tuple[dict, bytes, bool]] = []
+        self.accepted: list[dict] = []
+        self.got = asyncio.Event()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        ok = verify(self.secret, request.headers, body)
+        self.attempts.append((dict(request.headers), body, ok))
+        self.got.set()
+        step = self.plan[min(len(self.attempts) - 1, len(self.plan) - 1)]
+        if step == "hang":
+            await asyncio.Event().wait()
+        status, headers = step if isinstance(step, tuple) else (step, {})
+        if not ok:
+            return web.Response(status=401)
+        if 200 <= status < 300:
+            self.accepted.append(json.loads(body))
+        return web.Response(status=status, headers=headers)
+
+
+async def serve(aiohttp_server, receiver: Receiver) -> str:
+    app = web.Application()
+    app.router.add_post("/hook", receiver.handle)
+    server = await aiohttp_server(app)
+    return str(server.make_url("/hook"))
+
+
+class FakeSleep:
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, delay: float) -> None:
+        self.delays.append(delay)
+        await asyncio.sleep(0)
+
+
+def endpoint(url: str, events=("stream.started",), **kw) -> WebhookSettings:
+    return WebhookSettings(url, kw.pop("secret", SECRET), frozenset(events), **kw)
+
+
+async def started(endpoints, tmp_path, **kw) -> tuple[EventBus, Webhooks]:
+    bus = EventBus()
+    hooks = Webhooks(endpoints, bus, dead_letter=tmp_path / "dead.jsonl", metrics=OriginMetrics(), **kw)
+    await hooks.start()
+    return bus, hooks
+
+
+def counts(hooks: Webhooks) -> dict[str, float]:
+    return {dict(k)["result"]: v for k, v in hooks.metrics.webhook_deliveries.values.items()}
+
+
+# ---------------------------------------------------------------- signatures
+
+
+def test_readme_verify_accepts_our_signature_and_refuses_tampering():
+    bus = EventBus()
+    event = bus.publish("stream.started", "demo", {"renditions": []})
+    body = event.json.encode()
+    key = SECRET.encode()
+    now = str(int(time.time()))
+    headers = signed_headers(event, SECRET, body, now, 1)
+    assert headers["X-Packager-Signature"] == sign(SECRET, now, body)
+    assert verify(key, headers, body)
+    assert not verify(key, headers, body.replace(b"demo", b"dem0"))  # tampered body
+    assert not verify(b"another-secret-entirely", headers, body)
+    stale = str(int(time.time()) - 301)
+    assert not verify(
+        key, {**headers, "X-Packager-Timestamp": stale, "X-Packager-Signature": sign(SECRET, stale, body)}, body
+    )
+    future = str(int(time.time()) + 301)
+    assert not verify(
+        key, {**headers, "X-Packager-Timestamp": future, "X-Packager-Signature": sign(SECRET, future, body)}, body
+    )
+    assert not verify(key, {**headers, "X-Packager-Timestamp": str(int(now) - 1)}, body)  # signed for another time
+    assert not verify(key, {k: v for k, v in headers.items() if k != "X-Packager-Signature"}, body)
+    assert not verify(key, {**headers, "X-Packager-Timestamp": "-5"}, body)
+
+
+# ---------------------------------------------------------------- delivery
+
+
+async def test_fails_twice_then_succeeds_one_accepted_delivery_same_id(aiohttp_server, tmp_path):
+    rx = Receiver([500, 503, 204])
+    sleep = FakeSleep()
+    bus, hooks = await started([endpoint(await serve(aiohttp_server, rx))], tmp_path, sleep=sleep)
+    event = bus.publish("stream.started", "demo", {"renditions": []})
+    await asyncio.wait_for(hooks.drained(), 5)
+    assert len(rx.accepted) == 1 and rx.accepted[0]["id"] == event.id
+    assert [ok for _, _, ok in rx.attempts] == [True, True, True]
+    assert {h["X-Packager-Delivery"] for h, _, _ in rx.attempts} == {event.id}
+    assert [h["X-Packager-Attempt"] for h, _, _ in rx.attempts] == ["1", "2", "3"]
+    headers, body, _ = rx.attempts[0]
+    assert headers["Content-Type"] == "application/json" and headers["X-Packager-Event"] == "stream.started"
+    assert json.loads(body) == event.as_dict()
+    assert 0.25 <= sleep.delays[0] <= 0.5 and 0.5 <= sleep.delays[1] <= 1.0  # exponential, jittered
+    assert counts(hooks) == {"delivered": 1, "retried": 2}
+    await hooks.close()
+    assert not (tmp_path / "dead.jsonl").exists()
+    text = hooks.metrics.registry.render()
+    assert 'webhook_deliveries_total{result="delivered"} 1' in text
+    assert "webhook_delivery_seconds_count 3" in text
+
+
+async def test_429_retry_after_is_honoured(aiohttp_server, tmp_path):
+    later = formatdate(time.time() + 30, usegmt=True)
+    rx = Receiver([(429, {"Retry-After": "7"}), (503, {"Retry-After": later}), (429, {"Retry-After": "99999"}), 200])
+    sleep = FakeSleep()
+    bus, hooks = await started([endpoint(await serve(aiohttp_server, rx))], tmp_path, sleep=sleep)
+    bus.publish("stream.started", "demo")
+    await asyncio.wait_for(hooks.drained(), 5)
+    assert sleep.delays[0] == 7.0
+    assert 25 <= sleep.delays[1] <= 30
+    assert sleep.delays[2] == hooks.max_retry_after_s
+    assert len(rx.accepted) == 1
+    await hooks.close()
+
+
+async def test_always_failing_endpoint_ends_in_the_dead_letter_file(aiohttp_server, tmp_path):
+    rx = Receiver([500])
+    url = await serve(aiohttp_server, rx)
+    bus, hooks = await started([endpoint(url + "?token=abc", max_attempts=3)], tmp_path, sleep=FakeSleep())
+    event = bus.publish("stream.started", "demo")
+    await asyncio.wait_for(hooks.drained(), 5)
+    assert len(rx.attempts) == 3 and rx.accepted == []
+    await hooks.close()
+    # a restart: a new process reads what the old one wrote, and appends to it
+    records = DeadLetters(tmp_path / "dead.jsonl").read()
+    assert len(records) == 1
+    r = records[0]
+    assert r["event"] == event.as_dict() and r["attempts"] == 3 and r["error"] == "HTTP 500"
+    assert r["endpoint"] == url and "token" not in r["endpoint"]
+    bus2, hooks2 = await started([endpoint(url, max_attempts=1)], tmp_path, sleep=FakeSleep())
+    bus2.publish("stream.started", "demo")
+    await asyncio.wait_for(hooks2.drained(), 5)
+    await hooks2.close()
+    assert [x["attempts"] for x in DeadLetters(tmp_path / "dead.jsonl").read()] == [3, 1]
+    assert counts(hooks)["dead_lettered"] == 1
+
+
+async def test_other_4xx_ends_delivery_without_retry(aiohttp_server, tmp_path):
+    rx = Receiver([410])
+    bus, hooks = await started([endpoint(await serve(aiohttp_server, rx))], tmp_path, sleep=FakeSleep())
+    bus.publish("stream.started", "demo")
+    await asyncio.wait_for(hooks.drained(), 5)
+    assert len(rx.attempts) == 1 and counts(hooks) == {"rejected": 1}
+    await hooks.close()
+    assert not (tmp_path / "dead.jsonl").exists()
+
+
+async def test_a_hanging_receiver_does_not_delay_a_healthy_one(aiohttp_server, tmp_path):
+    stuck, healthy = Receiver(["hang"]), Receiver([204])
+    stuck_url, healthy_url = await serve(aiohttp_server, stuck), await serve(aiohttp_server, healthy)
+    bus, hooks = await started([endpoint(stuck_url, timeout_s=30), endpoint(healthy_url)], tmp_path)
+    first = bus.publish("stream.started", "demo")
+    second = bus.publish("stream.started", "other")
+    t0 = time.monotonic()
+    await asyncio.wait_for(stuck.got.wait(), 5)
+    while len(healthy.accepted) < 2:
+        await asyncio.sleep(0.01)
+    assert time.monotonic() - t0 < 2 and len(stuck.attempts) == 1
+    await hooks.close(drain_s=0)  # the stuck delivery (and the one queued behind it) go to the dead letters
+    records = DeadLetters(tmp_path / "dead.jsonl").read()
+    assert [r["event"]["id"] for r in records] == [first.id, second.id]
+    assert all(r["error"] == "server shut down before delivery" for r in records)
+    assert records[0]["attempts"] == 1 and records[1]["attempts"] == 0
+
+
+async def test_timeouts_and_connection_errors_are_retried(aiohttp_server, tmp_path):
+    slow = Receiver(["hang"])
+    dead_url = f"http://127.0.0.1:{free_port()}/hook"
+    bus, hooks = await started(
+        [
+            endpoint(await serve(aiohttp_server, slow), timeout_s=0.2, max_attempts=2),
+            endpoint(dead_url, max_attempts=2),
+        ],
+        tmp_path,
+        sleep=FakeSleep(),
+    )
+    bus.publish("stream.started", "demo")
+    await asyncio.wait_for(hooks.drained(), 5)
+    await hooks.close()
+    errors = sorted(r["error"] for r in DeadLetters(tmp_path / "dead.jsonl").read())
+    assert errors == ["connection failed: ClientConnectorError", "timed out after 0.2 s"]
+    assert len(slow.attempts) == 2 and counts(hooks) == {"retried": 2, "dead_lettered": 2}
+
+
+async def test_endpoints_get_only_their_event_types(aiohttp_server, tmp_path):
+    some, everything = Receiver([200]), Receiver([200])
+    bus, hooks = await started(
+        [
+            endpoint(await serve(aiohttp_server, some), events=("stream.stopped",)),
+            endpoint(await serve(aiohttp_server, everything), events=("stream.started", "stream.stopped")),
+        ],
+        tmp_path,
+    )
+    for kind in ("stream.started", "segment.published", "stream.stopped"):
+        bus.publish(kind, "demo")
+    await asyncio.wait_for(hooks.drained(), 5)
+    await hooks.close()
+    assert [e["type"] for e in some.accepted] == ["stream.stopped"]
+    assert [e["type"] for e in everything.accepted] == ["stream.started", "stream.stopped"]
+
+
+async def test_a_full_queue_dead_letters_instead_of_blocking(aiohttp_server, tmp_path, monkeypatch):
+    monkeypatch.setattr(webhooks_mod, "QUEUE_SIZE", 2)
+    stuck = Receiver(["hang"])
+    bus, hooks = await started([endpoint(await serve(aiohttp_server, stuck), timeout_s=30)], tmp_path)
+    events = [bus.publish("stream.started", "s0")]
+    await asyncio.wait_for(stuck.got.wait(), 5)  # in flight
+    events += [bus.publish("stream.started", f"s{i}") for i in (1, 2, 3)]  # 2 queued, 1 too many
+    while hooks.dead.written < 1:
+        await asyncio.sleep(0.01)
+    overflow = DeadLetters(tmp_path / "dead.jsonl").read()
+    assert [r["event"]["id"] for r in overflow] == [events[3].id] and "queue full" in overflow[0]["error"]
+    await hooks.close(drain_s=0)
+
+
+async def test_the_readme_receiver_itself(aiohttp_server, tmp_path, capsys):
+    server = await aiohttp_server(README["app"])
+    url = str(server.make_url("/hooks/packager"))
+    secret = README["SECRET"].decode()
+    bus, hooks = await started([endpoint(url, secret=secret), endpoint(url, secret="not-the-right-secret")], tmp_path)
+    bus.publish("stream.started", "demo", {"renditions": []})
+    await asyncio.wait_for(hooks.drained(), 5)
+    await hooks.close()
+    assert counts(hooks) == {"delivered": 1, "rejected": 1}  # the wrong secret got a 401
+    assert "stream.started demo" in capsys.readouterr().out
+
+
+def test_helpers():
+    assert redact("https://user:pw@hooks.example.com:8443/p/a?token=x#f") == "https://hooks.example.com:8443/p/a"
+    assert retry_after_s("12") == 12.0 and retry_after_s(None) is None and retry_after_s("soon") is None
+    assert retry_after_s(formatdate(1000.0, usegmt=True), now=990.0) == 10.0
+    assert retry_after_s(formatdate(1000.0, usegmt=True), now=2000.0) == 0.0
+
+
+# ---------------------------------------------------------------- configuration
+
+
+def write(tmp_path, text: str) -> Path:
+    p = tmp_path / "packager.toml"
+    p.write_text(text)
+    return p
+
+
+def test_webhooks_from_the_config_file(tmp_path):
+    s = load(
+        write(
+            tmp_path,
+            """
+[events]
+dead_letter = "/tmp/dead.jsonl"
+backlog = 50
+
+[[webhooks]]
+url = "https://cms.example.com/hooks"
+secret = "sixteen-chars-ok"
+events = ["stream.started", "vod.ready"]
+timeout_s = 2.5
+max_attempts = 3
+
+[[webhooks]]
+url = "http://10.0.0.5:9000/x"
+secret = "another-long-secret"
+events = ["*", "segment.published"]
+""",
+        ),
+        StreamConfig(),
+        [],
+    )
+    a, b = s.webhooks
+    assert a.url == "https://cms.example.com/hooks" and a.events == {"stream.started", "vod.ready"}
+    assert a.timeout_s == 2.5 and a.max_attempts == 3
+    assert "segment.published" in b.events and "ingest.rejected" in b.events and b.max_attempts == 6
+    assert s.dead_letter == Path("/tmp/dead.jsonl") and s.event_backlog == 50
+    assert load(None, StreamConfig(), []).webhooks == ()
+
+
+@pytest.mark.parametrize(
+    ("table", "field"),
+    [
+        ({"url": "ftp://example.com/x"}, "#1.url"),
+        ({"url": "http://"}, "#1.url"),
+        ({"url": "https:///path-only"}, "#1.url"),
+        ({"url": "example.com/hook"}, "#1.url"),
+        ({"url": "http://example.com:99999/x"}, "#1.url"),
+        ({"url": "http://exa mple.com/"}, "#1.url"),
+        ({"url": 42}, "#1.url"),
+        ({"secret": "short"}, "#1.secret"),
+        ({"events": ["stream.exploded"]}, "#1.events"),
+        ({"events": "stream.started"}, "#1.events"),
+        ({"events": []}, "#1.events"),
+        ({"timeout_s": 0}, "#1.timeout_s"),
+        ({"timeout_s": "10"}, "#1.timeout_s"),
+        ({"max_attempts": 0}, "#1.max_attempts"),
+        ({"max_attempts": True}, "#1.max_attempts"),
+        ({"retries": 3}, "unknown field(s) retries"),
+        ({"url": None}, "#1.url is required"),
+    ],
+)
+def test_bad_webhook_config_names_the_field(table, field):
+    values = {"url": "https://example.com/hook", "secret": SECRET, "events": ["stream.started"], **table}
+    values = {k: v for k, v in values.items() if v is not None}
+    with pytest.raises(ConfigError) as err:
+        webhook_settings(values, "[[webhooks]] #1")
+    assert field in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("webhooks = 5", "webhooks must be"),
+        ('[[webhooks]]\nurl = "gopher://x"\nsecret = "sixteen-chars-ok"\nevents = ["*"]', "[[webhooks]] #1.url"),
+        ("[events]\nbacklog = 1", "[events].backlog"),
+        ("[events]\ndead_letter = 3", "[events].dead_letter"),
+        ("[events]\nsomething = 3", "[events] has unknown"),
+    ],
+)
+def test_bad_event_sections_in_the_file(tmp_path, text, field):
+    with pytest.raises(ConfigError) as err:
+        load(write(tmp_path, text), StreamConfig(), [])
+    assert field in str(err.value)
