@@ -362,6 +362,9 @@ class StreamEvents:
         if not state.started:
             if not any(t.end_ticks is not None for t in stream.tracks.values()):
                 return  # inits only (or ended before any media): nothing has started
+            ready = {name for name, t in stream.tracks.items() if t.init is not None}
+            if not stream.expected_tracks <= ready and not stream.ended:
+                return  # announce the stream once every rendition is known
             state.started = True
             state.started_utc_s = time.time()
             self.bus.publish(STREAM_STARTED, stream.name, _started_data(stream))

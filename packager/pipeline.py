@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -65,15 +64,10 @@ class Pipeline:
         *,
         fast: bool = False,
         duration_s: float | None = None,
-        stream: StreamStore | None = None,
-        end_stream: bool = True,
         backpressure: bool = False,
     ) -> None:
-        """``stream``: continue an existing stream (a feed that came back) after a discontinuity.
-        ``end_stream``: end the stream when the source ends (False: leave that to the caller)."""
-        self.backpressure = backpressure  # pushed input: slow the sender rather than drop frames
-        self.resume = stream
-        self.end_stream = end_stream
+        """``backpressure``: a pushed input waits for the encoders instead of losing frames."""
+        self.backpressure = backpressure
         self.config = config
         self.source = source
         self.store = store
@@ -99,22 +93,14 @@ class Pipeline:
         cfg = self.config
         timing = cfg.timing
         clock = MediaClock(Fraction(0), live=True) if info.live else MediaClock(Fraction(time.time()), live=False)
-        if self.resume is not None and not self.resume.ended:
-            self.stream = self.resume
-            self.stream.on_discontinuity()
-            if hasattr(self.source, "not_before_s"):
-                # start at the next segment boundary: never inside a segment already published
-                seg = float(timing.segment_s)
-                self.source.not_before_s = math.ceil(self.stream.end_s() / seg) * seg
-        else:
-            self.stream = self.store.open_stream(
-                cfg.name,
-                segment_s=timing.segment_s,
-                part_s=timing.part_s,
-                window_s=timing.window_s if info.live else Fraction(10**9),
-                target_duration=timing.target_duration,
-                clock=clock,
-            )
+        self.stream = self.store.open_stream(
+            cfg.name,
+            segment_s=timing.segment_s,
+            part_s=timing.part_s,
+            window_s=timing.window_s if info.live else Fraction(10**9),
+            target_duration=timing.target_duration,
+            clock=clock,
+        )
         blocking = self.fast or not info.live or self.backpressure
         fps = cfg.encoding.fps or info.fps
         if info.has_video:
@@ -138,6 +124,9 @@ class Pipeline:
                 on_samples=self._threadsafe(self._on_samples("audio")),
                 blocking=blocking,
             )
+        self.stream.expected_tracks = frozenset(
+            [w.rendition.name for w in self.video_workers] + (["audio"] if self.audio_worker else [])
+        )
         for w in self._workers:
             w.start()
         threading.Thread(target=self._source_thread, name=f"source-{cfg.name}", daemon=True).start()
@@ -229,8 +218,7 @@ class Pipeline:
         for chunker in self.chunkers.values():
             chunker.flush()
         self.end_reason = reason
-        if self.end_stream:
-            self.stream.on_end(reason)
+        self.stream.on_end(reason)
         log.info("%s: source ended (%s)", self.config.name, reason)
         self._done.set()
 

@@ -401,6 +401,7 @@ class StreamStore:
         self.clock = clock
         self.tracks: dict[str, TrackStore] = {}
         self.version = 0
+        self.expected_tracks: frozenset[str] = frozenset()  # every track the pipeline will publish
         self.overlaps = 0
         self.ended = False
         self.end_reason = ""
@@ -443,11 +444,6 @@ class StreamStore:
         track.set_init(data)
         self._changed()
 
-    def end_s(self) -> float:
-        """Where the newest media of any track ends, in media seconds (0 if none)."""
-        ends = [t.end_ticks / t.info.timescale for t in self.tracks.values() if t.end_ticks is not None]
-        return max(ends, default=0.0)
-
     def on_part(self, part: Part, last_in_segment: bool, discontinuity: bool) -> None:
         track = self.tracks[part.track]
         track.publish_part(part, last_in_segment, discontinuity)
@@ -462,6 +458,11 @@ class StreamStore:
         for track in self.tracks.values():
             track.mark_discontinuity()
         self._changed()
+        self._discontinuous()
+
+    def on_input_switch(self) -> None:
+        """The feed's input changed (a publisher came back or took over) on a continuing timeline:
+        listeners hear of it; the manifests need no discontinuity because the encoders carried on."""
         self._discontinuous()
 
     def _discontinuous(self) -> None:

@@ -82,6 +82,9 @@ class IngestManager:
                 if previous is not None:
                     previous.abort()  # a takeover: the previous publisher's input ends now
                 feed.queue = queue
+                current = self.store.get(stream)
+                if current is not None:
+                    current.on_input_switch()
                 log.info("%s: %s publisher back on the same timeline", stream, protocol)
         if entry is None:  # a first push, or the previous feed just ended: start a feed (reuses a probe)
             feed_source = FeedSource(source, window_s=self.settings.reconnect_window_s)

@@ -75,84 +75,33 @@ def streams(base: str) -> dict[str, bool]:
     return {s["name"]: s["live"] for s in json.loads(get(f"{base}/api/streams")[2])["streams"]}
 
 
-def start_http_push(base, stream, clip, key, *, method="PUT", headers=None, query=True):
-    """An ffmpeg HTTP push (-re, MPEG-TS) running in the background."""
-    url = f"{base}/ingest/{stream}" + (f"?key={key}" if query else "")
-    extra = ["-headers", headers] if headers else []
-    cmd = [
-        FFMPEG,
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-re",
-        "-i",
-        str(clip),
-        "-c",
-        "copy",
-        "-f",
-        "mpegts",
-        "-method",
-        method,
-        *extra,
-        url,
-    ]
+def ffmpeg_push(clip, fmt, url, *extra):
+    """The ffmpeg command line of a broadcaster pushing ``clip`` at 1x (stream copy) to ``url``."""
+    return [FFMPEG, "-hide_banner", "-loglevel", "error", "-re", "-i", str(clip), "-c", "copy", "-f", fmt, *extra, url]
+
+
+def background(cmd):
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def push_http(base, stream, clip, key, fmt="mpegts", realtime=True, timeout=60):
-    cmd = [
-        FFMPEG,
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        *(["-re"] if realtime else []),
-        "-i",
-        str(clip),
-        "-c",
-        "copy",
-        "-f",
-        fmt,
-        "-method",
-        "PUT",
-        f"{base}/ingest/{stream}?key={key}",
-    ]
+def start_http_push(base, stream, clip, key, *, method="PUT", headers=None, query=True):
+    """An ffmpeg HTTP push (MPEG-TS) running in the background."""
+    url = f"{base}/ingest/{stream}" + (f"?key={key}" if query else "")
+    extra = ["-headers", headers] if headers else []
+    return background(ffmpeg_push(clip, "mpegts", url, "-method", method, *extra))
+
+
+def push_http(base, stream, clip, key, timeout=60):
+    cmd = ffmpeg_push(clip, "mpegts", f"{base}/ingest/{stream}?key={key}", "-method", "PUT")
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
 def push_rtmp(port, path, clip):
-    cmd = [
-        FFMPEG,
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-re",
-        "-i",
-        str(clip),
-        "-c",
-        "copy",
-        "-f",
-        "flv",
-        f"rtmp://127.0.0.1:{port}/live/{path}",
-    ]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return background(ffmpeg_push(clip, "flv", f"rtmp://127.0.0.1:{port}/live/{path}"))
 
 
 def push_srt(port, streamid, clip):
-    cmd = [
-        FFMPEG,
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-re",
-        "-i",
-        str(clip),
-        "-c",
-        "copy",
-        "-f",
-        "mpegts",
-        f"srt://127.0.0.1:{port}?streamid={streamid}",
-    ]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return background(ffmpeg_push(clip, "mpegts", f"srt://127.0.0.1:{port}?streamid={streamid}"))
 
 
 def check_manifests(base, stream):
