@@ -297,6 +297,9 @@ def test_restart_after_kill_continues_numbering(tmp_path, clips):
         assert push_http(base, "demo", clips["mp4"], KEYS["demo"]).returncode == 0
         before = m3u8.loads(get(f"{base}/live/demo/180p/index.m3u8")[2].decode())
         old = [s.uri for s in before.segments if s.uri]
+        # media is served from memory the moment it exists and reaches disk a few ms later:
+        # let the writer catch up with what this playlist named, then crash
+        time.sleep(1)
         proc.kill()
         proc.wait()
     with packager(args, out=out, port=port, ready_path="/healthz") as (proc, base):
@@ -326,24 +329,7 @@ def test_each_ingest_path_plays_in_hls_js(server, clips, browser, path):
     stream = f"path{path}"
     key = KEYS[stream]
     if path == "http":
-        pusher = subprocess.Popen(
-            [
-                FFMPEG,
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-re",
-                "-i",
-                str(clips["long"]),
-                "-c",
-                "copy",
-                "-f",
-                "mpegts",
-                "-method",
-                "PUT",
-                f"{base}/ingest/{stream}?key={key}",
-            ]
-        )
+        pusher = start_http_push(base, stream, clips["long"], key)
     elif path == "rtmp":
         pusher = push_rtmp(server["rtmp"], f"{stream}?key={key}", clips["long"])
     else:
