@@ -252,18 +252,24 @@ def test_drop_and_return_keeps_playing(server, clips, browser, player):
         context.close()
 
 
+# one stream over HTTP push only, smallest ladder: for the process-lifecycle tests
+SINGLE_STREAM = [
+    "--stream-key",
+    f"demo={KEYS['demo']}",
+    "--rtmp-port",
+    "0",
+    "--srt-port",
+    "0",
+    "--ladder",
+    "320x180@250k",
+    "--preset",
+    "ultrafast",
+]
+
+
 def test_sigterm_finalizes_every_stream(tmp_path, clips):
     out = tmp_path / "out"
-    args = [
-        "--stream-key",
-        f"demo={KEYS['demo']}",
-        "--rtmp-port",
-        "0",
-        "--ladder",
-        "320x180@250k",
-        "--preset",
-        "ultrafast",
-    ]
+    args = SINGLE_STREAM
     with packager(args, out=out, ready_path="/healthz") as (proc, base):
         pusher = start_http_push(base, "demo", clips["long"], KEYS["demo"])
         wait_segments(f"{base}/live/demo/180p/index.m3u8", 2, 20)
@@ -282,16 +288,7 @@ def test_sigterm_finalizes_every_stream(tmp_path, clips):
 
 def test_restart_after_kill_continues_numbering(tmp_path, clips):
     out = tmp_path / "out"
-    args = [
-        "--stream-key",
-        f"demo={KEYS['demo']}",
-        "--rtmp-port",
-        "0",
-        "--ladder",
-        "320x180@250k",
-        "--preset",
-        "ultrafast",
-    ]
+    args = SINGLE_STREAM
     port = free_port()
     with packager(args, out=out, port=port, ready_path="/healthz") as (proc, base):
         assert push_http(base, "demo", clips["mp4"], KEYS["demo"]).returncode == 0
