@@ -40,7 +40,3 @@ class RenderCache:
             view,
             lambda: render_mpd(view, utc_timing_url=self.utc_timing_url, low_latency=low_latency),
         )
-
-    def forget(self, stream: str) -> None:
-        for key in [k for k in self.entries if k[0] == stream]:
-            del self.entries[key]

@@ -12,7 +12,6 @@ import asyncio
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
 from fractions import Fraction
 
 import av
@@ -26,12 +25,6 @@ from packager.timebase import MediaClock
 from packager.transcode import AudioEncoder, EncodedInit, VideoEncoder
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class PipelineStats:
-    started_monotonic: float = field(default_factory=time.monotonic)
-    publish_latency_s: dict[str, list[float]] = field(default_factory=dict)
 
 
 class _Fanout:

@@ -8,7 +8,6 @@ file packaged as VOD the clock starts at zero instead. Either way a
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
@@ -21,21 +20,6 @@ def rescale(ticks: int, src: int | Fraction, dst: int | Fraction) -> int:
     """Convert ``ticks`` from timescale ``src`` (ticks per second) to ``dst``, rounding to nearest."""
     value = Fraction(ticks) * Fraction(dst) / Fraction(src)
     return round(value)
-
-
-def rescale_floor(ticks: int, src: int | Fraction, dst: int | Fraction) -> int:
-    """Like :func:`rescale` but rounding toward minus infinity."""
-    value = Fraction(ticks) * Fraction(dst) / Fraction(src)
-    return value.numerator // value.denominator
-
-
-def to_seconds(ticks: int, timescale: int) -> float:
-    return ticks / timescale
-
-
-def utc_now_s() -> float:
-    """Seconds since the Unix epoch from the wall clock."""
-    return time.time()
 
 
 def format_iso(dt: datetime) -> str:
