@@ -44,7 +44,12 @@ def test_prft_matches_media_and_wall_clock(live_origin):
 
 
 def test_segment_in_production_arrives_chunk_by_chunk(live_origin):
-    msn, _ = _hint(live_origin)
+    # ask when the segment has just started, so most of it is still to be produced
+    deadline = time.monotonic() + 5
+    msn, part = _hint(live_origin)
+    while part > 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        msn, part = _hint(live_origin)
     url = urlparse(live_origin)
     conn = http.client.HTTPConnection(url.hostname, url.port, timeout=15)
     conn.request("GET", f"/live/demo/270p/{msn}.m4s")
