@@ -1,10 +1,10 @@
 """Validate MPDs against the ISO/IEC 23009-1 schema, offline.
 
-The schema lives outside the repository, in ``<repo>/../shared/schemas/dash``
-(CI clones the repository with ``shared/`` beside it). ``DASH-MPD.xsd``
-imports the W3C xlink schema by URL, which imports ``xml.xsd`` by URL; an
-lxml resolver maps both URLs to the local copies under ``w3c/``, and the
-parser never touches the network. The compiled schema is cached.
+The schema ships with the tests, in ``tests/schemas/dash`` (sources and
+licence in ``SOURCES.md`` and ``LICENSE`` there). ``DASH-MPD.xsd`` imports
+the W3C xlink schema by URL, which imports ``xml.xsd`` by URL; an lxml
+resolver maps both URLs to the local copies under ``w3c/``, and the parser
+never touches the network. The compiled schema is cached.
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from pathlib import Path
 
 from lxml import etree
 
-REPO = Path(__file__).resolve().parents[2]
-SCHEMA_DIR = REPO.parent / "shared" / "schemas" / "dash"
+SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas" / "dash"
 SCHEMA_PATH = SCHEMA_DIR / "DASH-MPD.xsd"
 
 # Remote schema locations -> local copies.
@@ -39,7 +38,7 @@ class _LocalResolver(etree.Resolver):
 def mpd_schema() -> etree.XMLSchema:
     """The compiled MPD schema (parsed once per process)."""
     if not SCHEMA_PATH.is_file():
-        raise FileNotFoundError(f"MPD schema not found at {SCHEMA_PATH} (shared/ must sit beside the repository)")
+        raise FileNotFoundError(f"MPD schema not found at {SCHEMA_PATH}")
     parser = etree.XMLParser(no_network=True)
     parser.resolvers.add(_LocalResolver())
     doc = etree.parse(str(SCHEMA_PATH), parser)
