@@ -18,8 +18,8 @@ import asyncio
 import logging
 import os
 import queue
+import shutil
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -38,7 +38,7 @@ from packager.model import (
     part_name,
     segment_name,
 )
-from packager.timebase import MediaClock
+from packager.timebase import SYSTEM_CLOCK, Clock, MediaClock
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +49,16 @@ SEGMENT_HEADER = styp()
 
 
 class DiskWriter:
-    """One thread that writes and deletes files in submission order, atomically."""
+    """One thread that writes and deletes files in submission order, atomically.
+
+    Who calls what: ``write``, ``delete``, ``remove_tree`` and ``notify`` only put a job on the
+    thread-safe queue and never block (the event loop calls them); ``flush`` and ``close`` block, so
+    they are called off the loop or at shutdown. Jobs run on the writer thread, which alone writes
+    ``errors``; ``_closing``, ``_stopped`` and ``_at_exit`` are shared and stay behind ``_lock``.
+    """
 
     def __init__(self) -> None:
         self._q: queue.Queue[tuple[str, Path, bytes] | Callable[[], None] | None] = queue.Queue()
-        self._flush_events: list[threading.Event] = []
         self._lock = threading.Lock()
         self._closing = False
         self._stopped = False
@@ -68,12 +73,17 @@ class DiskWriter:
     def delete(self, path: Path) -> None:
         self._q.put(("delete", path, b""))
 
-    def flush(self, timeout: float = 30.0) -> None:
-        """Block until everything queued so far is on disk (call off the loop, or at shutdown)."""
+    def remove_tree(self, path: Path) -> None:
+        """Delete the folder ``path`` and all in it, after every job queued so far. Never blocks."""
+        self._q.put(("rmtree", path, b""))
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Block until everything queued so far is on disk; False if ``timeout`` s passed first.
+
+        Call it off the loop, or at shutdown."""
         done = threading.Event()
-        self._flush_events.append(done)
-        self._q.put(("flush", Path(), b""))
-        done.wait(timeout)
+        self.notify(done.set)
+        return done.wait(timeout)
 
     def notify(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` on the writer thread once everything queued so far is on disk. Never blocks.
@@ -109,15 +119,20 @@ class DiskWriter:
                 continue
             op, path, data = item
             try:
-                if op == "write":
-                    atomic_write(path, data)
-                elif op == "delete":
-                    path.unlink(missing_ok=True)
-                elif op == "flush":
-                    self._flush_events.pop(0).set()
+                _apply(op, path, data)
             except OSError as exc:
                 self.errors += 1
                 log.error("disk: %s %s failed: %s", op, path, exc)
+
+
+def _apply(op: str, path: Path, data: bytes) -> None:
+    """One job of the writer thread."""
+    if op == "write":
+        atomic_write(path, data)
+    elif op == "delete":
+        path.unlink(missing_ok=True)
+    elif op == "rmtree" and path.exists():
+        shutil.rmtree(path)
 
 
 def _call(callback: Callable[[], None]) -> None:
@@ -164,6 +179,7 @@ class TrackStore:
         self.retired: deque[_Retired] = deque()
         self.last_completed_msn: int | None = None
         self._waiters: dict[tuple[int, int], asyncio.Future[None]] = {}
+        self.held_count = 0  # calls waiting right now (several may share one future)
         ts = info.timescale
         self.segment_ticks = stream.timing_segment_ticks(ts)
         self.part_ticks = stream.timing_part_ticks(ts)
@@ -231,7 +247,7 @@ class TrackStore:
             parts=tuple(_ref(p) for p in parts),
             size=len(data),
             discontinuity=self.pending_discontinuity,
-            published_utc_s=time.time(),
+            published_utc_s=self.stream.clock_utc_s(),
         )
         self.segments.append(seg)
         self.segment_data[seg.msn] = data
@@ -241,12 +257,6 @@ class TrackStore:
         self.pending = []
         self.pending_msn = None
         self.pending_discontinuity = False
-
-    def mark_discontinuity(self) -> None:
-        """The next media does not continue the previous (feed dropped, encoder changed)."""
-        self._close_segment()
-        self.pending_discontinuity = True
-        self.next_part = None
 
     def finish(self) -> None:
         self._close_segment()
@@ -259,7 +269,7 @@ class TrackStore:
             return
         newest_end = self.pending[-1].end if self.pending else self.segments[-1].end
         limit = newest_end - int(self.stream.window_s * self.info.timescale)
-        now = time.monotonic()
+        now = self.stream.store.clock.monotonic_s()
         while len(self.segments) > 1 and self.segments[0].end <= limit:
             seg = self.segments.popleft()
             if self.segments[0].discontinuity:
@@ -352,11 +362,15 @@ class TrackStore:
         if fut is None or fut.done():
             fut = asyncio.get_running_loop().create_future()
             self._waiters[key] = fut
+        # The deadline runs on the store's clock; asyncio.wait never cancels the shared future.
+        deadline = asyncio.ensure_future(self.stream.store.clock.sleep(timeout_s))
+        self.held_count += 1
         try:
-            await asyncio.wait_for(asyncio.shield(fut), timeout_s)
-        except TimeoutError:
-            return self._satisfied(key)
-        return True
+            await asyncio.wait((fut, deadline), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.held_count -= 1
+            deadline.cancel()
+        return fut.done() or self._satisfied(key)
 
     def _wake(self, all_: bool = False) -> None:
         if not self._waiters:
@@ -368,6 +382,7 @@ class TrackStore:
 
     @property
     def waiter_count(self) -> int:
+        """Distinct positions being waited for."""
         return len(self._waiters)
 
 
@@ -405,8 +420,9 @@ class StreamStore:
         self.overlaps = 0
         self.ended = False
         self.end_reason = ""
-        self.published_utc_s = time.time()
-        self.started_utc_s = time.time()
+        self.published_utc_s = store.clock.utc_s()
+        self.started_utc_s = self.published_utc_s
+        self.files_removed = False
         self._view: StreamView | None = None
         # Media leaves disk >= 3 target durations after it left every manifest.
         self.grace_s = 3.0 * target_duration + float(segment_s)
@@ -421,9 +437,24 @@ class StreamStore:
     def timing_part_ticks(self, timescale: int) -> int:
         return int(self.part_s * timescale)
 
+    def clock_utc_s(self) -> float:
+        return self.store.clock.utc_s()
+
     @property
     def folder(self) -> Path | None:
-        return self.store.root / self.name if self.store.root else None
+        """Where the stream's files go; None when not mirrored to disk or once its files were removed."""
+        if self.store.root is None or self.files_removed:
+            return None
+        return self.store.root / self.name
+
+    def remove_files(self) -> None:
+        """Delete the stream's folder after every write already queued for it; later writes for it are dropped.
+
+        The writer thread does the deletion, in order, so no file of the stream reappears afterwards."""
+        folder = self.folder
+        self.files_removed = True  # folder is None from now on: tracks and manifest files write nothing
+        if folder is not None and self.store.disk is not None:
+            self.store.disk.remove_tree(folder)
 
     def disk_write(self, path: Path, data: bytes) -> None:
         if self.store.disk:
@@ -447,18 +478,12 @@ class StreamStore:
     def on_part(self, part: Part, last_in_segment: bool, discontinuity: bool) -> None:
         track = self.tracks[part.track]
         track.publish_part(part, last_in_segment, discontinuity)
-        self.published_utc_s = part.published_utc_s or time.time()
+        self.published_utc_s = part.published_utc_s or self.clock_utc_s()
         self._changed()
         for listener in self.store.part_listeners:
             listener(self, part)
         if discontinuity:
             self._discontinuous()
-
-    def on_discontinuity(self) -> None:
-        for track in self.tracks.values():
-            track.mark_discontinuity()
-        self._changed()
-        self._discontinuous()
 
     def on_input_switch(self) -> None:
         """The feed's input changed (a publisher came back or took over) on a continuing timeline:
@@ -476,7 +501,7 @@ class StreamStore:
             track.finish()
         self.ended = True
         self.end_reason = reason
-        self.published_utc_s = time.time()
+        self.published_utc_s = self.clock_utc_s()
         self._changed()
         for track in self.tracks.values():
             track._wake(all_=True)
@@ -521,8 +546,10 @@ class StreamStore:
 class Store:
     """Every stream this process publishes, optionally mirrored to ``root`` on disk."""
 
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        """``clock``: where publish dates, the deletion grace and waits' deadlines read time."""
         self.root = root
+        self.clock = clock
         self.disk = DiskWriter() if root is not None else None
         self.streams: dict[str, StreamStore] = {}
         self.change_listeners: list[Callable[[StreamStore], None]] = []

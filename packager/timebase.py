@@ -1,25 +1,25 @@
-"""Time bases and rescaling: ticks always travel with their timescale.
+"""Time bases and clocks: ticks always travel with their timescale; wall time comes from a clock.
 
 Media time in this project is UTC-anchored for live feeds: a tick count on a
 track's timescale measured from the Unix epoch (1970-01-01T00:00:00Z). For a
 file packaged as VOD the clock starts at zero instead. Either way a
 :class:`MediaClock` says which, so manifests can render wall-clock dates.
+
+Parts that read the wall clock (publish dates, retirement grace, waits with a
+deadline) take a :class:`Clock`, so tests drive time instead of sleeping.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
+from typing import Protocol
 
 VIDEO_TIMESCALE = 90_000
 AUDIO_TIMESCALE = 48_000
-
-
-def rescale(ticks: int, src: int | Fraction, dst: int | Fraction) -> int:
-    """Convert ``ticks`` from timescale ``src`` (ticks per second) to ``dst``, rounding to nearest."""
-    value = Fraction(ticks) * Fraction(dst) / Fraction(src)
-    return round(value)
 
 
 def format_iso(dt: datetime) -> str:
@@ -47,8 +47,34 @@ class MediaClock:
     epoch_s: Fraction = Fraction(0)
     live: bool = True
 
-    def utc_s(self, ticks: int, timescale: int) -> Fraction:
-        return self.epoch_s + Fraction(ticks, timescale)
 
-    def iso(self, ticks: int, timescale: int) -> str:
-        return iso_from_epoch_s(self.utc_s(ticks, timescale))
+class Clock(Protocol):
+    """Wall time (dates), monotonic time (durations) and sleeping, as one seam."""
+
+    def utc_s(self) -> float:
+        """Seconds since the Unix epoch."""
+        ...
+
+    def monotonic_s(self) -> float:
+        """Seconds on a clock that never goes back (only differences mean anything)."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Return once ``seconds`` of this clock's monotonic time have passed."""
+        ...
+
+
+class SystemClock:
+    """The real clocks and the running loop's timer."""
+
+    def utc_s(self) -> float:
+        return time.time()
+
+    def monotonic_s(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+SYSTEM_CLOCK = SystemClock()

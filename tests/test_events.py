@@ -173,8 +173,8 @@ async def test_started_segments_discontinuity_stopped_vod_ready_in_memory():
         ("segment.published", name, 1000) for name in ("360p", "180p", "audio")
     ]
     assert segs[0].data["uri"] == "/live/demo/360p/1000.m4s" and segs[0].data["duration_s"] == 1.0
-    d.publish(1)
-    d.stream.on_discontinuity()  # closes 1001 early, then one discontinuity event (not one per track)
+    d.publish(4)  # closes 1001 in every track
+    d.stream.on_input_switch()  # one discontinuity event (not one per track)
     d.stream.on_part(_part_like(d), False, True)  # a flagged part right after: the same break
     types = [e.type for e in drain(sub)]
     assert types.count("stream.discontinuity") == 1 and types.count("segment.published") == 3

@@ -2,7 +2,6 @@
 
 import asyncio
 import gzip
-import time
 from fractions import Fraction
 
 import pytest
@@ -10,6 +9,7 @@ import pytest
 from origin.app import create_app
 from origin.handlers import parse_directives
 from packager.store import SEGMENT_HEADER
+from tests.support.clock import ManualClock, until
 from tests.support.live import make_live
 
 
@@ -229,7 +229,7 @@ async def test_blocking_reload_waits_for_part(live):
     client, d = live
     # published: 1000..1002 complete, 1003.0 and 1003.1 -> ask for 1003.2
     req = asyncio.create_task(client.get("/live/demo/360p/index.m3u8?_HLS_msn=1003&_HLS_part=2"))
-    await asyncio.sleep(0.05)
+    await until(lambda: d.stream.track("360p").held_count == 1)
     assert not req.done()
     d.publish(1)
     r = await asyncio.wait_for(req, 2)
@@ -243,7 +243,7 @@ async def test_blocking_reload_part_past_end_means_next_segment(live):
     client, d = live
     req = asyncio.create_task(client.get("/live/demo/360p/index.m3u8?_HLS_msn=1003&_HLS_part=4"))
     d.publish(2)  # 1003.2, 1003.3
-    await asyncio.sleep(0.05)
+    await until(lambda: d.stream.track("360p").held_count == 1)
     assert not req.done()
     d.publish(1)  # 1004.0
     r = await asyncio.wait_for(req, 2)
@@ -254,7 +254,7 @@ async def test_blocking_reload_segment_only(live):
     client, d = live
     req = asyncio.create_task(client.get("/live/demo/360p/index.m3u8?_HLS_msn=1003"))
     d.publish(1)
-    await asyncio.sleep(0.05)
+    await until(lambda: d.stream.track("360p").held_count == 1)
     assert not req.done()
     d.publish(1)
     r = await asyncio.wait_for(req, 2)
@@ -272,12 +272,18 @@ async def test_blocking_reload_errors(live):
     assert r.headers["Cache-Control"] == "no-store"
 
 
-async def test_blocking_reload_times_out_with_503(live):
-    client, _d = live
-    t0 = time.monotonic()
-    r = await client.get("/live/demo/360p/index.m3u8?_HLS_msn=1005")
-    assert r.status == 503
-    assert 2.5 < time.monotonic() - t0 < 6
+async def test_blocking_reload_times_out_with_503_after_three_target_durations(aiohttp_client):
+    clock = ManualClock()
+    store, d = make_live(clock=clock)
+    d.publish_segments(3)
+    client = await aiohttp_client(create_app(store))
+    req = asyncio.create_task(client.get("/live/demo/360p/index.m3u8?_HLS_msn=1004"))
+    await until(lambda: d.stream.track("360p").held_count == 1)
+    clock.advance(3 * d.stream.target_duration - 0.5)
+    assert clock.sleeping == 1 and not req.done()  # the hold's deadline is not due yet
+    clock.advance(0.5)
+    r = await asyncio.wait_for(req, 2)
+    assert r.status == 503 and "in time" in await r.text()
 
 
 async def test_directives_ignored_after_end(live):
@@ -304,7 +310,7 @@ async def test_preload_hint_part_is_held_then_served(live):
     playlist = await (await client.get("/live/demo/360p/index.m3u8")).text()
     assert 'PRELOAD-HINT:TYPE=PART,URI="1003.2.m4s"' in playlist
     req = asyncio.create_task(client.get("/live/demo/360p/1003.2.m4s"))
-    await asyncio.sleep(0.05)
+    await until(lambda: d.stream.track("360p").held_count == 1)
     assert not req.done()
     d.publish(1)
     r = await asyncio.wait_for(req, 2)
@@ -330,9 +336,9 @@ async def test_render_once_per_state(aiohttp_client):
 
 async def test_many_blocking_waiters_released_together(live):
     client, d = live
-    reqs = [asyncio.create_task(client.get("/live/demo/360p/index.m3u8?_HLS_msn=1003&_HLS_part=2")) for _ in range(200)]
-    await asyncio.sleep(0.2)
-    assert d.stream.track("360p").waiter_count == 1
+    reqs = [asyncio.create_task(client.get("/live/demo/360p/index.m3u8?_HLS_msn=1003&_HLS_part=2")) for _ in range(100)]
+    await until(lambda: d.stream.track("360p").held_count == 100)  # the client opens 100 connections at most
+    assert d.stream.track("360p").waiter_count == 1  # one shared wake-up for all of them
     d.publish(1)
     responses = await asyncio.wait_for(asyncio.gather(*reqs), 5)
     assert all(r.status == 200 for r in responses)
@@ -361,7 +367,7 @@ async def test_next_segment_request_is_held_until_it_starts(live):
     client, d = live
     d.publish(2)  # complete 1003
     req = asyncio.create_task(client.get("/live/demo/360p/1004.m4s"))
-    await asyncio.sleep(0.05)
+    await until(lambda: d.stream.track("360p").held_count == 1)
     assert not req.done()
     d.publish(4)
     r = await asyncio.wait_for(req, 2)
@@ -410,7 +416,8 @@ async def test_slow_client_does_not_stall_others(aiohttp_client):
     slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     for _ in range(4):
         slow.sendall(b"GET /live/demo/big/1000.m4s HTTP/1.1\r\nHost: x\r\n\r\n")
-    await asyncio.sleep(0.2)
+    slow.setblocking(False)
+    await until(lambda: _has_bytes(slow))  # the server is sending to it: the slow reader is in place
 
     async def others() -> None:
         for _ in range(20):
@@ -419,6 +426,15 @@ async def test_slow_client_does_not_stall_others(aiohttp_client):
 
     await asyncio.wait_for(others(), 10)  # a hang here would mean the slow reader stalls everyone
     slow.close()
+
+
+def _has_bytes(sock) -> bool:  # type: ignore[no-untyped-def]
+    import socket
+
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK))
+    except BlockingIOError:
+        return False
 
 
 def make_big_track():

@@ -93,7 +93,7 @@ async def test_reconnecting_with_last_event_id_replays_the_gap_without_duplicate
     first = await feed.next()
     resp.close()
     # while the client is away
-    d.stream.on_discontinuity()
+    d.stream.on_input_switch()
     missed = [bus.publish("ingest.rejected", None, {"status": 403, "n": i}) for i in range(3)]
     d.publish(12)  # segments (not asked for): not replayed
     resp, feed = await open_feed(client, **{"Last-Event-ID": first["id"]})

@@ -1,11 +1,12 @@
 """The store: publishing, the sliding window, wake-ups, files on disk."""
 
 import asyncio
-import time
+import threading
 from fractions import Fraction
 
 from packager.model import part_name, segment_name
-from packager.store import SEGMENT_HEADER, atomic_write
+from packager.store import SEGMENT_HEADER, DiskWriter, atomic_write
+from tests.support.clock import ManualClock, until
 from tests.support.live import make_live
 
 
@@ -38,18 +39,31 @@ def test_view_is_cached_per_version():
     assert b is not a and b.version > a.version
 
 
-def test_window_slides_and_memory_is_bounded():
-    _store, d = make_live(window_s=Fraction(5))
-    d.stream.grace_s = 0.0
+def test_window_slides_and_memory_is_bounded_after_the_grace():
+    clock = ManualClock()
+    _store, d = make_live(window_s=Fraction(5), clock=clock)
     d.publish_segments(30)
     track = d.stream.track("360p")
     v = d.stream.view().track("360p")
     assert len(v.segments) == 5
     assert v.segments[0].msn == 1025
-    time.sleep(0.01)
+    assert 1000 in track.segment_data  # out of the manifests, still in memory during the grace
+    clock.advance(d.stream.grace_s)
     d.publish(1)
-    assert len(track.segment_data) <= 7
+    assert len(track.segment_data) <= 7 and 1000 not in track.segment_data
     assert all(k[0] >= 1020 for k in track.parts)
+
+
+def test_publish_dates_come_from_the_store_clock():
+    clock = ManualClock(utc_s=2_000_000_000.0)
+    _store, d = make_live(clock=clock)
+    assert d.stream.started_utc_s == 2_000_000_000.0
+    clock.advance(7)
+    d.publish_segments(1)
+    assert d.stream.view().track("360p").segments[0].published_utc_s == 2_000_000_007.0
+    clock.advance(1)
+    d.stream.on_end("test")
+    assert d.stream.published_utc_s == 2_000_000_008.0
 
 
 def test_end_closes_everything():
@@ -78,10 +92,23 @@ async def test_waiters_share_one_future_and_wake_on_publish():
     assert track.waiter_count == 0
 
 
-async def test_wait_segment_and_timeout():
+async def test_wait_times_out_on_the_store_clock():
+    clock = ManualClock()
+    _store, d = make_live(clock=clock)
+    track = d.stream.track("360p")
+    waits = [asyncio.create_task(track.wait_part(1000, 0, 3)) for _ in range(3)]
+    await until(lambda: track.held_count == 3)
+    clock.advance(2.9)
+    await asyncio.sleep(0)
+    assert not any(w.done() for w in waits)
+    clock.advance(0.1)
+    assert await asyncio.gather(*waits) == [False, False, False]
+    assert track.held_count == 0 and clock.sleeping == 0
+
+
+async def test_wait_segment():
     _store, d = make_live()
     track = d.stream.track("360p")
-    assert await track.wait_part(1000, 0, 0.01) is False
     t = asyncio.create_task(track.wait_segment(1000, 5))
     d.publish(3)
     await asyncio.sleep(0)
@@ -101,17 +128,19 @@ async def test_end_wakes_waiters():
 
 
 def test_files_written_in_order_and_deleted_after_grace(tmp_path):
-    store, d = make_live(tmp_path, window_s=Fraction(3))
-    d.stream.grace_s = 0.0
+    clock = ManualClock()
+    store, d = make_live(tmp_path, window_s=Fraction(3), clock=clock)
     d.publish_segments(2)
-    store.disk.flush()
+    assert store.disk.flush()
     folder = tmp_path / "demo" / "360p"
     assert (folder / "init.mp4").read_bytes().startswith(b"ftyp")
     assert (folder / segment_name(1000)).is_file() and (folder / part_name(1000, 3)).is_file()
     d.publish_segments(6)
-    time.sleep(0.01)
+    assert store.disk.flush()
+    assert (folder / segment_name(1000)).is_file()  # left the manifests, not yet the disk
+    clock.advance(d.stream.grace_s)
     d.publish(1)
-    store.disk.flush()
+    assert store.disk.flush()
     assert not (folder / segment_name(1000)).exists()
     assert not (folder / part_name(1000, 0)).exists()
     assert (folder / segment_name(1007)).is_file()
@@ -125,3 +154,59 @@ def test_atomic_write_never_leaves_partial(tmp_path):
     atomic_write(target, b"y" * 10)
     assert target.read_bytes() == b"y" * 10
     assert [p.name for p in target.parent.iterdir()] == ["b.bin"]
+
+
+def test_removed_stream_folder_is_gone_after_queued_writes_and_stays_gone(tmp_path):
+    store, d = make_live(tmp_path)
+    d.publish_segments(20)  # hundreds of writes still queued when the removal is asked for
+    d.stream.on_end("test")
+    d.stream.remove_files()
+    d.stream.on_init(d.tracks[0], b"ftyp+moov late")  # a late write for the removed stream is dropped
+    d.publish(2)
+    assert d.stream.folder is None
+    assert store.disk.flush()
+    assert not (tmp_path / "demo").exists()
+    assert store.disk.errors == 0
+    store.close()
+    assert not (tmp_path / "demo").exists()
+
+
+def test_disk_writer_removal_runs_after_earlier_writes_and_before_later_ones(tmp_path):
+    disk = DiskWriter()
+    folder = tmp_path / "s"
+    for i in range(200):
+        disk.write(folder / "t" / f"{i}.m4s", b"x" * 1000)
+    disk.remove_tree(folder)
+    disk.write(folder / "new" / "init.mp4", b"ftyp")  # a new stream of the same name, queued after
+    assert disk.flush()
+    assert [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()] == ["new/init.mp4"]
+    disk.close()
+
+
+def test_concurrent_flushes_each_wait_for_their_own_writes(tmp_path):
+    disk = DiskWriter()
+    missing: list[str] = []
+
+    def writer(n: int) -> None:
+        for i in range(30):
+            path = tmp_path / f"{n}" / f"{i}.bin"
+            disk.write(path, bytes(2000))
+            disk.flush()
+            if not path.is_file():
+                missing.append(path.name)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    disk.close()
+    assert missing == []
+
+
+def test_flush_after_close_returns_at_once(tmp_path):
+    disk = DiskWriter()
+    disk.write(tmp_path / "a.bin", b"a")
+    disk.close()
+    assert disk.flush(timeout=5) is True
+    assert (tmp_path / "a.bin").read_bytes() == b"a"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from packager.model import Part, TrackInfo
 from packager.store import Store, StreamStore
-from packager.timebase import MediaClock
+from packager.timebase import SYSTEM_CLOCK, Clock, MediaClock
 
 VIDEO = TrackInfo("360p", "video", "avc1.64001e", 90_000, 800_000, 640, 360, Fraction(30))
 VIDEO2 = TrackInfo("180p", "video", "avc1.64000d", 90_000, 300_000, 320, 180, Fraction(30))
@@ -72,8 +72,9 @@ def make_live(
     tracks: tuple[TrackInfo, ...] = (VIDEO, VIDEO2, AUDIO),
     name: str = "demo",
     live: bool = True,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> tuple[Store, Driver]:
-    store = Store(root)
+    store = Store(root, clock=clock)
     target = max(1, -(-segment_s.numerator // segment_s.denominator))
     stream = store.open_stream(
         name,
