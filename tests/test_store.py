@@ -210,3 +210,18 @@ def test_flush_after_close_returns_at_once(tmp_path):
     disk.close()
     assert disk.flush(timeout=5) is True
     assert (tmp_path / "a.bin").read_bytes() == b"a"
+
+
+async def test_ingest_drops_an_ended_stream_on_the_writer_thread_behind_its_writes(tmp_path):
+    from packager.ingest.manager import IngestManager
+    from packager.settings import IngestSettings
+
+    store, d = make_live(tmp_path)
+    manager = IngestManager(IngestSettings(rtmp_port=0, srt_port=0), store)
+    d.publish_segments(20)
+    d.stream.on_end("feed lost")
+    manager._drop("demo")  # what the keep timer calls
+    assert store.get("demo") is None
+    assert store.disk.flush()
+    assert not (tmp_path / "demo").exists()
+    store.close()

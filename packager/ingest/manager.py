@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 from dataclasses import dataclass
 
 from packager.ingest.pipe import ByteQueue
@@ -124,8 +123,7 @@ class IngestManager:
             return
         self.store.streams.pop(stream, None)
         self.pipelines.pop(stream, None)
-        if s.folder is not None:
-            shutil.rmtree(s.folder, ignore_errors=True)
+        s.remove_files()  # on the disk-writer thread, after every write still queued for the stream
         log.info("%s: VOD removed after keep period", stream)
 
     async def shutdown(self) -> None:
