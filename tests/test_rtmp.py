@@ -22,7 +22,7 @@ import pytest
 
 from fixtures.media import make_clip
 from packager.ingest import amf
-from packager.ingest.pipe import ByteQueue, ByteQueueClosed, ByteQueueFull, pump
+from packager.ingest.pipe import ByteQueue, ByteQueueClosed
 from packager.ingest.rtmp import (
     PUBLISH_BADNAME,
     ChunkError,
@@ -447,23 +447,18 @@ async def test_session_finish_keeps_buffer_for_reader() -> None:
     assert s.close_reason == "publisher disconnected"
 
 
-def test_byte_queue_thread_reader() -> None:
+async def test_byte_queue_thread_reader() -> None:
     q = ByteQueue(max_bytes=10)
     got: list[bytes] = []
     t = threading.Thread(target=lambda: got.extend(iter(lambda: q.read(4), b"")))
     t.start()
-    q.feed(b"abcdef")
-    time.sleep(0.05)
-    q.feed(b"ghij")
+    await q.put(b"abcdef")
+    await q.put(b"ghij")
     q.close()
-    t.join(5)
+    await asyncio.to_thread(t.join, 5)
     assert b"".join(got) == b"abcdefghij" and all(len(g) <= 4 for g in got)
     with pytest.raises(ByteQueueClosed):
-        q.feed(b"x")
-    q = ByteQueue(max_bytes=4)
-    q.feed(b"123")
-    with pytest.raises(ByteQueueFull):
-        q.feed(b"45")
+        await q.put(b"x")
     with pytest.raises(TimeoutError):
         ByteQueue().read(1, timeout=0.01)
 
@@ -472,33 +467,31 @@ async def test_byte_queue_put_waits_for_reader_and_abort_stops_writer() -> None:
     q = ByteQueue(max_bytes=4)
     await q.put(b"1234")
     put = asyncio.create_task(q.put(b"5678"))
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0)  # one loop turn: the put has run up to its wait (or finished, wrongly)
     assert not put.done()
     assert await asyncio.to_thread(q.read, 2) == b"12"
-    await asyncio.sleep(0.05)
+    # the read woke the writer before it returned, so the put has re-checked by now
+    await asyncio.sleep(0)
     assert not put.done()  # 2 + 4 > 4: still no room
     assert await asyncio.to_thread(q.read) == b"34"
     await asyncio.wait_for(put, 2)
     blocked = asyncio.create_task(q.put(b"abcd"))
-    await asyncio.sleep(0.02)
+    await asyncio.sleep(0)
+    assert not blocked.done()  # waiting for room when the reader aborts
     await asyncio.to_thread(q.abort)
     with pytest.raises(ByteQueueClosed):
         await asyncio.wait_for(blocked, 2)
     assert q.read(10) == b""
 
-    class Source:
-        def __init__(self) -> None:
-            self.parts = [b"ab", b"cd", b""]
-
-        async def read(self, n: int = -1) -> bytes:
-            return self.parts.pop(0)
-
-    q = ByteQueue()
-    assert await pump(Source(), q) == 4
-    assert q.closed and q.read() == b"abcd" and q.read() == b""
-
 
 # ---------------------------------------------------------------- a raw client against the real server
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait (polling the loop) until ``condition()`` holds; fail after ``timeout`` seconds."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.005)
 
 
 def allow_key(key: str) -> Callable[[str, str, str | None, str], Decision]:
@@ -533,6 +526,7 @@ async def serve() -> AsyncIterator[Callable[..., Awaitable[tuple[RtmpServer, Col
     async def start(**options: Any) -> tuple[RtmpServer, Collect]:
         collect = Collect()
         authorize = options.pop("authorize", allow_key("K"))
+        options.setdefault("log_interval_s", 0)  # every line, unless a test checks the rate limit
         server = RtmpServer("127.0.0.1", 0, authorize, collect, **options)
         await server.start()
         servers.append(server)
@@ -655,7 +649,7 @@ async def test_refused_publish_gets_status_and_close(serve, caplog) -> None:
     c = await Client.open(server.port)
     assert (await c.publish("live", "a/b/c"))[3]["code"] == PUBLISH_BADNAME  # type: ignore[index]
     assert await c.closed_by_server()
-    await asyncio.sleep(0.05)
+    await until(lambda: server.connections == 0)  # handlers start before a connection ends: none did
     assert collect.sessions == []
     refused = [r.getMessage() for r in caplog.records if "publish refused" in r.getMessage()]
     assert len(refused) == 2
@@ -683,11 +677,15 @@ async def test_garbage_instead_of_handshake(serve, caplog) -> None:
 
 async def test_huge_message_and_bad_chunk_size(serve, caplog) -> None:
     caplog.set_level(logging.INFO, logger=LOGGER)
-    server, _ = await serve(max_message_size=1024 * 1024)
+    server, collect = await serve(max_message_size=1024 * 1024)
     c = await Client.open(server.port)
+    await c.publish("live", "demo?key=K")  # authorised: media-sized messages up to the configured limit
+    c.send(6, 9, b"\x17" + bytes(200_000), stream_id=1)
     c.writer.write(fmt0(6, 0, 2 * 1024 * 1024, 9))
     assert await c.closed_by_server(2)
     assert "message length 2097152 exceeds the limit of 1048576 bytes" in caplog.text
+    session, data = await asyncio.wait_for(collect.finished.get(), 2)
+    assert "message length 2097152" in (session.close_reason or "")
     c = await Client.open(server.port)
     c.writer.write(set_chunk_size(0))
     assert await c.closed_by_server(2)
@@ -716,7 +714,7 @@ async def test_slowloris_and_idle_timeouts(serve, caplog) -> None:
 
 async def test_garbage_after_handshake_never_breaks_the_server(serve, caplog) -> None:
     caplog.set_level(logging.INFO, logger=LOGGER)
-    server, collect = await serve(handshake_timeout_s=0.5)
+    server, collect = await serve(handshake_timeout_s=0.5, max_connections_per_peer=64, max_unauthenticated=64)
     rng = random.Random(7)
 
     async def hostile() -> None:
@@ -732,15 +730,15 @@ async def test_garbage_after_handshake_never_breaks_the_server(serve, caplog) ->
 
 async def test_max_sessions_refuses_extra_connections(serve, caplog) -> None:
     caplog.set_level(logging.INFO, logger=LOGGER)
-    server, _ = await serve(max_sessions=2)
+    server, _ = await serve(max_sessions=2, max_unauthenticated=2)
     held = [await Client.open(server.port) for _ in range(2)]
-    await asyncio.sleep(0.05)
+    assert server.connections == 2  # the handshake answered: both hold a slot
     extra = await Client.open(server.port, handshake=False)
     assert await extra.closed_by_server(2)
     assert "too many connections (max_sessions=2)" in caplog.text
     for c in held:
         c.writer.close()
-    await asyncio.sleep(0.1)
+    await until(lambda: server.connections == 0)
     assert await connect_works(server.port)
 
 
@@ -754,8 +752,7 @@ async def test_kick_and_shutdown_end_sessions(serve) -> None:
     assert (await collect.finished.get())[0].close_reason == "kicked by operator"
     c = await Client.open(server.port)
     await c.publish("live", "demo?key=K")
-    while len(collect.sessions) < 2:
-        await asyncio.sleep(0.01)
+    await until(lambda: len(collect.sessions) == 2)
     await server.close()
     assert collect.sessions[1].close_reason == "server shutting down"
     assert await c.closed_by_server(2)
@@ -884,7 +881,7 @@ async def test_ffmpeg_wrong_or_missing_key_publishes_nothing(ffmpeg_server, clip
         push(f"{base}/nosuch?key=k-demo", clips["3s"], timeout=10),
     )
     assert all(rc != 0 for rc, _ in results), results
-    await asyncio.sleep(0.1)
+    await until(lambda: server.connections == 0)
     assert collect.sessions == [] and server.sessions == ()
     assert caplog.text.count("publish refused") == 4
     assert "WRONG-KEY" not in caplog.text and "k-demo" not in caplog.text
@@ -907,6 +904,17 @@ async def test_ffmpeg_second_publisher_to_live_stream_refused(ffmpeg_server, cli
     assert gate.live == set()
 
 
+async def copy_into(session: PublishSession, queue: ByteQueue) -> None:
+    """What the ingest bridge does: the session's FLV into the queue, waiting for room, then close it."""
+    try:
+        while data := await session.read(65536):
+            await queue.put(data)
+    except ByteQueueClosed:
+        pass
+    finally:
+        queue.close()
+
+
 @pytest.mark.media
 @needs_ffmpeg
 async def test_ffmpeg_live_decode_through_byte_queue(serve, clips) -> None:
@@ -915,7 +923,7 @@ async def test_ffmpeg_live_decode_through_byte_queue(serve, clips) -> None:
 
     async def on_publish(session: PublishSession) -> None:
         queue = ByteQueue(max_bytes=1024 * 1024)
-        pumping = asyncio.create_task(pump(session, queue))
+        pumping = asyncio.create_task(copy_into(session, queue))
 
         def decode() -> dict[str, Any]:
             try:
@@ -931,10 +939,7 @@ async def test_ffmpeg_live_decode_through_byte_queue(serve, clips) -> None:
     rc, err = await push(f"rtmp://127.0.0.1:{server.port}/live/demo?key=k-demo", clips["4s"])
     pushed_until = time.monotonic()
     assert rc == 0, err
-    for _ in range(100):
-        if results:
-            break
-        await asyncio.sleep(0.05)
+    await until(lambda: bool(results))
     [facts] = results
     assert facts["video"] == 120 and facts["audio_s"] >= 3.9
     assert facts["first_video_at"] < pushed_until - 2.0  # decoding started while the push had seconds to go

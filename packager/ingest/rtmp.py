@@ -31,12 +31,27 @@ segment; a key must not contain ``/``, ``?`` or ``&`` (``%XX`` escapes in a
 its stream name as ``***`` too: a broadcaster who typed only the key in OBS's
 "Stream Key" field sends the key as the stream name.
 
-Hostile input never raises out of the server: the handshake and the first
-publish must each complete within ``handshake_timeout_s``, a connection silent
-for ``idle_timeout_s`` is dropped, chunk sizes must be 1..65536, messages at
-most ``max_message_size``, connections at most ``max_sessions``; a consumer that
-falls more than ``max_buffer_bytes`` behind loses its session. Every refused or
-broken connection is closed with one logged line saying why.
+Hostile input never raises out of the server, and nobody without a key can
+make it hold much for long:
+
+- the handshake and the publish together must complete within
+  ``handshake_timeout_s`` of the accept (the key is checked at publish);
+- until then messages are at most 64 KiB (commands only), and all such
+  connections together buffer at most ``unauthenticated_memory_bytes``
+  (:class:`~packager.ingest.slots.MemoryBudget`: the biggest holder goes first);
+- connections are capped overall (``max_sessions``), per peer address
+  (``max_connections_per_peer``, default 16) and while unauthorised
+  (``max_unauthenticated``, default half of ``max_sessions``, so publishers
+  whose key was accepted always find a slot; see
+  :class:`~packager.ingest.slots.ConnectionSlots`);
+- after authorisation chunk sizes are 1..65536 and messages at most
+  ``max_message_size``; a connection silent for ``idle_timeout_s`` is dropped;
+  a consumer that falls more than ``max_buffer_bytes`` behind loses its session.
+
+Every refused or broken connection is closed with a logged line saying why;
+lines a peer can repeat at will are rate-limited per peer address
+(:class:`~packager.ratelog.RateLimitedLog`, one line with a count per
+``log_interval_s``).
 """
 
 from __future__ import annotations
@@ -54,6 +69,8 @@ from urllib.parse import unquote
 
 from packager.ingest import amf
 from packager.ingest.pipe import take
+from packager.ingest.slots import ConnectionSlots, MemoryBudget, SlotLimits
+from packager.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +107,12 @@ SERVER_CHUNK_SIZE = 4096
 WINDOW_ACK_SIZE = 5_000_000
 MAX_CHUNK_STREAMS = 64
 MAX_AMF_MESSAGE = 1 * MiB
+# Until a publish is authorised only commands flow (connect/createStream/publish: a few KiB each), so
+# anything larger is refused before a key was checked; media sizes are allowed afterwards.
+PRE_AUTH_MESSAGE_SIZE = 64 * 1024
+PRE_AUTH_CHUNK_SIZE = 64 * 1024
+UNAUTHENTICATED_MEMORY = 4 * MiB
+READ_SIZE = 64 * 1024
 MAX_NAME_LENGTH = 1024
 HANDSHAKE_SIZE = 1536
 _TS_MASK = 0xFFFFFFFF
@@ -262,15 +285,30 @@ class ChunkParser:
         self,
         *,
         max_message_size: int = 8 * MiB,
+        max_chunk_size: int = MAX_CHUNK_SIZE,
         max_chunk_streams: int = MAX_CHUNK_STREAMS,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
     ) -> None:
-        self.max_message_size = max_message_size
         self.max_chunk_streams = max_chunk_streams
-        self.max_partial_bytes = 2 * max_message_size
         self._chunk_size = chunk_size
         self._streams: dict[int, _ChunkStream] = {}
         self._buf = bytearray()
+        self._partial_bytes = 0
+        self.limit(max_message_size=max_message_size, max_chunk_size=max_chunk_size)
+
+    def limit(self, *, max_message_size: int, max_chunk_size: int) -> None:
+        """Set the bounds for what follows (a server raises them once the publish is authorised)."""
+        if not 1 <= max_message_size <= 0xFFFFFF or not MIN_CHUNK_SIZE <= max_chunk_size <= MAX_CHUNK_SIZE:
+            raise ValueError(f"bad parser limits: message {max_message_size}, chunk {max_chunk_size}")
+        self.max_message_size = max_message_size
+        self.max_chunk_size = max_chunk_size
+        self.max_partial_bytes = 2 * max_message_size
+
+    def discard(self) -> None:
+        """Drop every buffered byte (the connection is going away)."""
+        self._buf.clear()
+        for st in self._streams.values():
+            st.partial = None
         self._partial_bytes = 0
 
     @property
@@ -403,8 +441,8 @@ class ChunkParser:
             if len(msg.payload) < 4:
                 raise ChunkError("short Set Chunk Size message")
             size = int.from_bytes(msg.payload[:4], "big")
-            if not MIN_CHUNK_SIZE <= size <= MAX_CHUNK_SIZE:
-                raise ChunkError(f"chunk size {size} out of range {MIN_CHUNK_SIZE}..{MAX_CHUNK_SIZE}")
+            if not MIN_CHUNK_SIZE <= size <= self.max_chunk_size:
+                raise ChunkError(f"chunk size {size} out of range {MIN_CHUNK_SIZE}..{self.max_chunk_size}")
             self._chunk_size = size
         elif msg.type_id == MSG_ABORT:
             if len(msg.payload) < 4:
@@ -654,33 +692,59 @@ class _Connection:
     """One TCP connection: handshake, chunk stream, commands, at most one live publish at a time."""
 
     def __init__(
-        self, server: RtmpServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
+        self, server: RtmpServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str, host: str
     ) -> None:
         self.server = server
         self.reader = reader
         self.writer = writer
         self.peer = peer
-        self.parser = ChunkParser(max_message_size=server.max_message_size)
+        self.host = host
+        self.parser = ChunkParser(max_message_size=PRE_AUTH_MESSAGE_SIZE, max_chunk_size=PRE_AUTH_CHUNK_SIZE)
         self.out_chunk_size = DEFAULT_CHUNK_SIZE
         self.app: str | None = None
         self.session: PublishSession | None = None
+        self.handshaken = False
         self.published = False
         self.stop_reason: str | None = None
+        self.stop_warn = False
         self.peer_window = 0
         self.received = 0
         self.acked = 0
+        self._deadline: asyncio.TimerHandle | None = None
 
     # -- lifecycle
 
-    def stop(self, reason: str) -> None:
+    def stop(self, reason: str, *, warn: bool = False) -> None:
         """End the connection from outside (kick, shutdown): the read loop sees EOF and exits."""
         if self.stop_reason is None:
-            self.stop_reason = reason
+            self.stop_reason, self.stop_warn = reason, warn
         if self.session is not None:
             self.session._end(reason, drop=True)
         self.writer.close()
 
+    def evict(self, reason: str) -> None:
+        """Go now (deadline passed, slots or memory budget): drop buffers, abort the socket unflushed."""
+        self.parser.discard()
+        self.stop(reason, warn=True)
+        # close() would wait for a peer that never reads to take our replies; abort does not.
+        self.writer.transport.abort()
+
+    def _expire(self) -> None:
+        if not self.published:
+            limit = self.server.handshake_timeout_s
+            self.evict(f"no publish within {limit:g} s" if self.handshaken else f"handshake timeout after {limit:g} s")
+
+    def _authorised(self) -> None:
+        """The publish was accepted: lift the pre-authorisation limits and free the pending slot."""
+        self.published = True
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self.server._authorised(self)
+        self.parser.limit(max_message_size=self.server.max_message_size, max_chunk_size=MAX_CHUNK_SIZE)
+
     async def run(self) -> None:
+        limit = self.server.handshake_timeout_s
+        self._deadline = asyncio.get_running_loop().call_later(limit, self._expire)
         reason, warn = "publisher disconnected", False
         try:
             await self._handshake()
@@ -688,69 +752,76 @@ class _Connection:
         except _Close as exc:
             reason, warn = exc.reason, exc.warn
         except (ChunkError, RtmpProtocolError, amf.AmfError) as exc:
-            reason, warn = f"protocol error: {exc}", True
+            when = "" if self.published else " (before the publish was authorised)"
+            reason, warn = f"protocol error: {exc}{when}", True
         except (ConnectionError, asyncio.IncompleteReadError):
             reason, warn = "publisher disconnected", False
         except Exception as exc:  # a bug must not take the server down
             log.exception("rtmp %s: internal error", self.peer)
             reason, warn = f"internal error: {type(exc).__name__}", True
         finally:
+            self._deadline.cancel()
             if self.stop_reason is not None:
-                reason, warn = self.stop_reason, False
-            session = self.session
-            self.session = None
-            if session is not None:
-                session._finish(reason)
-                log.info("rtmp %s stream=%s: publish ended: %s", self.peer, session.stream, session.close_reason)
-            elif warn:
-                log.warning("rtmp %s: connection closed: %s", self.peer, reason)
-            else:
-                log.debug("rtmp %s: connection closed: %s", self.peer, reason)
-            self.writer.close()
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(1.0):
-                    await self.writer.wait_closed()
+                reason, warn = self.stop_reason, self.stop_warn
+            self._log_end(reason, warn)
+            await self._close_socket()
+
+    def _log_end(self, reason: str, warn: bool) -> None:
+        session = self.session
+        self.session = None
+        if session is not None:
+            session._finish(reason)
+            log.info("rtmp %s stream=%s: publish ended: %s", self.peer, session.stream, session.close_reason)
+        elif warn:  # anyone can cause these, as often as they like: one line per flood
+            self.server.rate_log.warning((self.host, "closed"), "rtmp %s: connection closed: %s", self.peer, reason)
+        else:
+            log.debug("rtmp %s: connection closed: %s", self.peer, reason)
+
+    async def _close_socket(self) -> None:
+        self.writer.close()
+        try:
+            async with asyncio.timeout(1.0):
+                await self.writer.wait_closed()
+        except Exception:  # a peer that never reads keeps the socket flushing: drop it
+            self.writer.transport.abort()
 
     async def _handshake(self) -> None:
-        limit = self.server.handshake_timeout_s
+        # The connection's deadline (see ``run``) bounds the handshake; no timeout of its own.
         try:
-            async with asyncio.timeout(limit):
-                c0 = await self.reader.readexactly(1)
-                if c0[0] != 3:
-                    raise _Close(f"bad handshake: version byte 0x{c0[0]:02x}, not RTMP 3")
-                c1 = await self.reader.readexactly(HANDSHAKE_SIZE)
-                uptime = int(time.monotonic() * 1000) & _TS_MASK
-                s1 = uptime.to_bytes(4, "big") + bytes(4) + os.urandom(HANDSHAKE_SIZE - 8)
-                self.writer.write(b"\x03" + s1 + c1)
-                await self.writer.drain()
-                await self.reader.readexactly(HANDSHAKE_SIZE)
-        except TimeoutError:
-            raise _Close(f"handshake timeout after {limit:g} s") from None
+            c0 = await self.reader.readexactly(1)
+            if c0[0] != 3:
+                raise _Close(f"bad handshake: version byte 0x{c0[0]:02x}, not RTMP 3")
+            c1 = await self.reader.readexactly(HANDSHAKE_SIZE)
+            uptime = int(time.monotonic() * 1000) & _TS_MASK
+            s1 = uptime.to_bytes(4, "big") + bytes(4) + os.urandom(HANDSHAKE_SIZE - 8)
+            self.writer.write(b"\x03" + s1 + c1)
+            await self.writer.drain()
+            await self.reader.readexactly(HANDSHAKE_SIZE)
         except asyncio.IncompleteReadError:
             raise _Close("disconnected during handshake") from None
+        self.handshaken = True
         self.received = 1 + 2 * HANDSHAKE_SIZE
 
     async def _serve(self) -> None:
-        loop = asyncio.get_running_loop()
-        publish_by = loop.time() + self.server.handshake_timeout_s
         idle = self.server.idle_timeout_s
+        budget = self.server.budget
         while self.stop_reason is None:
-            publish_left = publish_by - loop.time()
-            publish_due = not self.published and publish_left <= idle
             try:
-                async with asyncio.timeout(max(0.0, publish_left) if publish_due else idle):
-                    data = await self.reader.read(64 * 1024)
+                async with asyncio.timeout(idle):
+                    data = await self.reader.read(READ_SIZE)
             except TimeoutError:
-                if publish_due:
-                    raise _Close(f"no publish within {self.server.handshake_timeout_s:g} s") from None
                 raise _Close(f"idle timeout: no data for {idle:g} s", warn=self.session is None) from None
             if not data:
                 raise _Close(self.stop_reason or "publisher disconnected", warn=False)
             self.received += len(data)
+            if not self.published and not budget.charge(self, self.parser.buffered + len(data)):
+                raise _Close(f"unauthenticated connections would hold more than {budget.limit_bytes} bytes together")
             for msg in self.parser.feed(data):
                 await self._on_message(msg)
                 if self.stop_reason is not None:
                     break
+            if not self.published and self.stop_reason is None:
+                budget.charge(self, self.parser.buffered)  # less than charged above: always fits
             if self.stop_reason is None and self.peer_window and self.received - self.acked >= self.peer_window:
                 self.acked = self.received
                 await self._send(2, MSG_ACK, (self.received & _TS_MASK).to_bytes(4, "big"))
@@ -906,7 +977,7 @@ class _Connection:
             on_close=self.stop,
         )
         self.session = session
-        self.published = True
+        self._authorised()
         self.server._start_handler(session)
         log.info("rtmp %s: publish started: %s as %s", self.peer, shown, _short(stream))
         await self._send(2, MSG_USER_CONTROL, b"\x00\x00" + stream_id.to_bytes(4, "big"))
@@ -933,13 +1004,28 @@ class RtmpServer:
         on_publish: PublishHandler,
         *,
         max_sessions: int = 64,
+        max_connections_per_peer: int | None = None,
+        max_unauthenticated: int | None = None,
+        unauthenticated_memory_bytes: int = UNAUTHENTICATED_MEMORY,
         max_message_size: int = 8 * MiB,
         handshake_timeout_s: float = 10.0,
         idle_timeout_s: float = 30.0,
         max_buffer_bytes: int = 16 * MiB,
+        log_interval_s: float = 10.0,
     ) -> None:
         if max_sessions < 1:
             raise ValueError(f"max_sessions must be >= 1, got {max_sessions}")
+        # By default one address gets at most 16 slots and unauthorised connections at most half of
+        # them, so the other half stays free for publishers whose key was accepted.
+        self.slots = ConnectionSlots(
+            SlotLimits(
+                max_sessions,
+                min(16, max_sessions) if max_connections_per_peer is None else max_connections_per_peer,
+                max(1, max_sessions // 2) if max_unauthenticated is None else max_unauthenticated,
+            )
+        )
+        self.budget = MemoryBudget(unauthenticated_memory_bytes)
+        self.rate_log = RateLimitedLog(log, interval_s=log_interval_s)
         if not 1 <= max_message_size <= 0xFFFFFF:
             raise ValueError(f"max_message_size must be 1..{0xFFFFFF}, got {max_message_size}")
         if handshake_timeout_s <= 0 or idle_timeout_s <= 0:
@@ -949,7 +1035,6 @@ class RtmpServer:
         self.host = host
         self.authorize = authorize
         self.on_publish = on_publish
-        self.max_sessions = max_sessions
         self.max_message_size = max_message_size
         self.handshake_timeout_s = handshake_timeout_s
         self.idle_timeout_s = idle_timeout_s
@@ -964,6 +1049,11 @@ class RtmpServer:
     def port(self) -> int:
         """The bound port (the real one after ``start`` when constructed with port 0)."""
         return self._port
+
+    @property
+    def connections(self) -> int:
+        """Open connections (authorised or not)."""
+        return len(self._connections)
 
     @property
     def sessions(self) -> tuple[PublishSession, ...]:
@@ -1005,22 +1095,27 @@ class RtmpServer:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         addr = writer.get_extra_info("peername")
+        host = str(addr[0]) if isinstance(addr, tuple) and addr else str(addr)
         peer = f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) and len(addr) >= 2 else str(addr)
-        if self._closing or len(self._connections) >= self.max_sessions:
-            why = (
-                "server shutting down" if self._closing else f"too many connections (max_sessions={self.max_sessions})"
-            )
-            log.warning("rtmp %s: connection refused: %s", peer, why)
-            writer.close()
+        conn = _Connection(self, reader, writer, peer, host)
+        why = "server shutting down" if self._closing else self.slots.admit(conn, host)
+        if why is not None:
+            self.rate_log.warning((host, "refused"), "rtmp %s: connection refused: %s", peer, why)
+            writer.transport.abort()
             return
         task = asyncio.current_task()
         assert task is not None
-        conn = _Connection(self, reader, writer, peer)
         self._connections[task] = conn
         try:
             await conn.run()
         finally:
             del self._connections[task]
+            self.slots.leave(conn)
+            self.budget.release(conn)
+
+    def _authorised(self, conn: _Connection) -> None:
+        self.slots.authenticated(conn)
+        self.budget.release(conn)
 
     def _start_handler(self, session: PublishSession) -> None:
         task = asyncio.create_task(self._run_handler(session), name=f"rtmp-publish-{session.stream}")
