@@ -42,9 +42,6 @@ class _Fanout:
         if self.audio_worker is not None:
             self.audio_worker.submit((frame, pts, capture_utc_s))
 
-    def discontinuity(self) -> None:  # the media clock keeps the timeline continuous
-        log.info("source timeline re-anchored")
-
 
 class Pipeline:
     """One live or VOD stream from source to store."""

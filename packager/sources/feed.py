@@ -75,9 +75,6 @@ class _Tracker:
         self.sink.audio(frame, pts, capture_utc_s)
         self.next_audio = pts + frame.samples
 
-    def discontinuity(self) -> None:
-        self.sink.discontinuity()
-
 
 class FeedSource:
     """Implements the Source protocol for a stream fed by pushes (RTMP, HTTP)."""
