@@ -49,9 +49,7 @@ class TrackChunker:
         self._index = -1
         self._last_msn: int | None = None
         self._last_end: int | None = None
-        self._discontinuity = False
         self.dropped = 0
-        self.parts_out = 0
 
     def position(self, ticks: int) -> tuple[int, int]:
         msn = ticks // self.segment_ticks
@@ -91,14 +89,6 @@ class TrackChunker:
         if end >= self._part_end():
             self._emit(last_in_segment=end >= self._segment_end())
 
-    def discontinuity(self) -> None:
-        """The next sample does not continue the previous: close the segment, flag the next."""
-        if self._samples:
-            self._emit(last_in_segment=True)
-        self._discontinuity = True
-        self._last_msn = None
-        self._last_end = None
-
     def flush(self) -> None:
         """End of stream: publish what is left as the last part of its segment."""
         if self._samples:
@@ -124,8 +114,7 @@ class TrackChunker:
             capture_utc_s=first.capture_utc_s,
             published_utc_s=time.time(),
         )
-        discontinuity, self._discontinuity = self._discontinuity, False
         self._last_msn = self._msn
         self._last_end = end
-        self.parts_out += 1
-        self.sink(part, last_in_segment, discontinuity)
+        # The media clock keeps one continuous timeline across inputs, so a part never starts a discontinuity.
+        self.sink(part, last_in_segment, False)

@@ -98,18 +98,15 @@ def test_audio_parts_close_on_the_frame_crossing_the_boundary():
     assert all(p.independent for p, _, _ in out)
 
 
-def test_discontinuity_flags_next_part_and_backwards_time_is_dropped():
+def test_backwards_time_into_published_media_is_dropped():
     c, out = collect()
     for s in video_samples(0, 30):
         c.push(s)
-    c.discontinuity()
-    for s in video_samples(120, 15):
+    published = len(out)
+    for s in video_samples(10, 15):  # time went back into published media
         c.push(s)
-    flagged = [(p.msn, p.index) for p, _, disc in out if disc]
-    assert flagged == [(2, 0)]
-    for s in video_samples(60, 15):  # time went back into published media
-        c.push(s)
-    assert c.dropped > 0
+    assert c.dropped == 15 and len(out) == published
+    assert not any(disc for _p, _last, disc in out)
 
 
 def test_flush_publishes_remainder_as_segment_end():

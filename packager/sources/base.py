@@ -32,8 +32,6 @@ class FrameSink(Protocol):
 
     def audio(self, frame: av.AudioFrame, pts: int, capture_utc_s: float) -> None: ...
 
-    def discontinuity(self) -> None: ...
-
 
 class Source(Protocol):
     info: SourceInfo
