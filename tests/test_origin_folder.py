@@ -82,3 +82,61 @@ async def test_methods_refused(aiohttp_client, folder):
     client = await aiohttp_client(create_app(root=folder))
     r = await client.post("/live/demo/360p/7.m4s", data=b"x")
     assert r.status == 405
+
+
+@pytest.fixture
+def hostile(folder, tmp_path):
+    """Symlink loops and links out of the root, beside the normal ``demo`` stream."""
+    rendition = folder / "demo" / "360p"
+    os.symlink(rendition / "11.m4s", rendition / "10.m4s")
+    os.symlink(rendition / "10.m4s", rendition / "11.m4s")
+    os.symlink(folder / "demo" / "loop", folder / "demo" / "loop")
+    os.symlink(folder / "spin", folder / "spin")
+    outside = tmp_path / "outside" / "stolen"
+    (outside / "360p").mkdir(parents=True)
+    (outside / "master.m3u8").write_text("#EXTM3U\n# outside the root\n")
+    (outside / "360p" / "init.mp4").write_bytes(b"outside")
+    (outside / "360p" / "index.m3u8").write_text("#EXTM3U\n#EXT-X-ENDLIST\n")
+    os.symlink(outside, folder / "stolen")
+    os.symlink(outside / "360p", folder / "demo" / "720p")
+    os.symlink(folder / "demo", folder / "alias")  # a link that stays inside the root is fine
+    return folder
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/live/demo/360p/10.m4s",
+        "/live/demo/loop/init.mp4",
+        "/live/demo/loop/index.m3u8",
+        "/live/spin/master.m3u8",
+        "/live/spin/360p/init.mp4",
+        "/live/stolen/master.m3u8",
+        "/live/demo/720p/init.mp4",
+    ],
+)
+async def test_symlink_loops_and_links_out_are_404(aiohttp_client, hostile, path):
+    client = await aiohttp_client(create_app(root=hostile))
+    r = await client.get(path)
+    assert r.status == 404 and r.headers["Cache-Control"] == "no-store"
+    assert b"outside" not in await r.read()
+
+
+async def test_stream_list_stays_inside_the_root(aiohttp_client, hostile):
+    client = await aiohttp_client(create_app(root=hostile))
+    r = await client.get("/api/streams")
+    assert r.status == 200
+    streams = {s["name"]: s for s in (await r.json())["streams"]}
+    assert set(streams) == {"alias", "demo"}
+    assert [x["name"] for x in streams["demo"]["renditions"]] == ["360p"]
+    assert streams["demo"]["live"] is True
+    assert (await client.get("/live/alias/master.m3u8")).status == 200
+
+
+async def test_stream_list_of_a_missing_or_looping_root_is_empty(aiohttp_client, tmp_path):
+    os.symlink(tmp_path / "root", tmp_path / "root")
+    for root in (tmp_path / "root", tmp_path / "absent"):
+        client = await aiohttp_client(create_app(root=root))
+        r = await client.get("/api/streams")
+        assert r.status == 200 and await r.json() == {"streams": []}
+        assert (await client.get("/live/demo/master.m3u8")).status == 404
