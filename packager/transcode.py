@@ -17,7 +17,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 import av
@@ -42,8 +42,10 @@ SampleSink = Callable[[list[Sample]], None]
 InitSink = Callable[[EncodedInit], None]
 
 
-@dataclass
+@dataclass(frozen=True)
 class EncoderStats:
+    """One encoder's counters at one instant."""
+
     frames_in: int = 0
     frames_out: int = 0
     frames_dropped: int = 0
@@ -55,17 +57,57 @@ class EncoderStats:
         return self.media_s / self.busy_s if self.busy_s > 0 else 0.0
 
 
+class EncoderCounters:
+    """One encoder's running counters, written on two threads and read on a third, so behind a lock.
+
+    The worker thread calls ``took_frame``, ``gave_frames`` and ``was_busy``; the source thread calls
+    ``dropped_frame`` (from ``submit``); the event loop (metrics) calls ``snapshot``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._value = EncoderStats()
+
+    def took_frame(self, media_s: float) -> None:
+        with self._lock:
+            v = self._value
+            self._value = replace(v, frames_in=v.frames_in + 1, media_s=v.media_s + media_s)
+
+    def gave_frames(self, count: int) -> None:
+        with self._lock:
+            self._value = replace(self._value, frames_out=self._value.frames_out + count)
+
+    def was_busy(self, seconds: float) -> None:
+        with self._lock:
+            self._value = replace(self._value, busy_s=self._value.busy_s + seconds)
+
+    def dropped_frame(self) -> None:
+        with self._lock:
+            self._value = replace(self._value, frames_dropped=self._value.frames_dropped + 1)
+
+    def snapshot(self) -> EncoderStats:
+        with self._lock:
+            return self._value
+
+
 class _Worker:
-    """A thread fed through a bounded queue; ``submit`` drops (live) or blocks (VOD) when full."""
+    """A thread fed through a bounded queue; ``submit`` drops (live) or blocks (VOD) when full.
+
+    ``submit`` and ``stop`` are called on the source thread, ``start`` and ``stats`` anywhere; the
+    rest runs on the worker thread. ``error`` is written by the worker thread only, before it ends,
+    and read after ``stop`` has joined it."""
 
     name = "worker"
 
     def __init__(self, *, blocking: bool, depth: int = 60) -> None:
         self.q: queue.Queue[tuple | None] = queue.Queue(maxsize=depth)
         self.blocking = blocking
-        self.stats = EncoderStats()
+        self.counters = EncoderCounters()
         self.error: str | None = None
         self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+
+    @property
+    def stats(self) -> EncoderStats:
+        return self.counters.snapshot()
 
     def start(self) -> None:
         self._thread.start()
@@ -77,7 +119,7 @@ class _Worker:
         try:
             self.q.put_nowait(item)
         except queue.Full:
-            self.stats.frames_dropped += 1
+            self.counters.dropped_frame()
 
     def stop(self) -> None:
         """Flush the encoder and end the thread (blocks until done)."""
@@ -93,7 +135,7 @@ class _Worker:
                     return
                 t0 = time.perf_counter()
                 self._handle(*item)
-                self.stats.busy_s += time.perf_counter() - t0
+                self.counters.was_busy(time.perf_counter() - t0)
         except Exception as exc:  # an encoder failure ends this track, not the process
             self.error = f"{self.name}: {type(exc).__name__}: {exc}"
             log.exception("%s failed", self.name)
@@ -161,7 +203,6 @@ class VideoEncoder(_Worker):
         self.sent_init = False
 
     def _handle(self, frame: av.VideoFrame, pts: int, capture_utc_s: float) -> None:  # type: ignore[override]
-        self.stats.frames_in += 1
         out = self.reformatter.reformat(
             frame,
             width=self.rendition.width,
@@ -181,7 +222,7 @@ class VideoEncoder(_Worker):
             out.pict_type = av.video.frame.PictureType.NONE
         self.capture[pts] = capture_utc_s
         self._emit(self.ctx.encode(out))
-        self.stats.media_s += 1 / float(self.fps)
+        self.counters.took_frame(1 / float(self.fps))
 
     def _flush(self) -> None:
         try:
@@ -232,8 +273,8 @@ class VideoEncoder(_Worker):
                     capture_utc_s=self.capture.pop(pts, 0.0),
                 )
             )
-            self.stats.frames_out += 1
         if samples:
+            self.counters.gave_frames(len(samples))
             self.on_samples(samples)
 
 
@@ -284,7 +325,6 @@ class AudioEncoder(_Worker):
         if not self.sent_init:
             self.on_init(self.init)
             self.sent_init = True
-        self.stats.frames_in += 1
         if self.next_pts is not None and abs(pts - (self.next_pts + self.fifo.samples)) > AUDIO_TIMESCALE // 10:
             # the timeline moved (gap or re-anchor): drop what is buffered and start over there
             self.fifo = av.AudioFifo()
@@ -304,7 +344,7 @@ class AudioEncoder(_Worker):
             self.capture[self.next_pts] = capture_utc_s
             self.next_pts += AAC_FRAME
             out.extend(self.ctx.encode(chunk))
-        self.stats.media_s += frame.samples / AUDIO_TIMESCALE
+        self.counters.took_frame(frame.samples / AUDIO_TIMESCALE)
         self._emit(out)
 
     def _flush(self) -> None:
@@ -336,8 +376,8 @@ class AudioEncoder(_Worker):
                     capture_utc_s=self.capture.pop(packet.pts + AAC_FRAME, self.capture.pop(packet.pts, 0.0)),
                 )
             )
-            self.stats.frames_out += 1
         if samples:
+            self.counters.gave_frames(len(samples))
             self.on_samples(samples)
         if len(self.capture) > 1000:
             for key in sorted(self.capture)[:-100]:
