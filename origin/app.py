@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from origin import folder, handlers, policy, sse
 from origin.handlers import KIND, SENT, STATE, OriginState
 from origin.metrics import OriginMetrics
 from origin.policy import Kind
+from origin.serverlog import ServerLog
 from origin.webhooks import Webhooks
 from packager.events import EventBus, StreamEvents
 from packager.model import Part
@@ -97,7 +99,8 @@ def create_app(
     app = web.Application(
         middlewares=[observe],
         client_max_size=1024 * 1024,
-        handler_args={"max_line_size": MAX_LINE, "max_field_size": MAX_FIELD},
+        # logger: a malformed request is one rate-limited line, not a traceback per request
+        handler_args={"max_line_size": MAX_LINE, "max_field_size": MAX_FIELD, "logger": ServerLog()},
     )
     state = OriginState(store=store or Store(None), cors_origin=cors_origin, pipelines=pipelines or {})
     if players_dir is not None:
@@ -226,8 +229,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
 async def serve_store(
     store: Store,
     *,
-    host: str,
-    port: int,
+    sock: socket.socket,
     cors_origin: str = "*",
     pipelines: dict[str, Any] | None = None,
     ingest: tuple[Any, Any] | None = None,
@@ -246,15 +248,16 @@ async def serve_store(
     )
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=4096, reuse_address=True)
+    site = web.SockSite(runner, sock, backlog=4096)  # bound by the caller before any pipeline starts
     await site.start()
     state = app[STATE]
     state.metrics.connections.read = lambda: [({}, float(len(runner.server.connections)))] if runner.server else []
     return runner
 
 
-def serve_folder(root: Path, *, host: str, port: int, cors_origin: str = "*") -> int:
+def serve_folder(root: Path, *, sock: socket.socket, host: str, port: int, cors_origin: str = "*") -> int:
+    """Serve ``root`` on ``sock`` (already listening on ``host:port``) until interrupted."""
     app = create_app(root=root, cors_origin=cors_origin)
     print(f"packager: serving {root} on http://{host}:{port}/", flush=True)
-    web.run_app(app, host=host, port=port, access_log=None, print=None, backlog=4096)
+    web.run_app(app, sock=sock, access_log=None, print=None, backlog=4096)
     return 0

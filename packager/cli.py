@@ -12,7 +12,9 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import signal
+import socket
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -215,26 +217,37 @@ def _prepare_out(path: str, stream: str) -> Path:
     return out
 
 
-async def _start_pipeline(args: argparse.Namespace, config: StreamConfig, out: Path, *, paced: bool):
-    from packager.pipeline import Pipeline
-    from packager.publisher import ManifestFiles
+def _open_source(args: argparse.Namespace, config: StreamConfig, *, paced: bool):  # type: ignore[no-untyped-def]
+    """The source named on the command line (nothing is opened yet); ConfigError when it cannot be."""
     from packager.sources import SourceError, open_source
+
+    try:
+        return open_source(args.source, paced=paced, loop=args.loop, fps=config.encoding.fps)
+    except SourceError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _new_store(out: Path):  # type: ignore[no-untyped-def]
+    from packager.publisher import ManifestFiles
     from packager.store import Store
 
     store = Store(out)
     ManifestFiles(store)
-    try:
-        source = open_source(args.source, paced=paced, loop=args.loop, fps=config.encoding.fps)
-    except SourceError as exc:
-        raise ConfigError(str(exc)) from None
-    pipeline = Pipeline(config, source, store, fast=not paced, duration_s=args.duration)
+    return store
+
+
+async def _start_pipeline(args: argparse.Namespace, config: StreamConfig, source: object, store: object):
+    """Start the stream's pipeline; None (after one line on stderr) when its source fails to open."""
+    from packager.pipeline import Pipeline
+    from packager.sources import SourceError
+
+    pipeline = Pipeline(config, source, store, fast=args.command == "package" and args.fast, duration_s=args.duration)
     try:
         await pipeline.start()
     except SourceError as exc:
-        store.close()
         print(f"packager: error: {exc}", file=sys.stderr)
-        return None, store
-    return pipeline, store
+        return None
+    return pipeline
 
 
 def _install_signals(pipeline: object) -> None:
@@ -251,8 +264,11 @@ async def _package(args: argparse.Namespace, config: StreamConfig) -> int:
     is_testsrc = args.source.startswith("testsrc")
     if is_testsrc and args.duration is None and args.fast:
         raise ConfigError("package testsrc --fast needs --duration (the test source never ends)")
-    pipeline, store = await _start_pipeline(args, config, out, paced=not args.fast)
+    source = _open_source(args, config, paced=not args.fast)
+    store = _new_store(out)
+    pipeline = await _start_pipeline(args, config, source, store)
     if pipeline is None:
+        store.close()
         return 1
     _install_signals(pipeline)
     reason = await pipeline.wait()
@@ -273,10 +289,10 @@ async def _finalize(store: object) -> None:
     await asyncio.to_thread(store.close)  # type: ignore[attr-defined]
 
 
-async def _run(args: argparse.Namespace, config: StreamConfig) -> int:
+def _ingest_settings(args: argparse.Namespace, config: StreamConfig):  # type: ignore[no-untyped-def]
     from packager import settings as settings_mod
 
-    ingest = settings_mod.load(
+    return settings_mod.load(
         Path(args.config) if args.config else None,
         config,
         args.stream_key,
@@ -287,87 +303,109 @@ async def _run(args: argparse.Namespace, config: StreamConfig) -> int:
         max_publishers=args.max_publishers,
         max_ingest_kbps=args.max_ingest_kbps,
     )
+
+
+def _ingest_control(ingest: object, store: object, pipelines: dict[str, object], bus: object):  # type: ignore[no-untyped-def]
+    """The ingest gate (keys, limits) and manager (one pipeline per pushed stream); (None, None) without streams."""
+    if not ingest.streams:  # type: ignore[attr-defined]
+        return None, None
+    from packager.events import ingest_rejected
+    from packager.ingest.gate import IngestGate
+    from packager.ingest.manager import IngestManager
+
+    gate = IngestGate(ingest)  # type: ignore[arg-type]
+    gate.refusal_listeners.append(functools.partial(ingest_rejected, bus))
+    return gate, IngestManager(ingest, store, pipelines)  # type: ignore[arg-type]
+
+
+async def _run(args: argparse.Namespace, config: StreamConfig) -> int:
+    from packager.events import EventBus
+
+    ingest = _ingest_settings(args, config)
     if args.source is None and not ingest.streams:
         args.source = "testsrc"
     out = _prepare_out(args.out, config.name)
-    stop = asyncio.Event()
+    source = _open_source(args, config, paced=True) if args.source is not None else None
+    store = _new_store(out)
+    bus = EventBus(backlog=ingest.event_backlog)  # stream events: /events, webhooks
     pipelines: dict[str, object] = {}
+    gate, manager = _ingest_control(ingest, store, pipelines, bus)
+    try:
+        # every port is bound before any pipeline starts: a busy one stops the start with one line
+        ports = await _listen(args, ingest, gate, manager)
+    except ListenError as exc:
+        store.close()
+        print(f"packager: {exc}", file=sys.stderr)
+        return 1
+    stop = asyncio.Event()
     pipeline = None
-    if args.source is not None:
-        pipeline, store = await _start_pipeline(args, config, out, paced=True)
+    if source is not None:
+        pipeline = await _start_pipeline(args, config, source, store)
         if pipeline is None:
+            await ports.close()
+            store.close()
             return 1
         pipelines[config.name] = pipeline
         if not ingest.streams:
             asyncio.get_running_loop().create_task(_stop_when_done(pipeline, stop))
-    else:
-        from packager.publisher import ManifestFiles
-        from packager.store import Store
+    _stop_on_signals(stop)
+    async with contextlib.AsyncExitStack() as services:
+        if args.no_serve and ingest.webhooks:  # no origin to run them: webhooks still go out
+            from origin.app import event_services
 
-        store = Store(out)
-        ManifestFiles(store)
-    from packager.events import EventBus, ingest_rejected
+            await services.enter_async_context(
+                event_services(store, bus, webhooks=ingest.webhooks, dead_letter=ingest.dead_letter)
+            )
+        runner = await _serve(args, ports, store, pipelines, gate, manager, bus, ingest)
+        await stop.wait()
+        if pipeline is not None:
+            pipeline.stop()
+            reason = await pipeline.wait()
+            print(f"packager: {config.name}: {reason}; VOD in {out / config.name}", file=sys.stderr)
+        await _shutdown(ports, manager, store, runner)
+    return 0
 
-    bus = EventBus(backlog=ingest.event_backlog)  # stream events: /events, webhooks
-    services = contextlib.AsyncExitStack()
-    if args.no_serve and ingest.webhooks:  # no origin to run them: webhooks still go out
-        from origin.app import event_services
 
-        await services.enter_async_context(
-            event_services(store, bus, webhooks=ingest.webhooks, dead_letter=ingest.dead_letter)
-        )
+async def _serve(args, ports, store, pipelines, gate, manager, bus, ingest):  # type: ignore[no-untyped-def]
+    """The origin on the socket bound for it (None with --no-serve)."""
+    if ports.http is None:
+        return None
+    from origin.app import serve_store
+
+    runner = await serve_store(
+        store,
+        sock=ports.http,
+        cors_origin=args.cors_origin,
+        pipelines=pipelines,
+        ingest=(gate, manager) if gate is not None and manager is not None else None,
+        events=bus,
+        webhooks=ingest.webhooks,
+        dead_letter=ingest.dead_letter,
+    )
+    ports.http = None  # the origin owns it now
+    print(f"packager: serving http://{args.host}:{args.port}/; Ctrl-C to stop", file=sys.stderr)
+    return runner
+
+
+async def _shutdown(ports: _Ports, manager: object, store: object, runner: object) -> None:
+    await ports.close()
+    if manager is not None:
+        await manager.shutdown()  # type: ignore[attr-defined]
+    for stream in store:  # type: ignore[attr-defined]
+        if not stream.ended:
+            stream.on_end("stopped")
+    await _finalize(store)
+    if runner is not None:
+        await runner.cleanup()  # type: ignore[attr-defined]
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
-    manager = gate = rtmp = srt = None
-    if ingest.streams:
-        from packager.ingest.gate import IngestGate
-        from packager.ingest.manager import IngestManager
-
-        gate = IngestGate(ingest)
-        gate.refusal_listeners.append(functools.partial(ingest_rejected, bus))
-        manager = IngestManager(ingest, store, pipelines)  # type: ignore[arg-type]
-        if ingest.rtmp_port:
-            rtmp = await _start_rtmp(args.host, ingest.rtmp_port, gate, manager)
-        if ingest.srt_port:
-            srt = await _start_srt(args.host, ingest.srt_port, gate, manager)
-    runner = None
-    if not args.no_serve:
-        from origin.app import serve_store
-
-        runner = await serve_store(
-            store,
-            host=args.host,
-            port=args.port,
-            cors_origin=args.cors_origin,
-            pipelines=pipelines,
-            ingest=(gate, manager) if gate is not None and manager is not None else None,
-            events=bus,
-            webhooks=ingest.webhooks,
-            dead_letter=ingest.dead_letter,
-        )
-        print(f"packager: serving http://{args.host}:{args.port}/; Ctrl-C to stop", file=sys.stderr)
-    await stop.wait()
-    if pipeline is not None:
-        pipeline.stop()
-        reason = await pipeline.wait()
-        print(f"packager: {config.name}: {reason}; VOD in {out / config.name}", file=sys.stderr)
-    for server in (rtmp, srt):
-        if server is not None:
-            await server.close()
-    if manager is not None:
-        await manager.shutdown()
-    for stream in store:
-        if not stream.ended:
-            stream.on_end("stopped")
-    await _finalize(store)
-    if runner is not None:
-        await runner.cleanup()
-    await services.aclose()
-    return 0
 
 
 async def _stop_when_done(pipeline: object, stop: asyncio.Event) -> None:
@@ -375,17 +413,89 @@ async def _stop_when_done(pipeline: object, stop: asyncio.Event) -> None:
     stop.set()
 
 
+class ListenError(Exception):
+    """A port could not be listened on; the message is the line the user sees (after ``packager: ``)."""
+
+    @classmethod
+    def of(cls, host: str, port: int, exc: OSError) -> ListenError:
+        # asyncio wraps bind errors in a long message; the errno's own text is the useful part
+        reason = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else (exc.strerror or str(exc))
+        return cls(f"cannot listen on {host}:{port}: {reason.lower()}")
+
+
+def bind_tcp(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (the first address ``host`` resolves to)."""
+    sock: socket.socket | None = None
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # restart at once after a stop (TIME_WAIT)
+        sock.bind(addr)
+        sock.listen(4096)
+    except OSError as exc:
+        if sock is not None:
+            sock.close()
+        raise ListenError.of(host, port, exc) from None
+    sock.setblocking(False)
+    return sock
+
+
+def check_udp(host: str, port: int) -> None:
+    """ListenError when UDP ``host:port`` is taken: libsrt's own bind error does not say why."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind((socket.gethostbyname(host), port))
+    except OSError as exc:
+        raise ListenError.of(host, port, exc) from None
+
+
+class _Ports:
+    """Every port ``run`` listens on: the origin's socket and the ingest servers (RTMP, SRT)."""
+
+    def __init__(self) -> None:
+        self.http: socket.socket | None = None
+        self.servers: list[object] = []
+
+    async def close(self) -> None:
+        for server in self.servers:
+            await server.close()  # type: ignore[attr-defined]
+        self.servers.clear()
+        if self.http is not None:
+            self.http.close()
+            self.http = None
+
+
+async def _listen(args: argparse.Namespace, ingest: object, gate: object, manager: object) -> _Ports:
+    ports = _Ports()
+    try:
+        if not args.no_serve:
+            ports.http = bind_tcp(args.host, args.port)
+        if gate is not None and ingest.rtmp_port:  # type: ignore[attr-defined]
+            ports.servers.append(await _start_rtmp(args.host, ingest.rtmp_port, gate, manager))  # type: ignore[attr-defined]
+        if gate is not None and ingest.srt_port:  # type: ignore[attr-defined]
+            srt = await _start_srt(args.host, ingest.srt_port, gate, manager)  # type: ignore[attr-defined]
+            if srt is not None:
+                ports.servers.append(srt)
+    except ListenError:
+        await ports.close()
+        raise
+    return ports
+
+
 async def _start_srt(host: str, port: int, gate: object, manager: object) -> object:
     from packager.ingest.bridge import start_srt
     from packager.ingest.srt import SrtUnavailable
 
     try:
+        check_udp(host, port)
         return await start_srt(host, port, gate, manager)  # type: ignore[arg-type]
     except SrtUnavailable as exc:
         print(f"packager: warning: SRT ingest off: {exc}", file=sys.stderr)
         return None
     except OSError as exc:
-        raise ConfigError(f"--srt-port: {exc}") from None
+        raise ListenError(f"cannot listen on {host}:{port}: {str(exc).rsplit(': ', 1)[-1]}") from None
 
 
 async def _start_rtmp(host: str, port: int, gate: object, manager: object) -> object:
@@ -394,7 +504,7 @@ async def _start_rtmp(host: str, port: int, gate: object, manager: object) -> ob
     try:
         return await start_rtmp(host, port, gate, manager)  # type: ignore[arg-type]
     except OSError as exc:
-        raise ConfigError(f"--rtmp-port: cannot listen on {host}:{port}: {exc.strerror}") from None
+        raise ListenError.of(host, port, exc) from None
 
 
 def _origin(args: argparse.Namespace) -> int:
@@ -404,4 +514,9 @@ def _origin(args: argparse.Namespace) -> int:
     if not root.is_dir():
         print(f"packager: error: --root: {args.root} is not a folder", file=sys.stderr)
         return 2
-    return serve_folder(root, host=args.host, port=args.port, cors_origin=args.cors_origin)
+    try:
+        sock = bind_tcp(args.host, args.port)
+    except ListenError as exc:
+        print(f"packager: {exc}", file=sys.stderr)
+        return 1
+    return serve_folder(root, sock=sock, host=args.host, port=args.port, cors_origin=args.cors_origin)
