@@ -9,6 +9,10 @@ Example::
     keep = 3600               # seconds an ended stream stays served as VOD
     max_publishers = 8        # pushes at once, all streams
     max_ingest_kbps = 100000  # all pushes together
+    publisher_kbps = 12500    # budget reserved per publisher whose stream sets no max_kbps
+                              # (default: max_ingest_kbps / max_publishers)
+    refusal_limit = 20        # refused attempts from one address within refusal_window ...
+    refusal_window = 10       # ... after which it is answered 429 until the window passes
 
     [defaults]                # any stream flag: ladder, audio_bitrate, segment, part, window, preset
     ladder = "1280x720@3000k,854x480@1400k,640x360@800k"
@@ -17,7 +21,7 @@ Example::
     key = "change-me"
     ladder = "854x480@1400k,640x360@800k"
     takeover = false          # a second publisher replaces the first instead of being refused
-    max_kbps = 20000          # this stream's ingest limit
+    max_kbps = 20000          # this stream's ingest budget: reserved at admission, cut above it
 
     [events]
     dead_letter = "/var/lib/packager/webhooks-dead-letter.jsonl"   # default: OUT/webhooks-dead-letter.jsonl
@@ -46,6 +50,7 @@ from packager.events import parse_types
 
 _STREAM_KEYS = {"key", "ladder", "audio_bitrate", "segment", "part", "window", "preset", "takeover", "max_kbps"}
 _SERVER_KEYS = {"srt_port", "rtmp_port", "reconnect_window", "keep", "max_publishers", "max_ingest_kbps"}
+_SERVER_KEYS |= {"publisher_kbps", "refusal_limit", "refusal_window"}
 _DEFAULT_KEYS = {"ladder", "audio_bitrate", "segment", "part", "window", "preset"}
 _WEBHOOK_KEYS = {"url", "secret", "events", "timeout_s", "max_attempts"}
 _EVENTS_KEYS = {"dead_letter", "backlog"}
@@ -58,7 +63,7 @@ class StreamSettings:
     config: StreamConfig
     key: str
     takeover: bool = False
-    max_kbps: int = 50_000
+    max_kbps: int | None = None  # ingest budget; None: the server's per-publisher default
 
     @property
     def name(self) -> str:
@@ -76,6 +81,21 @@ class WebhookSettings:
     max_attempts: int = 6
 
 
+def _check_ingest_limits(s: IngestSettings) -> None:
+    """Every publisher budget fits the total (else that stream could never be admitted); sane refusal limits."""
+    if s.publisher_kbps is not None and not 100 <= s.publisher_kbps <= s.max_ingest_kbps:
+        raise ConfigError(f"publisher_kbps: {s.publisher_kbps} must be in 100..max_ingest_kbps ({s.max_ingest_kbps})")
+    for name, stream in s.streams.items():
+        if stream.max_kbps is not None and stream.max_kbps > s.max_ingest_kbps:
+            raise ConfigError(
+                f"[streams.{name}].max_kbps: {stream.max_kbps} is over max_ingest_kbps ({s.max_ingest_kbps})"
+            )
+    if not 1 <= s.refusal_limit <= 10_000:
+        raise ConfigError(f"refusal_limit: {s.refusal_limit} must be in 1..10000")
+    if not 1 <= s.refusal_window_s <= 3600:
+        raise ConfigError(f"refusal_window: {s.refusal_window_s} must be in 1..3600 seconds")
+
+
 @dataclass(frozen=True)
 class IngestSettings:
     streams: dict[str, StreamSettings] = field(default_factory=dict)
@@ -88,6 +108,9 @@ class IngestSettings:
     webhooks: tuple[WebhookSettings, ...] = ()
     dead_letter: Path | None = None  # None: OUT/webhooks-dead-letter.jsonl
     event_backlog: int = 1000
+    publisher_kbps: int | None = None  # None: max_ingest_kbps // max_publishers
+    refusal_limit: int = 20
+    refusal_window_s: float = 10.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.rtmp_port <= 65535:
@@ -102,6 +125,7 @@ class IngestSettings:
             raise ConfigError(f"max_publishers: {self.max_publishers} must be in 1..1000")
         if not 100 <= self.max_ingest_kbps <= 10_000_000:
             raise ConfigError(f"max_ingest_kbps: {self.max_ingest_kbps} must be in 100..10000000")
+        _check_ingest_limits(self)
 
 
 def _check_key(key: object, where: str) -> str:
@@ -237,8 +261,8 @@ def load(path: Path | None, base: StreamConfig, flag_keys: list[str], **override
             raise ConfigError(f"--config: {where} has unknown field(s) {', '.join(sorted(bad))}")
         if "key" not in values:
             raise ConfigError(f"--config: {where} needs a key")
-        max_kbps = values.get("max_kbps", 50_000)
-        if not isinstance(max_kbps, int) or not 100 <= max_kbps <= 10_000_000:
+        max_kbps = values.get("max_kbps")
+        if max_kbps is not None and (not isinstance(max_kbps, int) or not 100 <= max_kbps <= 10_000_000):
             raise ConfigError(f"--config: {where}.max_kbps must be an integer in 100..10000000")
         streams[name] = StreamSettings(
             stream_config(name, values, base, where),
@@ -268,6 +292,9 @@ def load(path: Path | None, base: StreamConfig, flag_keys: list[str], **override
             keep_s=float(values.get("keep", 3600)),
             max_publishers=int(values.get("max_publishers", 8)),
             max_ingest_kbps=int(values.get("max_ingest_kbps", 100_000)),
+            publisher_kbps=None if values.get("publisher_kbps") is None else int(values["publisher_kbps"]),
+            refusal_limit=int(values.get("refusal_limit", 20)),
+            refusal_window_s=float(values.get("refusal_window", 10)),
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"--config: [server]: {exc}") from None

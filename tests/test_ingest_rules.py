@@ -114,10 +114,30 @@ def test_bitrate_limits():
     now = t.started
     assert g.account(t, 10_000_000, now + 1).ok  # the first seconds may burst
     v = g.account(t, 10_000_000, now + 6)
-    assert v.status == 429 and "limit" in v.reason
-    g2 = gate(max_ingest_kbps=100)
-    t2 = g2.begin("b", "http", "p")
-    assert g2.account(t2, 1_000_000, t2.started + 6).status == 429
+    assert v.status == 429 and "over the limit of 100 kb/s" in v.reason
+    g2 = gate(max_kbps=800, max_ingest_kbps=1000, max_publishers=4)
+    t2 = g2.begin("b", "http", "p")  # no max_kbps: an equal share of the total
+    assert t2.budget_kbps == 250
+    assert g2.account(t2, 150_000, t2.started + 6).ok  # 240 kb/s
+    assert g2.account(t2, 10_000, t2.started + 6.1).status == 429
+
+
+def test_ingest_limit_fields(tmp_path):
+    text = "[server]\nmax_ingest_kbps = 9000\npublisher_kbps = 3000\nrefusal_limit = 5\nrefusal_window = 30\n"
+    s = load(write(tmp_path, text + "[streams.a]\nkey = 'goodkey123'\n"), BASE, [])
+    assert (s.publisher_kbps, s.refusal_limit, s.refusal_window_s) == (3000, 5, 30.0)
+    assert s.streams["a"].max_kbps is None and IngestGate(s).budget_kbps("a") == 3000
+    for bad, needle in (
+        ("publisher_kbps = 9001", "publisher_kbps"),
+        ("refusal_limit = 0", "refusal_limit"),
+        ("refusal_window = 0", "refusal_window"),
+    ):
+        with pytest.raises(ConfigError, match=needle):
+            load(write(tmp_path, f"[server]\nmax_ingest_kbps = 9000\n{bad}\n"), BASE, [])
+    with pytest.raises(ConfigError, match="over max_ingest_kbps"):
+        load(
+            write(tmp_path, "[server]\nmax_ingest_kbps = 900\n[streams.a]\nkey='goodkey123'\nmax_kbps=1000\n"), BASE, []
+        )
 
 
 def test_srt_streamid_forms():
