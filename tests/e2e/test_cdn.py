@@ -43,15 +43,17 @@ def test_media_is_a_hit_on_second_fetch(cdn, live_origin):
 
 def test_manifests_through_cdn_are_never_stale(cdn, live_origin):
     base, _ = cdn
-    worst = 0.0
+    samples = []  # (lag_s, max_age, cache status of the copy measured)
+    origin_ends = []
     for _ in range(12):
-        s_cdn, h_cdn, body_cdn = get(f"{base}/live/demo/270p/index.m3u8")
+        get(f"{base}/live/demo/270p/index.m3u8")  # fills or refreshes the cache
+        s_cdn, h_cdn, body_cdn = get(f"{base}/live/demo/270p/index.m3u8")  # the copy measured: mostly a cache hit
         s_org, _h_org, body_org = get(f"{live_origin}/live/demo/270p/index.m3u8")
         assert s_cdn == s_org == 200
         max_age = int(re.search(r"max-age=(\d+)", h_cdn["Cache-Control"]).group(1))
-        lag = _playlist_end(body_org.decode()) - _playlist_end(body_cdn.decode())
-        worst = max(worst, lag)
-        assert lag <= max_age + 1.0, (lag, max_age)
+        origin_end = _playlist_end(body_org.decode())
+        samples.append((origin_end - _playlist_end(body_cdn.decode()), max_age, h_cdn.get("X-Cache-Status")))
+        origin_ends.append(origin_end)
         # MPD: publishTime through the CDN is no older than max-age + 1 s
         _, hm, mpd_cdn = get(f"{base}/live/demo/manifest.mpd")
         _, _, mpd_org = get(f"{live_origin}/live/demo/manifest.mpd")
@@ -62,7 +64,12 @@ def test_manifests_through_cdn_are_never_stale(cdn, live_origin):
         mpd_age = int(re.search(r"max-age=(\d+)", hm["Cache-Control"]).group(1))
         assert (pt[1] - pt[0]).total_seconds() <= mpd_age + 1.0
         time.sleep(0.7)
-    assert worst >= 0
+    assert all(lag <= max_age + 1.0 for lag, max_age, _ in samples), samples
+    # the CDN's copy is fetched first, so it can never be ahead of the origin's
+    assert all(lag > -0.01 for lag, _, _ in samples), samples
+    # the bound held on copies the cache served, and the stream moved meanwhile (so staleness could show)
+    assert sum(status == "HIT" for _, _, status in samples) >= 4, samples
+    assert origin_ends[-1] - origin_ends[0] >= 3.0, origin_ends
 
 
 def test_404_for_unpublished_media_is_not_cached(cdn):

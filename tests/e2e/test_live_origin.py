@@ -93,8 +93,7 @@ def test_blocking_reload_on_real_media(live_origin):
 
 def test_live_mpd_updates_keep_their_anchors(live_origin):
     first = get(f"{live_origin}/live/demo/manifest.mpd")[2]
-    time.sleep(1.2)
-    second = get(f"{live_origin}/live/demo/manifest.mpd")[2]
+    second = _next_mpd(live_origin, first)
     a, b = validate_mpd(first), validate_mpd(second)
     assert a.get("availabilityStartTime") == b.get("availabilityStartTime") == "1970-01-01T00:00:00.000Z"
     pa, pb = a.find("d:Period", NS), b.find("d:Period", NS)
@@ -107,6 +106,18 @@ def test_live_mpd_updates_keep_their_anchors(live_origin):
         assert tmpl.get("availabilityTimeComplete") == "false"
         assert tmpl.get("presentationTimeOffset") == "0"
     assert etree.QName(b).localname == "MPD"
+
+
+def _next_mpd(base: str, previous: bytes, timeout_s: float = 10.0) -> bytes:
+    """The first MPD whose publishTime differs from ``previous``'s (new media was published)."""
+    before = re.search(rb'publishTime="([^"]+)"', previous).group(1)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        body = get(f"{base}/live/demo/manifest.mpd")[2]
+        if re.search(rb'publishTime="([^"]+)"', body).group(1) != before:
+            return body
+        time.sleep(0.05)
+    raise AssertionError(f"the MPD's publishTime stayed {before.decode()} for {timeout_s:g} s")
 
 
 def test_time_endpoint_is_utc(live_origin):
