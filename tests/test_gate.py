@@ -7,11 +7,15 @@ import random
 from dataclasses import dataclass, field
 
 import pytest
+from aiohttp.test_utils import TestServer
 
+from origin.app import create_app
 from packager.config import ConfigError, StreamConfig
 from packager.ingest.gate import THROTTLED, WINDOW_S, IngestGate, Refusal, Ticket
+from packager.ingest.manager import IngestManager
 from packager.ingest.throttle import MAX_PEERS, RefusalThrottle, peer_address
 from packager.settings import IngestSettings, StreamSettings
+from packager.store import Store
 
 
 class Clock:
@@ -192,6 +196,36 @@ def test_peer_tracking_is_bounded():
 )
 def test_peer_address(peer, address):
     assert peer_address(peer) == address
+
+
+async def test_over_http_a_flooding_peer_gets_429_and_a_newcomer_over_the_total_503(aiohttp_client):
+    clock = Clock()
+    settings = IngestSettings(
+        streams={s.name: s for s in (stream("a", 2000), stream("b", 1500))},
+        rtmp_port=0,
+        srt_port=0,
+        max_ingest_kbps=3000,
+    )
+    store = Store(None)
+    manager = IngestManager(settings, store)
+    gate = IngestGate(settings, clock=clock)
+    client = await aiohttp_client(TestServer(create_app(store, ingest=(gate, manager))))
+    try:
+        answers = []
+        for _ in range(25):
+            clock.t += 0.01
+            async with client.put("/ingest/a?key=wrong-key-1234", data=b"x") as r:
+                answers.append((r.status, await r.text()))
+        assert [s for s, _ in answers] == [403] * 20 + [429] * 5
+        assert THROTTLED in answers[-1][1]
+        async with client.put("/ingest/a?key=key-for-a-123", data=b"x") as r:
+            assert r.status == 429  # the loopback address is throttled, whatever the key
+        clock.t += 10
+        gate.begin("a", "http", "192.0.2.1")  # a holds 2000 of the 3000 kb/s
+        async with client.put("/ingest/b?key=key-for-b-123", data=b"x") as r:
+            assert r.status == 503 and "total ingest limit" in await r.text()
+    finally:
+        await manager.shutdown()
 
 
 # --------------------------------------------------------------------------- running sums
