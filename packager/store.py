@@ -10,6 +10,10 @@ disk only ``grace_s`` later (at least 3 target durations, RFC 8216bis 6.2.2).
 Waiters (blocking playlist reloads, preload-hinted parts, chunked segment
 streams) share one future per distinct position, so a thousand requests for
 the same part cost one wake-up.
+
+Time (publish dates, the deletion grace, waits' deadlines) comes from the
+store's :class:`~packager.timebase.Clock`, so tests drive it. An ended stream's
+folder is removed by the writer thread behind the writes queued for it.
 """
 
 from __future__ import annotations
