@@ -9,6 +9,9 @@ Example::
     keep = 3600               # seconds an ended stream stays served as VOD
     max_publishers = 8        # pushes at once, all streams
     max_ingest_kbps = 100000  # all pushes together
+    rtmp_publish_timeout = 10  # seconds from an RTMP accept until its publish must be authorised
+    rtmp_max_per_peer = 16     # RTMP connections one address may hold
+    rtmp_max_unauthenticated = 32  # RTMP connections not yet authorised, all addresses (of 64 slots)
     publisher_kbps = 12500    # budget reserved per publisher whose stream sets no max_kbps
                               # (default: max_ingest_kbps / max_publishers)
     refusal_limit = 20        # refused attempts from one address within refusal_window ...
@@ -51,6 +54,8 @@ from packager.events import parse_types
 _STREAM_KEYS = {"key", "ladder", "audio_bitrate", "segment", "part", "window", "preset", "takeover", "max_kbps"}
 _SERVER_KEYS = {"srt_port", "rtmp_port", "reconnect_window", "keep", "max_publishers", "max_ingest_kbps"}
 _SERVER_KEYS |= {"publisher_kbps", "refusal_limit", "refusal_window"}
+_RTMP_KEYS = {"rtmp_publish_timeout", "rtmp_max_per_peer", "rtmp_max_unauthenticated"}
+_SERVER_KEYS |= _RTMP_KEYS
 _DEFAULT_KEYS = {"ladder", "audio_bitrate", "segment", "part", "window", "preset"}
 _WEBHOOK_KEYS = {"url", "secret", "events", "timeout_s", "max_attempts"}
 _EVENTS_KEYS = {"dead_letter", "backlog"}
@@ -97,6 +102,44 @@ def _check_ingest_limits(s: IngestSettings) -> None:
 
 
 @dataclass(frozen=True)
+class RtmpLimits:
+    """What an RTMP peer gets before its publish is authorised (see ``packager.ingest.slots``)."""
+
+    publish_timeout_s: float = 10.0
+    max_per_peer: int = 16
+    max_unauthenticated: int = 32
+    max_connections: int = 64
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.publish_timeout_s <= 120:
+            raise ConfigError(f"rtmp_publish_timeout: {self.publish_timeout_s} must be in 1..120 seconds")
+        if not 1 <= self.max_per_peer <= self.max_connections:
+            raise ConfigError(f"rtmp_max_per_peer: {self.max_per_peer} must be in 1..{self.max_connections}")
+        if not 1 <= self.max_unauthenticated <= self.max_connections:
+            raise ConfigError(
+                f"rtmp_max_unauthenticated: {self.max_unauthenticated} must be in 1..{self.max_connections}"
+            )
+
+
+def _rtmp_limits(values: dict[str, Any]) -> RtmpLimits:
+    """``[server]`` rtmp_* fields over the defaults."""
+    default = RtmpLimits()
+    timeout = values.get("rtmp_publish_timeout", default.publish_timeout_s)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise ConfigError("--config: [server].rtmp_publish_timeout must be a number of seconds")
+    counts = {}
+    for key, fallback in (
+        ("rtmp_max_per_peer", default.max_per_peer),
+        ("rtmp_max_unauthenticated", default.max_unauthenticated),
+    ):
+        value = values.get(key, fallback)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"--config: [server].{key} must be an integer")
+        counts[key] = value
+    return RtmpLimits(float(timeout), counts["rtmp_max_per_peer"], counts["rtmp_max_unauthenticated"])
+
+
+@dataclass(frozen=True)
 class IngestSettings:
     streams: dict[str, StreamSettings] = field(default_factory=dict)
     rtmp_port: int = 1935
@@ -108,6 +151,7 @@ class IngestSettings:
     webhooks: tuple[WebhookSettings, ...] = ()
     dead_letter: Path | None = None  # None: OUT/webhooks-dead-letter.jsonl
     event_backlog: int = 1000
+    rtmp_limits: RtmpLimits = field(default_factory=RtmpLimits)
     publisher_kbps: int | None = None  # None: max_ingest_kbps // max_publishers
     refusal_limit: int = 20
     refusal_window_s: float = 10.0
@@ -292,6 +336,7 @@ def load(path: Path | None, base: StreamConfig, flag_keys: list[str], **override
             keep_s=float(values.get("keep", 3600)),
             max_publishers=int(values.get("max_publishers", 8)),
             max_ingest_kbps=int(values.get("max_ingest_kbps", 100_000)),
+            rtmp_limits=_rtmp_limits(values),
             publisher_kbps=None if values.get("publisher_kbps") is None else int(values["publisher_kbps"]),
             refusal_limit=int(values.get("refusal_limit", 20)),
             refusal_window_s=float(values.get("refusal_window", 10)),

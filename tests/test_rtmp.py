@@ -13,6 +13,7 @@ import shutil
 import struct
 import threading
 import time
+import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,10 @@ import av
 import pytest
 
 from fixtures.media import make_clip
+from packager.config import ConfigError, StreamConfig
 from packager.ingest import amf
+from packager.ingest.bridge import authorizer, start_rtmp
+from packager.ingest.gate import IngestGate
 from packager.ingest.pipe import ByteQueue, ByteQueueClosed
 from packager.ingest.rtmp import (
     PUBLISH_BADNAME,
@@ -37,6 +41,9 @@ from packager.ingest.rtmp import (
     flv_tag,
     parse_publish_target,
 )
+from packager.ingest.slots import ConnectionSlots, MemoryBudget, SlotLimits
+from packager.ratelog import RateLimitedLog
+from packager.settings import IngestSettings, RtmpLimits, StreamSettings, load
 
 FFMPEG = shutil.which("ffmpeg")
 needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="needs the ffmpeg command (Debian package ffmpeg)")
@@ -546,8 +553,9 @@ class Client:
         self.inbox: list[RtmpMessage] = []
 
     @classmethod
-    async def open(cls, port: int, handshake: bool = True) -> Client:
-        client = cls(*await asyncio.open_connection("127.0.0.1", port))
+    async def open(cls, port: int, handshake: bool = True, source: str = "127.0.0.1") -> Client:
+        """Connect from ``source`` (any 127.x.y.z address is this host on Linux: another peer address)."""
+        client = cls(*await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0)))
         if handshake:
             client.writer.write(b"\x03" + bytes(1536))
             s0s1s2 = await asyncio.wait_for(client.reader.readexactly(1 + 2 * 1536), 5)
@@ -684,7 +692,7 @@ async def test_huge_message_and_bad_chunk_size(serve, caplog) -> None:
     c.writer.write(fmt0(6, 0, 2 * 1024 * 1024, 9))
     assert await c.closed_by_server(2)
     assert "message length 2097152 exceeds the limit of 1048576 bytes" in caplog.text
-    session, data = await asyncio.wait_for(collect.finished.get(), 2)
+    session, _ = await asyncio.wait_for(collect.finished.get(), 2)
     assert "message length 2097152" in (session.close_reason or "")
     c = await Client.open(server.port)
     c.writer.write(set_chunk_size(0))
@@ -740,6 +748,177 @@ async def test_max_sessions_refuses_extra_connections(serve, caplog) -> None:
         c.writer.close()
     await until(lambda: server.connections == 0)
     assert await connect_works(server.port)
+
+
+# ---------------------------------------------------------------- before the key is checked: memory, slots, logs
+
+
+def half_sent_command(body: int = 60 * 1024, chunk: int = 4096) -> bytes:
+    """A 64 KiB command message cut off after ``body`` bytes, then a ping request the server answers."""
+    data = bytearray(set_chunk_size(chunk) + fmt0(6, 0, 64 * 1024, 20, sid=0))
+    for i, start in enumerate(range(0, body, chunk)):
+        data += (fmt3(6) if i else b"") + bytes(min(chunk, body - start))
+    return bytes(data + fmt0(2, 0, 6, 4, sid=0) + b"\x00\x06\x00\x00\x00\x07")
+
+
+async def pong_or_closed(c: Client) -> str:
+    """ "pong" once the server has parsed everything sent before the ping, "closed" if it hung up instead."""
+    try:
+        await c.message(lambda m: m.type_id == 4 and m.payload[:2] == b"\x00\x07")
+        return "pong"
+    except (AssertionError, ConnectionError):
+        return "closed"
+
+
+class Conn:
+    """A holder for the pure slot and budget bookkeeping."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.evicted: list[str] = []
+
+    def evict(self, reason: str) -> None:
+        self.evicted.append(reason)
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def test_memory_budget_never_passes_its_limit_and_evicts_the_biggest() -> None:
+    budget = MemoryBudget(1000)
+    a, b, c, d = (Conn(n) for n in "abcd")
+    assert budget.charge(a, 600) and budget.charge(b, 300)
+    assert not budget.charge(c, 1001)  # larger than the whole budget
+    assert budget.charge(c, 200)  # does not fit: a, the biggest, goes
+    assert a.evicted and "more than 1000 bytes together" in a.evicted[0]
+    assert (budget.used, budget.holding(a)) == (500, 0)
+    assert budget.charge(b, 700)  # grows into the room
+    assert not budget.charge(d, 700) and not b.evicted  # the newcomer would be the biggest: it is refused
+    assert budget.charge(b, 10) and budget.used == 210  # shrinking always fits
+    budget.release(b)
+    budget.release(b)
+    assert budget.used == 200 and budget.peak == 900
+    with pytest.raises(ValueError):
+        MemoryBudget(0)
+
+
+def test_connection_slots_cap_per_peer_and_unauthenticated() -> None:
+    slots = ConnectionSlots(SlotLimits(max_connections=6, max_per_peer=3, max_unauthenticated=4))
+    crowd = [Conn(f"x{i}") for i in range(4)]
+    assert [slots.admit(c, "10.0.0.1") for c in crowd[:3]] == [None, None, None]
+    assert slots.admit(crowd[3], "10.0.0.1") == "too many connections from 10.0.0.1 (max_per_peer=3)"
+    lone = Conn("lone")
+    assert slots.admit(lone, "10.0.0.2") is None and slots.unauthenticated == 4
+    late = Conn("late")
+    assert slots.admit(late, "10.0.0.3") is None  # full: the crowd's oldest made room
+    assert crowd[0].evicted == ["evicted: too many unauthenticated connections (3 from 10.0.0.1)"]
+    assert not lone.evicted and slots.unauthenticated == 4 and slots.total == 5  # x0 holds its slot until it leaves
+    slots.leave(crowd[0])
+    for c in (crowd[1], crowd[2], lone, late):
+        slots.authenticated(c)  # authorised publishers leave the unauthenticated count, not their slot
+    assert slots.unauthenticated == 0 and slots.total == 4 and slots.from_peer("10.0.0.1") == 2
+    spread = [Conn(f"s{i}") for i in range(3)]
+    assert [slots.admit(c, f"10.0.1.{i}") for i, c in enumerate(spread)] == [
+        None,
+        None,
+        "too many connections (max_sessions=6)",
+    ]
+    for c in (crowd[1], crowd[2], lone, late, *spread):
+        slots.leave(c)
+    assert slots.total == 0 and slots.from_peer("10.0.0.1") == 0
+    one_each = ConnectionSlots(SlotLimits(max_connections=4, max_per_peer=4, max_unauthenticated=2))
+    assert one_each.admit(Conn("p"), "10.0.0.1") is None and one_each.admit(Conn("q"), "10.0.0.2") is None
+    # every waiting connection has its own address: nobody to prefer, the newcomer is refused
+    assert one_each.admit(Conn("r"), "10.0.0.3") == "too many unauthenticated connections (max_unauthenticated=2)"
+    with pytest.raises(ValueError, match=re.escape("max_unauthenticated must be in 1..4")):
+        SlotLimits(max_connections=4, max_per_peer=2, max_unauthenticated=5)
+
+
+async def test_big_message_before_publish_is_refused_at_its_header(serve, caplog) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    server, _ = await serve()  # media messages may be 8 MiB, but only once the publish is authorised
+    c = await Client.open(server.port)
+    c.writer.write(fmt0(3, 0, 8 * 1024 * 1024, 20, sid=0) + bytes(1000))  # an "8 MiB command", barely begun
+    assert await c.closed_by_server(2)  # at once, not at the 10 s publish deadline
+    assert "message length 8388608 exceeds the limit of 65536 bytes (before the publish was authorised)" in caplog.text
+    c = await Client.open(server.port)
+    c.writer.write(set_chunk_size(1 << 24))
+    assert await c.closed_by_server(2)
+    assert "chunk size 16777216 out of range 1..65536" in caplog.text
+    await until(lambda: server.connections == 0)
+    assert server.budget.used == 0 and server.budget.peak < 64 * 1024
+
+
+async def test_unauthenticated_connections_share_one_memory_budget(serve) -> None:
+    limit = 512 * 1024
+    server, _ = await serve(unauthenticated_memory_bytes=limit, max_connections_per_peer=64, max_unauthenticated=64)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        clients = []
+        for _ in range(24):  # 24 x 60 KiB half-sent: three times what the budget allows
+            c = await Client.open(server.port)
+            c.writer.write(half_sent_command())
+            clients.append((c, await pong_or_closed(c)))
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    answered = [c for c, outcome in clients if outcome == "pong"]
+    assert 1 <= len(answered) <= limit // (60 * 1024)
+    assert server.budget.peak <= limit and server.budget.used <= limit
+    assert held < limit + 512 * 1024  # everything else (24 client and server connections) is small
+    # an honest publisher's few KiB still fit: the biggest holder makes room
+    real = await Client.open(server.port)
+    assert (await real.publish("live", "demo?key=K"))[3]["code"] == "NetStream.Publish.Start"  # type: ignore[index]
+    assert server.budget.used <= limit
+    for c, _ in clients:
+        c.writer.close()
+    real.writer.close()
+
+
+async def test_idle_flood_from_one_address_cannot_lock_out_a_publisher(serve, caplog) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    server, collect = await serve(handshake_timeout_s=1.0, log_interval_s=60)  # 64 slots, 16 per address
+    now = [1000.0]
+    server.rate_log.clock = lambda: now[0]
+    flood = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(64)]  # never say a word
+    await until(lambda: server.connections == 16 and sum(r.at_eof() for r, _ in flood) == 48)
+    real = await Client.open(server.port, source="127.0.0.2")  # a publisher with a key, elsewhere
+    assert (await real.publish("live", "demo?key=K"))[3]["code"] == "NetStream.Publish.Start"  # type: ignore[index]
+    await until(lambda: all(r.at_eof() for r, _ in flood))  # the idle ones hit the deadline
+    assert server.connections == 1 and server.sessions == tuple(collect.sessions)
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len([m for m in lines if "too many connections from 127.0.0.1 (max_per_peer=16)" in m]) == 1
+    assert len([m for m in lines if "handshake timeout after 1 s" in m]) == 1
+    assert len(lines) == 2, lines
+    now[0] += 61  # the next refusal carries the count of those swallowed
+    extra = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(17)]
+    await until(lambda: any(r.at_eof() for r, _ in extra))
+    assert "+47 similar in the last 61 s" in caplog.text
+    for _, w in flood + extra:
+        w.close()
+    real.writer.close()
+
+
+async def test_unauthenticated_cap_evicts_the_crowded_address_first(serve, caplog) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    server, _ = await serve(max_sessions=8, max_connections_per_peer=4, max_unauthenticated=6)
+    crowd = [await Client.open(server.port, source="127.0.0.3") for _ in range(4)]
+    others = [await Client.open(server.port, source=f"127.0.1.{i}") for i in (1, 2)]
+    assert server.slots.unauthenticated == 6
+    real = await Client.open(server.port, source="127.0.0.2")  # the cap is full: the crowd's oldest goes
+    assert (await real.publish("live", "demo?key=K"))[3]["code"] == "NetStream.Publish.Start"  # type: ignore[index]
+    assert await crowd[0].closed_by_server(2)
+    assert "evicted: too many unauthenticated connections (4 from 127.0.0.3)" in caplog.text
+    for c in [*crowd[1:], *others]:
+        assert await connect_works_on(c)
+    for c in [*crowd, *others, real]:
+        c.writer.close()
+
+
+async def connect_works_on(c: Client) -> bool:
+    c.command("connect", 1, {"app": "live"})
+    return (await c.reply("_result"))[3]["code"] == "NetConnection.Connect.Success"  # type: ignore[index]
 
 
 async def test_kick_and_shutdown_end_sessions(serve) -> None:
@@ -943,3 +1122,46 @@ async def test_ffmpeg_live_decode_through_byte_queue(serve, clips) -> None:
     [facts] = results
     assert facts["video"] == 120 and facts["audio_s"] >= 3.9
     assert facts["first_video_at"] < pushed_until - 2.0  # decoding started while the push had seconds to go
+
+
+# ---------------------------------------------------------------- the ingest bridge and its settings
+
+
+def test_rtmp_limits_from_the_config_file(tmp_path) -> None:
+    path = tmp_path / "packager.toml"
+    path.write_text("[server]\nrtmp_publish_timeout = 4\nrtmp_max_per_peer = 3\nrtmp_max_unauthenticated = 12\n")
+    limits = load(path, StreamConfig(name="demo"), []).rtmp_limits
+    assert limits == RtmpLimits(publish_timeout_s=4.0, max_per_peer=3, max_unauthenticated=12)
+    assert load(None, StreamConfig(name="demo"), []).rtmp_limits == RtmpLimits()
+    for text, fragment in [
+        ("rtmp_publish_timeout = 0", "rtmp_publish_timeout: 0.0 must be in 1..120 seconds"),
+        ("rtmp_max_per_peer = 65", "rtmp_max_per_peer: 65 must be in 1..64"),
+        ('rtmp_max_unauthenticated = "8"', "rtmp_max_unauthenticated must be an integer"),
+    ]:
+        path.write_text(f"[server]\n{text}\n")
+        with pytest.raises(ConfigError, match=re.escape(fragment)):
+            load(path, StreamConfig(name="demo"), [])
+
+
+async def test_bridge_applies_limits_and_rate_limits_refusals(caplog) -> None:
+    caplog.set_level(logging.INFO, logger="packager.ingest.bridge")
+    settings = IngestSettings(
+        streams={"demo": StreamSettings(StreamConfig(name="demo"), "key-for-demo-123")},
+        rtmp_limits=RtmpLimits(publish_timeout_s=3.0, max_per_peer=2, max_unauthenticated=5),
+    )
+    gate = IngestGate(settings)
+    server = await start_rtmp("127.0.0.1", 0, gate, None)  # type: ignore[arg-type]  # no publish reaches it
+    try:
+        assert server.handshake_timeout_s == 3.0
+        assert server.slots.limits == SlotLimits(max_connections=64, max_per_peer=2, max_unauthenticated=5)
+    finally:
+        await server.close()
+    now = [0.0]
+    authorize = authorizer(gate, {}, RateLimitedLog(logging.getLogger("packager.ingest.bridge"), clock=lambda: now[0]))
+    for i in range(50):  # a key-guessing client
+        assert not authorize("live", "demo", f"guess-{i:04d}", f"127.0.0.1:{40000 + i}").ok
+    now[0] += 11
+    assert not authorize("live", "demo", "guess-last", "127.0.0.1:50000").ok
+    lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert len(lines) == 2 and "+49 similar in the last 11 s" in lines[1], lines
+    assert "guess-" not in caplog.text

@@ -12,15 +12,27 @@ import logging
 from packager.ingest.gate import IngestGate, Ticket
 from packager.ingest.manager import IngestManager
 from packager.ingest.pipe import ByteQueue, ByteQueueClosed
-from packager.ingest.rtmp import PUBLISH_BADNAME, PUBLISH_UNAUTHORIZED, Decision, PublishSession, RtmpServer
+from packager.ingest.rtmp import (
+    PUBLISH_BADNAME,
+    PUBLISH_UNAUTHORIZED,
+    Authorizer,
+    Decision,
+    PublishSession,
+    RtmpServer,
+)
+from packager.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
 READ_SIZE = 64 * 1024
 
 
-def authorizer(gate: IngestGate, reserved: dict[str, Ticket]):  # type: ignore[no-untyped-def]
-    """Checks the key and reserves the stream at once, so two publishers cannot both get in."""
+def authorizer(gate: IngestGate, reserved: dict[str, Ticket], refusals: RateLimitedLog | None = None) -> Authorizer:
+    """Checks the key and reserves the stream at once, so two publishers cannot both get in.
+
+    Refusals are logged at most once per interval and peer address (a key-guessing
+    client repeats them at will), with the count of those swallowed."""
+    refusals = refusals or RateLimitedLog(log)
 
     def authorize(app: str, stream: str, key: str | None, peer: str) -> Decision:
         if app != "live":
@@ -32,7 +44,8 @@ def authorizer(gate: IngestGate, reserved: dict[str, Ticket]):  # type: ignore[n
         status = PUBLISH_BADNAME if verdict.status in (409, 503) else PUBLISH_UNAUTHORIZED
         # a broadcaster who typed only the key sends it as the stream name: never log an unknown name
         shown = stream if stream in gate.settings.streams else "***"
-        log.warning("rtmp %s: publish to %s refused: %s", peer, shown, verdict.reason)
+        host = peer.rpartition(":")[0] or peer
+        refusals.warning((host, "rtmp-refused"), "rtmp %s: publish to %s refused: %s", peer, shown, verdict.reason)
         return Decision(False, stream, verdict.reason, status)
 
     return authorize
@@ -79,7 +92,17 @@ def publisher(gate: IngestGate, manager: IngestManager, reserved: dict[str, Tick
 
 async def start_rtmp(host: str, port: int, gate: IngestGate, manager: IngestManager) -> RtmpServer:
     reserved: dict[str, Ticket] = {}
-    server = RtmpServer(host, port, authorizer(gate, reserved), publisher(gate, manager, reserved))
+    limits = gate.settings.rtmp_limits
+    server = RtmpServer(
+        host,
+        port,
+        authorizer(gate, reserved),
+        publisher(gate, manager, reserved),
+        max_sessions=limits.max_connections,
+        max_connections_per_peer=limits.max_per_peer,
+        max_unauthenticated=limits.max_unauthenticated,
+        handshake_timeout_s=limits.publish_timeout_s,
+    )
     await server.start()
     log.info("rtmp: listening on rtmp://%s:%d/live/{stream}?key=KEY", host, server.port)
     return server

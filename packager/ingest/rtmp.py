@@ -803,28 +803,36 @@ class _Connection:
         self.received = 1 + 2 * HANDSHAKE_SIZE
 
     async def _serve(self) -> None:
-        idle = self.server.idle_timeout_s
-        budget = self.server.budget
         while self.stop_reason is None:
-            try:
-                async with asyncio.timeout(idle):
-                    data = await self.reader.read(READ_SIZE)
-            except TimeoutError:
-                raise _Close(f"idle timeout: no data for {idle:g} s", warn=self.session is None) from None
-            if not data:
-                raise _Close(self.stop_reason or "publisher disconnected", warn=False)
-            self.received += len(data)
-            if not self.published and not budget.charge(self, self.parser.buffered + len(data)):
-                raise _Close(f"unauthenticated connections would hold more than {budget.limit_bytes} bytes together")
-            for msg in self.parser.feed(data):
-                await self._on_message(msg)
-                if self.stop_reason is not None:
-                    break
-            if not self.published and self.stop_reason is None:
-                budget.charge(self, self.parser.buffered)  # less than charged above: always fits
+            # No local keeps the bytes read: while waiting for more, the parser's buffer is all we hold.
+            await self._take_in(await self._read())
             if self.stop_reason is None and self.peer_window and self.received - self.acked >= self.peer_window:
                 self.acked = self.received
                 await self._send(2, MSG_ACK, (self.received & _TS_MASK).to_bytes(4, "big"))
+
+    async def _read(self) -> bytes:
+        idle = self.server.idle_timeout_s
+        try:
+            async with asyncio.timeout(idle):
+                data = await self.reader.read(READ_SIZE)
+        except TimeoutError:
+            raise _Close(f"idle timeout: no data for {idle:g} s", warn=self.session is None) from None
+        if not data:
+            raise _Close(self.stop_reason or "publisher disconnected", warn=False)
+        self.received += len(data)
+        return data
+
+    async def _take_in(self, data: bytes) -> None:
+        """Parse ``data`` and act on its messages; before authorisation, within the shared memory budget."""
+        budget = self.server.budget
+        if not self.published and not budget.charge(self, self.parser.buffered + len(data)):
+            raise _Close(f"unauthenticated connections would hold more than {budget.limit_bytes} bytes together")
+        for msg in self.parser.feed(data):
+            await self._on_message(msg)
+            if self.stop_reason is not None:
+                return
+        if not self.published:
+            budget.charge(self, self.parser.buffered)  # less than charged above: always fits
 
     # -- sending
 
