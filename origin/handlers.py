@@ -31,7 +31,7 @@ from packager.timebase import iso_from_epoch_s
 
 log = logging.getLogger(__name__)
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")  # \Z, not $: "$" also matches before a final newline
 SEGMENT_FILE = re.compile(r"^(\d{1,18})\.m4s$")
 PART_FILE = re.compile(r"^(\d{1,18})\.(\d{1,6})\.m4s$")
 PLAYER_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\.(html|js|css|json|svg|ico|png)$")

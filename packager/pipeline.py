@@ -19,6 +19,7 @@ import av
 from packager.chunker import TrackChunker
 from packager.config import StreamConfig
 from packager.model import Sample
+from packager.offloop import call_in_thread
 from packager.sources import Source, SourceInfo
 from packager.store import Store, StreamStore
 from packager.timebase import MediaClock
@@ -78,7 +79,7 @@ class Pipeline:
         """Probe the source (off the loop), build encoders and start every thread."""
         self._loop = asyncio.get_running_loop()
         self._done = asyncio.Event()
-        info = await asyncio.to_thread(self.source.probe)
+        info = await call_in_thread(self.source.probe, name=f"probe-{self.config.name}")  # not the shared executor
         self.info = info
         cfg = self.config
         timing = cfg.timing

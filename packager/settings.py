@@ -16,6 +16,11 @@ Example::
                               # (default: max_ingest_kbps / max_publishers)
     refusal_limit = 20        # refused attempts from one address within refusal_window ...
     refusal_window = 10       # ... after which it is answered 429 until the window passes
+    push_idle_timeout = 5     # seconds without a byte before a push is ended (the slate takes over)
+    max_input_width = 4096    # larger pushed pictures (or frame rates) are refused with 422
+    max_input_height = 4096
+    max_input_pixels = 8912896
+    max_input_fps = 120
 
     [defaults]                # any stream flag: ladder, audio_bitrate, segment, part, window, preset
     ladder = "1280x720@3000k,854x480@1400k,640x360@800k"
@@ -44,16 +49,20 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from packager.admission import InputLimits
 from packager.config import ConfigError, Encoding, Ladder, StreamConfig, Timing, check_name, parse_seconds
 from packager.events import parse_types
 
 _STREAM_KEYS = {"key", "ladder", "audio_bitrate", "segment", "part", "window", "preset", "takeover", "max_kbps"}
 _SERVER_KEYS = {"srt_port", "rtmp_port", "reconnect_window", "keep", "max_publishers", "max_ingest_kbps"}
 _SERVER_KEYS |= {"publisher_kbps", "refusal_limit", "refusal_window"}
+_PUSH_KEYS = {"push_idle_timeout", "max_input_width", "max_input_height", "max_input_pixels", "max_input_fps"}
+_SERVER_KEYS |= _PUSH_KEYS
 _RTMP_KEYS = {"rtmp_publish_timeout", "rtmp_max_per_peer", "rtmp_max_unauthenticated"}
 _SERVER_KEYS |= _RTMP_KEYS
 _DEFAULT_KEYS = {"ladder", "audio_bitrate", "segment", "part", "window", "preset"}
@@ -155,6 +164,8 @@ class IngestSettings:
     publisher_kbps: int | None = None  # None: max_ingest_kbps // max_publishers
     refusal_limit: int = 20
     refusal_window_s: float = 10.0
+    push_idle_timeout_s: float = 5.0
+    input_limits: InputLimits = field(default_factory=InputLimits)
 
     def __post_init__(self) -> None:
         if not 0 <= self.rtmp_port <= 65535:
@@ -170,6 +181,30 @@ class IngestSettings:
         if not 100 <= self.max_ingest_kbps <= 10_000_000:
             raise ConfigError(f"max_ingest_kbps: {self.max_ingest_kbps} must be in 100..10000000")
         _check_ingest_limits(self)
+        if not 0.1 <= self.push_idle_timeout_s <= 600:
+            raise ConfigError(f"push_idle_timeout: {self.push_idle_timeout_s} must be in 0.1..600 seconds")
+
+
+def _input_limits(values: dict[str, Any]) -> InputLimits:
+    """``[server]`` max_input_* fields over the defaults, each checked."""
+    default = InputLimits()
+    checked: dict[str, int] = {}
+    for key, low, high, fallback in (
+        ("max_input_width", 16, 16384, default.max_width),
+        ("max_input_height", 16, 16384, default.max_height),
+        ("max_input_pixels", 256, 16384 * 16384, default.max_pixels),
+        ("max_input_fps", 1, 1000, int(default.max_fps)),
+    ):
+        value = values.get(key, fallback)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ConfigError(f"--config: [server].{key} must be an integer in {low}..{high}")
+        checked[key] = value
+    return InputLimits(
+        checked["max_input_width"],
+        checked["max_input_height"],
+        checked["max_input_pixels"],
+        Fraction(checked["max_input_fps"]),
+    )
 
 
 def _check_key(key: object, where: str) -> str:
@@ -324,6 +359,7 @@ def load(path: Path | None, base: StreamConfig, flag_keys: list[str], **override
     webhooks, dead_letter, backlog = _events_section(data)
     values = {k: server[k] for k in server}
     values.update({k: v for k, v in overrides.items() if v is not None})
+    input_limits = _input_limits(values)
     try:
         return IngestSettings(
             webhooks=webhooks,
@@ -340,6 +376,8 @@ def load(path: Path | None, base: StreamConfig, flag_keys: list[str], **override
             publisher_kbps=None if values.get("publisher_kbps") is None else int(values["publisher_kbps"]),
             refusal_limit=int(values.get("refusal_limit", 20)),
             refusal_window_s=float(values.get("refusal_window", 10)),
+            push_idle_timeout_s=float(values.get("push_idle_timeout", 5)),
+            input_limits=input_limits,
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"--config: [server]: {exc}") from None

@@ -2,12 +2,12 @@
 
 ``RtmpServer`` accepts many publishers on one port and calls the caller's
 ``Authorizer`` and ``PublishHandler``; each ``PublishSession`` reads as an FLV
-byte stream. ``ByteQueue`` and ``pump`` carry those bytes to a blocking reader
-thread, where ``av.open(queue, format="flv")`` decodes them live.
+byte stream. ``ByteQueue`` carries those bytes to a blocking reader thread,
+where ``av.open(queue, format="flv")`` decodes them live.
 """
 
 from packager.ingest.amf import AmfDate, AmfError, AmfValue, EcmaArray, Undefined
-from packager.ingest.pipe import AsyncReader, ByteQueue, ByteQueueClosed, ByteQueueFull, pump
+from packager.ingest.pipe import ByteQueue, ByteQueueClosed
 from packager.ingest.rtmp import (
     PUBLISH_BADNAME,
     PUBLISH_START,
@@ -34,11 +34,9 @@ __all__ = [
     "AmfDate",
     "AmfError",
     "AmfValue",
-    "AsyncReader",
     "Authorizer",
     "ByteQueue",
     "ByteQueueClosed",
-    "ByteQueueFull",
     "ChunkError",
     "ChunkParser",
     "Decision",
@@ -53,5 +51,4 @@ __all__ = [
     "Undefined",
     "encode_message",
     "parse_publish_target",
-    "pump",
 ]

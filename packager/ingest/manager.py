@@ -7,6 +7,11 @@ probed and attached to that same feed, so encoders, numbering and the media
 timeline simply continue. Between pushes the feed shows a slate; when no push
 returns within the reconnect window the pipeline ends the stream (ENDLIST,
 static MPD), which then stays served as VOD for ``keep`` seconds.
+
+Every push is probed before anything is built from it, on its own thread with
+a deadline (a stalled peer never holds a thread of the loop's shared executor,
+which serves files), and refused with a status and reason when it is not
+usable media or is over the input limits.
 """
 
 from __future__ import annotations
@@ -16,20 +21,25 @@ import logging
 from dataclasses import dataclass
 
 from packager.ingest.pipe import ByteQueue
+from packager.offloop import call_in_thread
 from packager.pipeline import Pipeline
+from packager.ratelog import RateLimitedLog
 from packager.settings import IngestSettings
 from packager.sources import SourceError
-from packager.sources.feed import FeedSource
-from packager.sources.media import MediaSource
+from packager.sources.feed import Attached, FeedSource
+from packager.sources.media import InputOverLimit, InputStalled, MediaSource
 from packager.store import Store
 
 log = logging.getLogger(__name__)
+
+PROBE_DEADLINE_S = 30.0  # a peer trickling bytes cannot keep a probe going longer than this
 
 
 @dataclass(frozen=True)
 class PublishResult:
     published: bool  # False: the push was refused before any media was published
     reason: str
+    status: int = 200  # HTTP-style: 200 published; 408 no media in time; 415 not usable media; 422 over the limits
 
 
 @dataclass
@@ -47,6 +57,7 @@ class IngestManager:
         self.feeds: dict[str, _Feed] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._drop_timers: dict[str, asyncio.TimerHandle] = {}
+        self._refusals = RateLimitedLog(log)
 
     async def publish(
         self,
@@ -54,58 +65,101 @@ class IngestManager:
         queue: ByteQueue,
         *,
         protocol: str,
-        fmt: str | None = None,
+        fmt: str,
         options: dict[str, str] | None = None,
     ) -> PublishResult:
-        """Package what arrives in ``queue`` until it ends; says whether media was published and why it ended."""
-        settings = self.settings.streams[stream]
+        """Package what arrives in ``queue`` (container ``fmt``) until it ends; says whether it was published and why.
+
+        ``fmt`` is one of the push demuxers (``packager.admission.PUSH_FORMATS``), never guessed."""
         source = MediaSource(
-            f"{protocol}://{stream}", reader=queue, format=fmt, paced=False, live=True, options=options
+            f"{protocol}://{stream}",
+            reader=queue,
+            format=fmt,
+            paced=False,
+            live=True,
+            options=options,
+            limits=self.settings.input_limits,
         )
         timer = self._drop_timers.pop(stream, None)
         if timer is not None:
             timer.cancel()
         feed = self.feeds.get(stream)
-        entry = None
         if feed is not None and not feed.pipeline.stop_event.is_set() and not feed.source.finished:
-            source.want_fps = feed.source.info.fps
-            try:
-                await asyncio.to_thread(source.probe)
-            except SourceError as exc:
-                queue.abort()
-                log.warning("%s: push refused: %s", stream, exc)
-                return PublishResult(False, str(exc))
-            previous = feed.queue
-            entry = feed.source.attach(source)
-            if entry is not None:
-                if previous is not None:
-                    previous.abort()  # a takeover: the previous publisher's input ends now
-                feed.queue = queue
-                current = self.store.get(stream)
-                if current is not None:
-                    current.on_input_switch()
-                log.info("%s: %s publisher back on the same timeline", stream, protocol)
-        if entry is None:  # a first push, or the previous feed just ended: start a feed (reuses a probe)
-            feed_source = FeedSource(source, window_s=self.settings.reconnect_window_s)
-            pipeline = Pipeline(settings.config, feed_source, self.store, backpressure=True)
-            try:
-                await pipeline.start()
-            except SourceError as exc:
-                queue.abort()
-                log.warning("%s: push refused: %s", stream, exc)
-                return PublishResult(False, str(exc))
-            feed = _Feed(pipeline, feed_source, queue)
-            self.feeds[stream] = feed
-            self.pipelines[stream] = pipeline
-            task = asyncio.create_task(self._watch(stream, feed))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-            entry = feed_source.first
-            log.info("%s: %s publisher live", stream, protocol)
-        assert entry is not None
-        await asyncio.to_thread(entry.done.wait)
+            source.want_fps = feed.source.info.fps  # a returning feed keeps the stream's frame rate
+        refused = await self._probe(stream, source, queue)
+        if refused is not None:
+            return refused
+        entry = self._attach(stream, source, queue, protocol)
+        if entry is None:  # a first push, or the previous feed just ended: start a feed (reuses the probe)
+            started = await self._start_feed(stream, source, queue, protocol)
+            if isinstance(started, PublishResult):
+                return started
+            entry = started
+        reason = await entry.finished()
         queue.abort()  # the input is done reading; unblock a writer still pushing
-        return PublishResult(True, entry.reason)
+        return PublishResult(True, reason)
+
+    async def _probe(self, stream: str, source: MediaSource, queue: ByteQueue) -> PublishResult | None:
+        """Open and probe ``source`` on its own thread; a refusal, or None when it is usable media."""
+        before = queue.read_timeout_s
+        if before is None:  # a probe waits for bytes no longer than a push may stay idle
+            queue.read_timeout_s = self.settings.push_idle_timeout_s
+        probing = call_in_thread(source.probe, name=f"probe-{stream}", on_abandoned=lambda _info: source.close())
+        try:
+            await asyncio.wait_for(probing, PROBE_DEADLINE_S)
+        except TimeoutError:
+            return self._refuse(stream, queue, 408, f"no usable media within {PROBE_DEADLINE_S:g} s")
+        except InputStalled as exc:
+            return self._refuse(stream, queue, 408, str(exc))
+        except InputOverLimit as exc:
+            return self._refuse(stream, queue, 422, str(exc))
+        except SourceError as exc:
+            return self._refuse(stream, queue, 415, str(exc))
+        finally:
+            queue.read_timeout_s = before
+        return None
+
+    def _refuse(self, stream: str, queue: ByteQueue, status: int, reason: str) -> PublishResult:
+        queue.abort()  # also ends a probe still blocked reading
+        self._refusals.warning(("push-refused", stream, status), "%s: push refused: %s", stream, reason)
+        return PublishResult(False, reason, status)
+
+    def _attach(self, stream: str, source: MediaSource, queue: ByteQueue, protocol: str) -> Attached | None:
+        """Make the probed ``source`` the input of the stream's running feed; None when there is none."""
+        feed = self.feeds.get(stream)
+        if feed is None or feed.pipeline.stop_event.is_set() or feed.source.finished:
+            return None
+        previous = feed.queue
+        entry = feed.source.attach(source)
+        if entry is None:
+            return None
+        if previous is not None:
+            previous.abort()  # a takeover: the previous publisher's input ends now
+        feed.queue = queue
+        current = self.store.get(stream)
+        if current is not None:
+            current.on_input_switch()
+        log.info("%s: %s publisher back on the same timeline", stream, protocol)
+        return entry
+
+    async def _start_feed(
+        self, stream: str, source: MediaSource, queue: ByteQueue, protocol: str
+    ) -> Attached | PublishResult:
+        feed_source = FeedSource(source, window_s=self.settings.reconnect_window_s)
+        pipeline = Pipeline(self.settings.streams[stream].config, feed_source, self.store, backpressure=True)
+        try:
+            await pipeline.start()
+        except SourceError as exc:
+            source.close()
+            return self._refuse(stream, queue, 415, str(exc))
+        feed = _Feed(pipeline, feed_source, queue)
+        self.feeds[stream] = feed
+        self.pipelines[stream] = pipeline
+        task = asyncio.create_task(self._watch(stream, feed))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        log.info("%s: %s publisher live", stream, protocol)
+        return feed_source.first
 
     async def _watch(self, stream: str, feed: _Feed) -> None:
         """When the feed's pipeline ends (window passed or shutdown), keep the VOD, then drop it."""

@@ -1,13 +1,12 @@
 """A bounded byte pipe from the event loop to a blocking reader thread (PyAV's file-like input).
 
-``ByteQueue`` is fed on the loop (``feed`` / ``await put`` / ``close``) and read
-on a worker thread with a blocking ``read(n)``, which is all PyAV needs from a
+``ByteQueue`` is fed on the loop (``await put`` / ``close``) and read on a
+worker thread with a blocking ``read(n)``, which is all PyAV needs from a
 file-like object: ``av.open(queue, format="flv")`` (call it on that thread, it
 blocks). The queue is not seekable on purpose, so PyAV treats it as a stream.
-
-``pump(source, queue)`` copies any async reader (such as an RTMP
-``PublishSession``) into a queue, waiting for room so that a slow reader pushes
-back on the source instead of growing memory.
+``put`` waits for room, so a slow reader pushes back on the writer instead of
+growing memory; a ``read_timeout_s`` makes a stalled writer a read error
+(``TimeoutError``) instead of a reader blocked for ever.
 """
 
 from __future__ import annotations
@@ -15,23 +14,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import threading
-from typing import Protocol
 
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024
 
 
-class ByteQueueFull(Exception):
-    """``feed`` would buffer more than the queue's bound."""
-
-
 class ByteQueueClosed(Exception):
     """The queue no longer takes data: the writer closed it or the reader aborted."""
-
-
-class AsyncReader(Protocol):
-    """Anything with ``async read(n) -> bytes`` that returns ``b""`` at the end."""
-
-    async def read(self, n: int = -1) -> bytes: ...
 
 
 def take(chunks: collections.deque[bytes], n: int, size: int) -> bytes:
@@ -62,10 +50,11 @@ def _wake(fut: asyncio.Future[None]) -> None:
 class ByteQueue:
     """Bytes in on the loop, a blocking ``read(n)`` out on another thread, at most ``max_bytes`` held."""
 
-    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES, *, read_timeout_s: float | None = None) -> None:
         if max_bytes < 1:
             raise ValueError(f"max_bytes must be >= 1, got {max_bytes}")
         self.max_bytes = max_bytes
+        self.read_timeout_s = read_timeout_s  # the default for ``read``: None waits for ever
         self._chunks: collections.deque[bytes] = collections.deque()
         self._size = 0
         self._eof = False
@@ -86,21 +75,6 @@ class ByteQueue:
 
     def _room_for(self, size: int) -> bool:
         return self._size == 0 or self._size + size <= self.max_bytes
-
-    def feed(self, data: bytes) -> None:
-        """Append ``data`` without waiting. Raises ``ByteQueueFull`` past the bound, ``ByteQueueClosed`` if closed.
-
-        A single piece larger than the bound is taken when the queue is empty."""
-        if not data:
-            return
-        with self._lock:
-            if self._eof or self._aborted:
-                raise ByteQueueClosed("byte queue is closed")
-            if not self._room_for(len(data)):
-                raise ByteQueueFull(f"byte queue full: {self._size} of {self.max_bytes} bytes buffered")
-            self._chunks.append(bytes(data))
-            self._size += len(data)
-            self._readable.notify_all()
 
     async def put(self, data: bytes) -> None:
         """Append ``data``, waiting (on the running loop) until the reader has made room."""
@@ -130,7 +104,7 @@ class ByteQueue:
         self._wake_writers(waiters)
 
     def abort(self) -> None:
-        """Reader side: stop. Buffered data is dropped; ``feed``/``put`` raise ``ByteQueueClosed``."""
+        """Reader side: stop. Buffered data is dropped; ``put`` raises ``ByteQueueClosed``."""
         with self._lock:
             self._aborted = True
             self._chunks.clear()
@@ -142,12 +116,15 @@ class ByteQueue:
     def read(self, n: int = -1, timeout: float | None = None) -> bytes:
         """Block until data is available; return up to ``n`` bytes (all buffered if ``n < 0``), ``b""`` at the end.
 
-        With a ``timeout`` (seconds) and nothing arriving in time, raises ``TimeoutError``."""
+        With a ``timeout`` (seconds, default ``read_timeout_s``) and nothing arriving in time, raises
+        ``TimeoutError``."""
         if n == 0:
             return b""
+        if timeout is None:
+            timeout = self.read_timeout_s
         with self._lock:
             if not self._readable.wait_for(lambda: self._size > 0 or self._eof or self._aborted, timeout):
-                raise TimeoutError(f"no data within {timeout} s")
+                raise TimeoutError(f"no data for {timeout:g} s")
             if self._aborted or self._size == 0:
                 return b""
             out = self._take(n)
@@ -169,24 +146,3 @@ class ByteQueue:
                 loop.call_soon_threadsafe(_wake, fut)
             except RuntimeError:  # the loop closed meanwhile: nobody is waiting any more
                 continue
-
-
-async def pump(source: AsyncReader, queue: ByteQueue, chunk_size: int = 64 * 1024) -> int:
-    """Copy ``source`` into ``queue`` until the source ends or the reader aborts; then close the queue.
-
-    Returns the number of bytes copied. A slow reader makes this wait, so the
-    source's own bound (e.g. an RTMP session's buffer limit) decides what happens."""
-    copied = 0
-    try:
-        while True:
-            data = await source.read(chunk_size)
-            if not data:
-                break
-            try:
-                await queue.put(data)
-            except ByteQueueClosed:
-                break
-            copied += len(data)
-    finally:
-        queue.close()
-    return copied

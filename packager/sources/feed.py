@@ -11,6 +11,7 @@ at the grid slot right after the last frame delivered.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -31,12 +32,47 @@ SLATE_AUDIO_CHUNK = 1024
 
 @dataclass
 class Attached:
-    """One input's place in the feed: ``done`` is set (with ``reason``) when it stops delivering."""
+    """One input's place in the feed: ``done`` is set (with ``reason``) when it stops delivering.
+
+    ``finished()`` is the same moment as a future of the caller's loop, so waiting for an input
+    never holds a thread."""
 
     source: MediaSource
     stop: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
     reason: str = ""
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[str]]] = field(default_factory=list, repr=False)
+
+    def finish(self, reason: str) -> None:
+        """Any thread: this input stopped delivering, because of ``reason``."""
+        with self._lock:
+            if self.done.is_set():
+                return
+            self.reason = reason
+            self.done.set()
+            waiters, self._waiters = self._waiters, []
+        for loop, fut in waiters:
+            try:
+                loop.call_soon_threadsafe(_settle, fut, reason)
+            except RuntimeError:  # that loop closed: nobody is waiting any more
+                continue
+
+    def finished(self) -> asyncio.Future[str]:
+        """On a running loop: a future that gets the end reason once this input stopped delivering."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[str] = loop.create_future()
+        with self._lock:
+            if not self.done.is_set():
+                self._waiters.append((loop, fut))
+                return fut
+        fut.set_result(self.reason)
+        return fut
+
+
+def _settle(fut: asyncio.Future[str], reason: str) -> None:
+    if not fut.done():
+        fut.set_result(reason)
 
 
 class _Either:
@@ -104,8 +140,7 @@ class FeedSource:
             if self.finished:
                 return None
             if self._next is not None:
-                self._next.reason = "replaced before it started"
-                self._next.done.set()
+                self._next.finish("replaced before it started")
             self._next = entry
             if self._current is not None:
                 self._current.stop.set()
@@ -120,8 +155,7 @@ class FeedSource:
                 self.finished = True
                 pending, self._next = self._next, None
             if pending is not None:
-                pending.reason = "the feed ended before this input started"
-                pending.done.set()
+                pending.finish("the feed ended before this input started")
 
     def _run(self, sink: FrameSink, stop: threading.Event) -> str:
         tracker = _Tracker(sink)
@@ -136,14 +170,14 @@ class FeedSource:
                 elif tracker.next_audio is not None:
                     entry.source.not_before_s = tracker.next_audio / AUDIO_TIMESCALE
                 try:
-                    entry.reason = entry.source.run(tracker, _Either(stop, entry.stop), None)  # type: ignore[arg-type]
+                    reason = entry.source.run(tracker, _Either(stop, entry.stop), None)  # type: ignore[arg-type]
                 except Exception as exc:  # an input failing ends that input, not the stream
                     log.exception("feed input failed")
-                    entry.reason = f"input error: {exc}"
+                    reason = f"input error: {exc}"
                 with self._lock:
                     self._current = None
-                entry.done.set()
-                log.info("feed input ended: %s", entry.reason)
+                entry.finish(reason)
+                log.info("feed input ended: %s", reason)
                 entry = None
                 continue
             entry = self._slate(tracker, stop)

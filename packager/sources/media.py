@@ -4,7 +4,9 @@ Decodes once on the source thread, rebases timestamps onto the media clock
 (UTC-anchored when paced/live, zero-based for ``--fast`` VOD), converts video
 to a constant frame rate, and paces delivery at 1x unless told not to. A
 corrupt packet is counted and skipped; a decoder error on one frame never
-ends the stream.
+ends the stream. A pushed byte stream (``reader``) is always opened with one
+of the push demuxers and its safety options (see :mod:`packager.admission`),
+never with format probing.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import BinaryIO
 
 import av
 
+from packager.admission import PUSH_FORMATS, InputLimits, demuxer_options
 from packager.sources.base import FrameSink, SourceError, SourceInfo
 from packager.sources.clock import CfrScheduler, Rebaser, grid_ticks
 from packager.timebase import AUDIO_TIMESCALE, VIDEO_TIMESCALE
@@ -25,6 +28,14 @@ from packager.timebase import AUDIO_TIMESCALE, VIDEO_TIMESCALE
 log = logging.getLogger(__name__)
 
 _NETWORK = ("rtmp://", "rtmps://", "rtsp://", "srt://", "http://", "https://", "udp://", "tcp://", "rtp://")
+
+
+class InputOverLimit(SourceError):
+    """The input's picture size or frame rate is over the configured limits."""
+
+
+class InputStalled(SourceError):
+    """A pushed byte stream sent nothing for longer than its reader waits."""
 
 
 def _error_text(exc: BaseException) -> str:
@@ -47,11 +58,20 @@ class MediaSource:
         format: str | None = None,
         live: bool | None = None,
         options: dict[str, str] | None = None,
+        limits: InputLimits | None = None,
     ) -> None:
+        """``reader``: a pushed byte stream (``url`` only names it), opened as ``format``, one of the push formats.
+
+        ``limits``: refuse (in ``probe``) a picture or frame rate over them."""
+        if reader is not None and format not in PUSH_FORMATS:
+            raise ValueError(f"a pushed byte stream needs a push format ({', '.join(PUSH_FORMATS)}), got {format!r}")
         self.url = url
-        self.options = options or {}  # demuxer options, e.g. a short probe for FLV from RTMP
-        self.reader = reader  # a pushed byte stream (RTMP, HTTP ingest): ``url`` only names it
+        self.options = dict(options or {})  # demuxer options, e.g. a short probe for FLV from RTMP
+        if reader is not None:
+            self.options |= demuxer_options(format)  # type: ignore[arg-type]  # the safety options always win
+        self.reader = reader
         self.format = format
+        self.limits = limits
         self.live = paced if live is None else live
         self.not_before_s = 0.0  # a returning feed starts after the media already published
         self.paced = paced
@@ -71,6 +91,8 @@ class MediaSource:
         if self.reader is not None:
             try:
                 return av.open(self.reader, mode="r", format=self.format, options=self.options)
+            except TimeoutError as exc:
+                raise InputStalled(f"{self.url}: {exc}") from None
             except (av.error.FFmpegError, OSError, ValueError) as exc:
                 raise SourceError(f"{self.url}: not a media stream PyAV can read: {_error_text(exc)}") from None
         if not self.is_network and not os.path.exists(self.url):
@@ -102,10 +124,13 @@ class MediaSource:
             if not width or not height:
                 container.close()
                 raise SourceError(f"{self.url}: video stream has no picture size (corrupt or unsupported)")
-            if self.want_fps is None:
-                rate = video.average_rate or video.guessed_rate or video.base_rate
-                if rate and 1 <= rate <= 120:
-                    fps = Fraction(rate).limit_denominator(1001)
+            rate = video.average_rate or video.guessed_rate or video.base_rate
+            problem = self.limits.problem(width, height, Fraction(rate) if rate else None) if self.limits else None
+            if problem is not None:
+                container.close()
+                raise InputOverLimit(f"{self.url}: {problem}")
+            if self.want_fps is None and rate and 1 <= rate <= 120:
+                fps = Fraction(rate).limit_denominator(1001)
         self._container = container
         self.info = SourceInfo(
             description=self.url,
@@ -117,6 +142,12 @@ class MediaSource:
             live=self.live,
         )
         return self.info
+
+    def close(self) -> None:
+        """Give up a probed input that will not be run. Safe to call more than once."""
+        container, self._container = self._container, None
+        if container is not None:
+            container.close()
 
     def run(self, sink: FrameSink, stop: threading.Event, duration_s: float | None = None) -> str:
         container = self._container or self._open()
