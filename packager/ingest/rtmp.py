@@ -725,6 +725,7 @@ class _Connection:
     def evict(self, reason: str) -> None:
         """Go now (deadline passed, slots or memory budget): drop buffers, abort the socket unflushed."""
         self.parser.discard()
+        self.server.budget.release(self)
         self.stop(reason, warn=True)
         # close() would wait for a peer that never reads to take our replies; abort does not.
         self.writer.transport.abort()
@@ -824,6 +825,8 @@ class _Connection:
 
     async def _take_in(self, data: bytes) -> None:
         """Parse ``data`` and act on its messages; before authorisation, within the shared memory budget."""
+        if self.stop_reason is not None:  # stopped while the read was pending: what it returned is moot
+            return
         budget = self.server.budget
         if not self.published and not budget.charge(self, self.parser.buffered + len(data)):
             raise _Close(f"unauthenticated connections would hold more than {budget.limit_bytes} bytes together")

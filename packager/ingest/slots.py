@@ -5,11 +5,15 @@ server hold much for long. Two pure accounting objects (owned by the event
 loop, no I/O) enforce that:
 
 - :class:`ConnectionSlots` caps connections overall, per peer address, and
-  those not yet authorised. When the unauthorised cap is reached, the oldest
-  unauthorised connection of the address holding the most of them is evicted
-  to make room, so a flood from a few addresses pushes out its own
-  connections, not a lone real publisher that is still completing its
-  handshake.
+  those not yet authorised. A newcomer over a cap pushes out the oldest
+  unauthorised connection of its own address (per-address cap) or of the
+  address holding the most of them (unauthorised cap), so a flood of idle
+  connections only ever replaces its own, and a real publisher, even one
+  behind the same address, gets in as long as it completes its publish
+  before the flood has opened as many new connections as the cap allows. A
+  newcomer is refused only when there is nobody to push out: the address's
+  connections are all authorised publishers, or every waiting connection
+  comes from a different address.
 - :class:`MemoryBudget` bounds the bytes all unauthorised connections may
   buffer together. A connection that would take the total past the limit
   first evicts larger holders (an honest connect/publish command is a few KiB,
@@ -74,14 +78,16 @@ class ConnectionSlots:
         return self._per_peer[host]
 
     def admit(self, holder: Holder, host: str) -> str | None:
-        """Take a slot for a new, unauthorised connection; the reason it is refused, or ``None`` when admitted."""
+        """Take a slot for a new, unauthorised connection; the reason it is refused, or ``None`` when admitted.
+
+        Making room evicts at most one waiting connection (which frees a slot of every kind)."""
         limits = self.limits
-        if self.total >= limits.max_connections:
-            return f"too many connections (max_sessions={limits.max_connections})"
-        if self._per_peer[host] >= limits.max_per_peer:
+        if self._per_peer[host] >= limits.max_per_peer and not self._evict_oldest(host):
             return f"too many connections from {host} (max_per_peer={limits.max_per_peer})"
         if self.unauthenticated >= limits.max_unauthenticated and not self._evict_crowded():
             return f"too many unauthenticated connections (max_unauthenticated={limits.max_unauthenticated})"
+        if self.total >= limits.max_connections:
+            return f"too many connections (max_sessions={limits.max_connections})"
         self._host[holder] = host
         self._per_peer[host] += 1
         self._pending[holder] = None
@@ -100,6 +106,13 @@ class ConnectionSlots:
             if self._per_peer[host] <= 0:
                 del self._per_peer[host]
 
+    def _evict_oldest(self, host: str) -> bool:
+        victim = next((h for h in self._pending if self._host[h] == host), None)
+        if victim is None:
+            return False  # all of this address's connections are authorised publishers
+        self._evict(victim, f"evicted: too many connections from {host} (max_per_peer={self.limits.max_per_peer})")
+        return True
+
     def _evict_crowded(self) -> bool:
         pending_by_host = Counter(self._host[h] for h in self._pending)
         crowded = [host for host, n in pending_by_host.items() if n > 1]
@@ -107,9 +120,14 @@ class ConnectionSlots:
             return False  # every waiting connection comes from its own address: nobody to prefer
         heaviest = max(crowded, key=lambda host: pending_by_host[host])
         victim = next(h for h in self._pending if self._host[h] == heaviest)
-        del self._pending[victim]
-        victim.evict(f"evicted: too many unauthenticated connections ({pending_by_host[heaviest]} from {heaviest})")
+        count = pending_by_host[heaviest]
+        self._evict(victim, f"evicted: too many unauthenticated connections ({count} from {heaviest})")
         return True
+
+    def _evict(self, victim: Holder, reason: str) -> None:
+        # Its slot is free at once: the holder drops everything now, only its socket task is still ending.
+        self.leave(victim)
+        victim.evict(reason)
 
 
 class MemoryBudget:
