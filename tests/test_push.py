@@ -349,3 +349,18 @@ async def test_refused_names_and_keys_never_reach_the_log(make_origin, caplog: p
         assert pasted not in text and "wrong-key-abcdef" not in text and KEY not in text, text
     assert any("***" in r.getMessage() for r in caplog.records)
     assert origin.store.get("demo") is None
+
+
+@pytest.mark.media
+async def test_a_feed_stopped_before_its_first_input_ran_still_ends_that_input() -> None:
+    """A publish waits on its input's future: a feed that never ran that input must still settle it."""
+    from packager.sources.feed import FeedSource
+    from packager.sources.media import MediaSource
+
+    feed = FeedSource(MediaSource("http://x", reader=ByteQueue(), format="mpegts"), window_s=1)
+    waiting = feed.first.finished()
+    stop = threading.Event()
+    stop.set()
+    assert feed.run(None, stop) == "stopped"  # type: ignore[arg-type]
+    assert await asyncio.wait_for(waiting, 5) == "the feed ended before this input started"
+    assert feed.first.finished().done()  # asked after the end: settled at once

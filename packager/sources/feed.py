@@ -154,8 +154,9 @@ class FeedSource:
             with self._lock:
                 self.finished = True
                 pending, self._next = self._next, None
-            if pending is not None:
-                pending.finish("the feed ended before this input started")
+            for entry in (pending, self.first):  # the first one too, if a stop came before it ran
+                if entry is not None:
+                    entry.finish("the feed ended before this input started")
 
     def _run(self, sink: FrameSink, stop: threading.Event) -> str:
         tracker = _Tracker(sink)
