@@ -42,8 +42,9 @@ make it hold much for long:
 - connections are capped overall (``max_sessions``), per peer address
   (``max_connections_per_peer``, default 16) and while unauthorised
   (``max_unauthenticated``, default half of ``max_sessions``, so publishers
-  whose key was accepted always find a slot; see
-  :class:`~packager.ingest.slots.ConnectionSlots`);
+  whose key was accepted always find a slot); a newcomer over a cap pushes
+  out the oldest waiting connection of its own (or the most crowded) address,
+  so an idle flood replaces only itself (:class:`~packager.ingest.slots.ConnectionSlots`);
 - after authorisation chunk sizes are 1..65536 and messages at most
   ``max_message_size``; a connection silent for ``idle_timeout_s`` is dropped;
   a consumer that falls more than ``max_buffer_bytes`` behind loses its session.
