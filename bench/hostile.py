@@ -363,17 +363,18 @@ async def rtmp_handshake(host: str, port: int) -> tuple[asyncio.StreamReader, as
 
 
 async def rtmp_big_message(host: str, port: int, hold_s: float) -> bool:
-    """Handshake, set a 16 MiB chunk size, announce an 8 MiB command message and send 7 MiB of it."""
+    """Handshake, set a 64 KiB chunk size, announce an 8 MiB command message and send 7 MiB of it."""
     conn = await rtmp_handshake(host, port)
     if conn is None:
         return False
     _, writer = conn
+    chunk_size = 64 * 1024
     try:
-        writer.write(bytes([0x02, 0, 0, 0, 0, 0, 4, 1, 0, 0, 0, 0]) + (1 << 24).to_bytes(4, "big"))
+        writer.write(bytes([0x02, 0, 0, 0, 0, 0, 4, 1, 0, 0, 0, 0]) + chunk_size.to_bytes(4, "big"))
         size = 8 * 1024 * 1024
         writer.write(bytes([0x03, 0, 0, 0]) + size.to_bytes(3, "big") + bytes([0x14, 0, 0, 0, 0]))
-        for _ in range(7 * 16):
-            writer.write(bytes(64 * 1024))
+        for i in range(7 * 16):
+            writer.write((b"\xc3" if i else b"") + bytes(chunk_size))  # type-3 header before each later chunk
             await asyncio.wait_for(writer.drain(), 2)
         await asyncio.sleep(hold_s)
         return True
