@@ -30,6 +30,8 @@ Example::
     ladder = "854x480@1400k,640x360@800k"
     takeover = false          # a second publisher replaces the first instead of being refused
     max_kbps = 20000          # this stream's ingest budget: reserved at admission, cut above it
+    passphrase = "srt-secret-phrase"  # SRT only: the push must be encrypted with it (10-79 characters)
+    pbkeylen = 16             # SRT only: the shortest AES key a caller may use, in bytes (16, 24 or 32)
 
     [events]
     dead_letter = "/var/lib/packager/webhooks-dead-letter.jsonl"   # default: OUT/webhooks-dead-letter.jsonl
@@ -59,6 +61,7 @@ from packager.config import ConfigError, Encoding, Ladder, StreamConfig, Timing,
 from packager.events import parse_types
 
 _STREAM_KEYS = {"key", "ladder", "audio_bitrate", "segment", "part", "window", "preset", "takeover", "max_kbps"}
+_STREAM_KEYS |= {"passphrase", "pbkeylen"}  # SRT encryption
 _SERVER_KEYS = {"srt_port", "rtmp_port", "reconnect_window", "keep", "max_publishers", "max_ingest_kbps"}
 _SERVER_KEYS |= {"publisher_kbps", "refusal_limit", "refusal_window"}
 _PUSH_KEYS = {"push_idle_timeout", "max_input_width", "max_input_height", "max_input_pixels", "max_input_fps"}
@@ -78,6 +81,8 @@ class StreamSettings:
     key: str
     takeover: bool = False
     max_kbps: int | None = None  # ingest budget; None: the server's per-publisher default
+    passphrase: str | None = field(default=None, repr=False)  # SRT pushes must be encrypted with it
+    pbkeylen: int = 16  # the shortest AES key (bytes) an SRT caller may use; libsrt's default is 16
 
     @property
     def name(self) -> str:
@@ -215,6 +220,21 @@ def _check_key(key: object, where: str) -> str:
     return key
 
 
+def srt_crypto(values: dict[str, Any], where: str) -> dict[str, Any]:
+    """A stream's ``passphrase`` / ``pbkeylen`` as StreamSettings fields, checked against libsrt's rules."""
+    passphrase = values.get("passphrase")
+    if passphrase is not None and (
+        not isinstance(passphrase, str) or not passphrase.isprintable() or not 10 <= len(passphrase.encode()) <= 79
+    ):
+        raise ConfigError(f"--config: {where}.passphrase must be 10-79 printable characters (libsrt's limits)")
+    pbkeylen = values.get("pbkeylen", 16)
+    if isinstance(pbkeylen, bool) or not isinstance(pbkeylen, int) or pbkeylen not in (16, 24, 32):
+        raise ConfigError(f"--config: {where}.pbkeylen must be 16, 24 or 32 (AES key bytes)")
+    if "pbkeylen" in values and passphrase is None:
+        raise ConfigError(f"--config: {where}.pbkeylen needs a passphrase")
+    return {"passphrase": passphrase, "pbkeylen": pbkeylen}
+
+
 def stream_config(name: str, values: dict[str, Any], base: StreamConfig, where: str) -> StreamConfig:
     """``base`` with the stream flags found in ``values`` applied."""
     timing, encoding, ladder = base.timing, base.encoding, base.ladder
@@ -348,6 +368,7 @@ def load(path: Path | None, base: StreamConfig, flag_keys: list[str], **override
             _check_key(values["key"], f"{where}.key"),
             bool(values.get("takeover", False)),
             max_kbps,
+            **srt_crypto(values, where),
         )
     for item in flag_keys:
         name, sep, key = item.partition("=")

@@ -10,7 +10,7 @@ import asyncio
 import logging
 
 from packager.ingest.gate import IngestGate, Ticket
-from packager.ingest.manager import IngestManager
+from packager.ingest.manager import IngestManager, PublishResult
 from packager.ingest.pipe import ByteQueue, ByteQueueClosed
 from packager.ingest.rtmp import (
     PUBLISH_BADNAME,
@@ -20,6 +20,7 @@ from packager.ingest.rtmp import (
     PublishSession,
     RtmpServer,
 )
+from packager.ingest.srt import Admission, SrtConnection, SrtServer, StreamId
 from packager.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -108,35 +109,44 @@ async def start_rtmp(host: str, port: int, gate: IngestGate, manager: IngestMana
     return server
 
 
-async def start_srt(host: str, port: int, gate: IngestGate, manager: IngestManager):  # type: ignore[no-untyped-def]
-    """An SRT listener feeding the same gate and manager (MPEG-TS over SRT)."""
-    from packager.ingest.srt import SrtConnection, SrtServer
+class SrtBridge:
+    """The gate and manager behind the SRT listener (an ``SrtIngest``); both methods run on the event loop."""
 
-    async def authorize(stream: str, key: str | None, peer: str) -> tuple[int, str, object]:
-        verdict = gate.check(stream, key, protocol="srt", peer=peer)
+    def __init__(self, gate: IngestGate, manager: IngestManager) -> None:
+        self.gate, self.manager = gate, manager
+        self._refusals = RateLimitedLog(log)  # a wrong-key flood becomes one line with a count
+
+    async def admit(self, sid: StreamId, peer: str) -> Admission:
+        """Handshake time: the key check and the stream's passphrase; reserves nothing."""
+        verdict = self.gate.check(sid.stream, sid.key, protocol="srt", peer=peer)
         if not verdict.ok:
-            shown = stream if stream in gate.settings.streams else "***"
-            log.warning("srt: publish to %s refused: %s", shown, verdict.reason)
-            return verdict.status, verdict.reason, None
-        return 200, "ok", gate.begin(stream, "srt", peer)
+            # a broadcaster who pasted the key as the stream name would see it here: never log an unknown name
+            shown = sid.stream if sid.stream in self.gate.settings.streams else "***"
+            key = ("srt-refused", peer, verdict.status)
+            self._refusals.warning(key, "srt %s: publish to %s refused: %s", peer, shown, verdict.reason)
+            return Admission(verdict.status, verdict.reason)
+        stream = self.gate.settings.streams[sid.stream]
+        return Admission(200, "ok", stream.passphrase, stream.pbkeylen)
 
-    async def on_publish(stream: str, ticket: object, peer: str, conn: SrtConnection) -> None:
-        assert isinstance(ticket, Ticket)
+    async def publish(self, sid: StreamId, peer: str, conn: SrtConnection) -> None:
+        """Reserve the stream (check and begin with no await between), feed it, release it on every path."""
+        if not self.gate.check(sid.stream, sid.key, protocol="srt", peer=peer).ok:
+            return
+        ticket = self.gate.begin(sid.stream, "srt", peer)
+        try:
+            result = await self._feed(ticket, conn)
+            log.info("srt %s: %s ended: %s", peer, sid.stream, result.reason)
+        finally:
+            conn.close()
+            self.gate.end(ticket)
+
+    async def _feed(self, ticket: Ticket, conn: SrtConnection) -> PublishResult:
         queue = ByteQueue()
-        task = asyncio.create_task(
-            manager.publish(
-                stream,
-                queue,
-                protocol="srt",
-                fmt="mpegts",
-                options={"analyzeduration": "500000", "probesize": "262144"},
-            )
-        )
 
         async def deliver(data: bytes) -> bool:
-            verdict = gate.account(ticket, len(data))
+            verdict = self.gate.account(ticket, len(data))
             if not verdict.ok:
-                log.warning("srt %s: %s dropped: %s", peer, stream, verdict.reason)
+                log.warning("srt %s: %s dropped: %s", ticket.peer, ticket.stream, verdict.reason)
                 return False
             try:
                 await queue.put(data)
@@ -144,14 +154,21 @@ async def start_srt(host: str, port: int, gate: IngestGate, manager: IngestManag
                 return False
             return True
 
-        conn.start(deliver, lambda reason: queue.close())
+        conn.start(deliver, lambda _reason: queue.close())
         try:
-            result = await task
-            log.info("srt %s: %s ended: %s", peer, stream, result.reason)
+            return await self.manager.publish(
+                ticket.stream,
+                queue,
+                protocol="srt",
+                fmt="mpegts",
+                options={"analyzeduration": "500000", "probesize": "262144"},
+            )
         finally:
-            conn.close()
-            gate.end(ticket)
+            queue.abort()  # the input is done: a deliver still waiting for room returns at once
 
-    server = SrtServer(host, port, authorize, on_publish)
+
+async def start_srt(host: str, port: int, gate: IngestGate, manager: IngestManager) -> SrtServer:
+    """An SRT listener feeding the same gate and manager (MPEG-TS over SRT)."""
+    server = SrtServer(host, port, SrtBridge(gate, manager))
     await server.start()
     return server

@@ -12,8 +12,26 @@ Stream id forms a publisher may send (``srt://HOST:9000?streamid=...``):
   ``key=`` are accepted for the key too);
 * short form: ``{stream}?key={key}`` or ``publish/{stream}/{key}``.
 
-Each accepted connection gets a reader thread that batches SRT messages
-(MPEG-TS, 1316 bytes each) and hands them to the event loop.
+Encryption: for a stream with a ``passphrase`` the listen callback sets it
+(and the stream's key length) on the new socket, and libsrt (enforced
+encryption) refuses a wrong or missing passphrase in the handshake. The
+caller chooses the AES key length; one shorter than the stream's
+``pbkeylen`` is closed right after accept.
+
+Who owns what (each piece of state has one owner; the others ask it):
+
+* the event loop: every reservation (the ingest's ``publish`` reserves and
+  releases the stream), the connection set ``SrtServer._conns``, the refusal log;
+* libsrt's receive thread runs the listen callback: it asks the loop (a future
+  awaited with a timeout) whether the stream id may publish and reserves
+  nothing, so a handshake that fails after it (a wrong passphrase, a caller
+  that vanishes) leaves nothing behind;
+* the accept thread only accepts and hands each socket to the loop
+  (``call_soon_threadsafe``); failing accepts back off (bounded exponential)
+  and are logged rate-limited by that thread's own log;
+* each connection's reader thread batches SRT messages (MPEG-TS, 1316 bytes
+  each) and awaits the loop's ``deliver`` off-loop (a future with a timeout).
+  ``SrtConnection.close`` is called from both sides and is guarded by a lock.
 """
 
 from __future__ import annotations
@@ -26,26 +44,41 @@ import logging
 import socket
 import threading
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 from urllib.parse import unquote
+
+from packager.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
-SRTO_RCVSYN = 2
 SRTO_RCVTIMEO = 14
+SRTO_PASSPHRASE = 26
+SRTO_PBKEYLEN = 27
+SRTO_KMSTATE = 28
 SRTO_STREAMID = 46
+SRTO_ENFORCEDENCRYPTION = 53
+SRT_KM_S_SECURED = 2
 SRT_ETIMEOUT = 6003
-SRT_REJX_UNAUTHORIZED = 1401
 SRT_REJX_FORBIDDEN = 1403
-SRT_REJX_CONFLICT = 1409
+# libsrt's access-control rejection codes (1000 + an HTTP-like status) for the gate's statuses
+REJECT_CODES = {400: 1400, 401: 1401, 403: 1403, 409: 1409, 429: 1402, 503: 1503}
+LOG_CRIT = 2  # syslog level: libsrt logs a warning per refused handshake, which a flood turns into a storm
 BATCH_BYTES = 64 * 1024
 MAX_STREAMID = 512
+POLL_MS = 50
+ADMIT_TIMEOUT_S = 5.0  # the loop answers a handshake question within this, else the caller is refused
+DELIVER_TIMEOUT_S = 30.0
 
 _LIBS = ("libsrt-openssl.so.1.5", "libsrt-gnutls.so.1.5", "libsrt.so.1.5", "libsrt.so.1")
 
 
 class SrtUnavailable(RuntimeError):
     """libsrt is not installed."""
+
+
+class AcceptFailed(OSError):
+    """``srt_accept`` returned an error (the message is libsrt's)."""
 
 
 class _SockaddrIn(ctypes.Structure):
@@ -86,6 +119,7 @@ def load_library() -> ctypes.CDLL:
         lib.srt_getlasterror_str.restype = ctypes.c_char_p
         lib.srt_listen_callback.argtypes = [ctypes.c_int32, LISTEN_CB, ctypes.c_void_p]
         lib.srt_setrejectreason.argtypes = [ctypes.c_int32, ctypes.c_int]
+        lib.srt_setloglevel.argtypes = [ctypes.c_int]
         return lib
     raise SrtUnavailable("libsrt is not installed (Debian: apt-get install libsrt1.5-openssl)")
 
@@ -93,7 +127,7 @@ def load_library() -> ctypes.CDLL:
 @dataclass(frozen=True)
 class StreamId:
     stream: str
-    key: str | None
+    key: str | None = field(repr=False)
 
 
 def parse_streamid(text: str) -> StreamId | None:
@@ -126,37 +160,118 @@ def parse_streamid(text: str) -> StreamId | None:
     return StreamId(stream, key) if stream and "/" not in stream else None
 
 
-# authorize(stream, key, peer) -> (status, reason, ticket); runs on the loop
-Authorize = Callable[[str, str | None, str], Awaitable[tuple[int, str, object]]]
-# on_publish(stream, ticket, peer, read) -> runs on the loop until the connection ends
-OnPublish = Callable[[str, object, str, "SrtConnection"], Awaitable[None]]
+def peer_text(addr: int | None) -> str:
+    """``srt:IP`` of a ``sockaddr`` (IPv4 or IPv6) libsrt hands over, ``srt:?`` for anything else."""
+    if not addr:
+        return "srt:?"
+    family = ctypes.c_ushort.from_address(addr).value
+    if family == socket.AF_INET:
+        return "srt:" + socket.inet_ntop(socket.AF_INET, ctypes.string_at(addr + 4, 4))
+    if family == socket.AF_INET6:
+        return "srt:" + socket.inet_ntop(socket.AF_INET6, ctypes.string_at(addr + 8, 16))
+    return "srt:?"
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Bounded exponential delays between failed accepts, so a broken listener never spins a core."""
+
+    initial_s: float = 0.05
+    max_s: float = 5.0
+
+    def delay_s(self, failures: int) -> float:
+        """The pause after the ``failures``-th failure in a row (1, 2, ...)."""
+        return min(self.max_s, self.initial_s * 2.0 ** min(max(failures - 1, 0), 60))
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The ingest's answer for one stream id: an HTTP-style status, a reason, and the stream's encryption."""
+
+    status: int
+    reason: str
+    passphrase: str | None = field(default=None, repr=False)  # None: the stream takes unencrypted pushes
+    pbkeylen: int = 16  # the shortest AES key (bytes) a publisher may use when a passphrase is set
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200
+
+
+class SrtIngest(Protocol):
+    """The product behind the listener; both methods run on the event loop."""
+
+    async def admit(self, sid: StreamId, peer: str) -> Admission:
+        """May ``sid`` publish, and with which passphrase? Asked in the handshake: must reserve nothing."""
+        ...
+
+    async def publish(self, sid: StreamId, peer: str, conn: SrtConnection) -> None:
+        """Reserve the stream, read ``conn`` until it ends, release the reservation on every path."""
+        ...
 
 
 class SrtConnection:
-    """One accepted publisher: a reader thread hands batches of bytes to ``deliver`` on the loop."""
+    """One accepted publisher's socket, read on its own thread.
 
-    def __init__(self, server: SrtServer, sock: int, stream: str, peer: str) -> None:
-        self.server, self.sock, self.stream, self.peer = server, sock, stream, peer
-        self.closed = False
+    The loop calls ``start`` (once) and ``close``; the reader thread runs
+    ``_read`` and calls ``close`` when the peer goes. ``close`` takes a lock,
+    so the socket is closed exactly once whichever side gets there first.
+    """
+
+    def __init__(
+        self, lib: ctypes.CDLL, loop: asyncio.AbstractEventLoop, sock: int, peer: str, idle_timeout_s: float
+    ) -> None:
+        self.lib, self.loop, self.sock, self.peer = lib, loop, sock, peer
+        self.idle_timeout_s = idle_timeout_s
+        self.stream = ""  # set by the loop once the stream id is read
+        self._closed = False
+        self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
+    @property
+    def closed(self) -> bool:
+        with self._lock:
+            return self._closed
+
     def start(self, deliver: Callable[[bytes], Awaitable[bool]], done: Callable[[str], None]) -> None:
+        """Loop side: read on a thread; ``deliver`` runs on the loop per batch, ``done(reason)`` once at the end."""
         self._thread = threading.Thread(target=self._read, args=(deliver, done), name=f"srt-{self.stream}", daemon=True)
         self._thread.start()
 
     def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.server.lib.srt_close(self.sock)
+        """Either side: close the socket (once); a blocked read returns and the reader thread ends."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.lib.srt_close(self.sock)
+
+    def get_int(self, option: int) -> int:
+        value, size = ctypes.c_int(0), ctypes.c_int(ctypes.sizeof(ctypes.c_int))
+        self.lib.srt_getsockflag(self.sock, option, ctypes.byref(value), ctypes.byref(size))
+        return value.value
+
+    def streamid(self) -> str:
+        buf, size = ctypes.create_string_buffer(MAX_STREAMID + 1), ctypes.c_int(MAX_STREAMID + 1)
+        if self.lib.srt_getsockflag(self.sock, SRTO_STREAMID, buf, ctypes.byref(size)) < 0:
+            return ""
+        return buf.raw[: size.value].decode(errors="replace")
 
     def _read(self, deliver: Callable[[bytes], Awaitable[bool]], done: Callable[[str], None]) -> None:
-        lib, loop = self.server.lib, self.server.loop
-        buf = ctypes.create_string_buffer(1500)
-        timeout = ctypes.c_int(50)
-        lib.srt_setsockflag(self.sock, SRTO_RCVTIMEO, ctypes.byref(timeout), ctypes.sizeof(timeout))
-        batch = bytearray()
-        idle_ms = 0
+        """Reader thread: pump the socket, then close it and tell the loop why it ended."""
         reason = "publisher disconnected"
+        try:
+            reason = self._pump(deliver)
+        finally:
+            self.close()
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits for the reason
+                self.loop.call_soon_threadsafe(done, reason)
+
+    def _pump(self, deliver: Callable[[bytes], Awaitable[bool]]) -> str:
+        lib, buf = self.lib, ctypes.create_string_buffer(1500)
+        timeout = ctypes.c_int(POLL_MS)
+        lib.srt_setsockflag(self.sock, SRTO_RCVTIMEO, ctypes.byref(timeout), ctypes.sizeof(timeout))
+        batch, idle_ms = bytearray(), 0
         while not self.closed:
             n = lib.srt_recvmsg(self.sock, buf, len(buf))
             if n > 0:
@@ -164,58 +279,75 @@ class SrtConnection:
                 idle_ms = 0
                 if len(batch) < BATCH_BYTES:
                     continue
-            elif n < 0:
-                code = lib.srt_getlasterror(None)
-                if code != SRT_ETIMEOUT:
-                    break
-                idle_ms += 50
-                if idle_ms >= self.server.idle_timeout_s * 1000:
-                    reason = "idle timeout"
-                    break
+            elif n < 0 and lib.srt_getlasterror(None) == SRT_ETIMEOUT:
+                idle_ms += POLL_MS
+                if idle_ms >= self.idle_timeout_s * 1000:
+                    return "idle timeout"
             else:
                 break
             if batch:
-                data, batch = bytes(batch), bytearray()
-                fut = asyncio.run_coroutine_threadsafe(deliver(data), loop)
-                try:
-                    if not fut.result(timeout=30):
-                        reason = "the stream stopped reading this feed"
-                        break
-                except Exception:
-                    reason = "the stream stopped reading this feed"
-                    break
+                if not self._hand(deliver, bytes(batch)):
+                    return "the stream stopped reading this feed"
+                batch = bytearray()
         if batch and not self.closed:
-            with contextlib.suppress(Exception):
-                asyncio.run_coroutine_threadsafe(deliver(bytes(batch)), loop).result(timeout=30)
-        self.close()
-        loop.call_soon_threadsafe(done, reason)
+            self._hand(deliver, bytes(batch))
+        return "publisher disconnected"
+
+    def _hand(self, deliver: Callable[[bytes], Awaitable[bool]], data: bytes) -> bool:
+        """Reader thread: run ``deliver(data)`` on the loop and wait for it (bounded), True if it took the data."""
+        fut = None
+        try:
+            fut = asyncio.run_coroutine_threadsafe(deliver(data), self.loop)  # type: ignore[arg-type]
+            return bool(fut.result(timeout=DELIVER_TIMEOUT_S))
+        except Exception:
+            if fut is not None:
+                fut.cancel()
+            return False
 
 
 class SrtServer:
+    """The SRT listener: handshake checks, an accept thread, one reader thread per publisher."""
+
     def __init__(
-        self, host: str, port: int, authorize: Authorize, on_publish: OnPublish, *, idle_timeout_s: float = 10.0
+        self,
+        host: str,
+        port: int,
+        ingest: SrtIngest,
+        *,
+        idle_timeout_s: float = 10.0,
+        backoff: Backoff = Backoff(),
+        sleep: Callable[[float], object] | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
-        self.host, self.port = host, port
-        self.authorize, self.on_publish = authorize, on_publish
+        self.host, self.port, self.ingest = host, port, ingest
         self.idle_timeout_s = idle_timeout_s
+        self.backoff = backoff
         self.lib = load_library()
         self.loop: asyncio.AbstractEventLoop
         self.listener = -1
-        self._decisions: dict[int, tuple[str, object, str]] = {}
-        self._conns: set[SrtConnection] = set()
+        self._stopping = threading.Event()
+        self._sleep = sleep or self._stopping.wait  # a close() cuts a back-off pause short
+        logs = {"clock": clock} if clock is not None else {}
+        self._accept_log = RateLimitedLog(log, **logs)  # owned by the accept thread
+        self._refusals = RateLimitedLog(log, **logs)  # owned by the loop
+        self._conns: set[SrtConnection] = set()  # owned by the loop
+        self._tasks: set[asyncio.Task[None]] = set()  # owned by the loop
         self._callback = LISTEN_CB(self._on_listen)  # keep a reference: libsrt calls it
         self._thread: threading.Thread | None = None
-        self._closing = False
 
     async def start(self) -> None:
+        """Loop side: bind, listen and start the accept thread."""
         self.loop = asyncio.get_running_loop()
         lib = self.lib
         lib.srt_startup()
+        lib.srt_setloglevel(LOG_CRIT)
         sock = lib.srt_create_socket()
         addr = _SockaddrIn()
         addr.sin_family = socket.AF_INET
         addr.sin_port = socket.htons(self.port)
         addr.sin_addr[:] = socket.inet_aton(socket.gethostbyname(self.host))
+        enforced = ctypes.c_int(1)  # libsrt's default, stated: a passphrase mismatch fails the handshake
+        lib.srt_setsockflag(sock, SRTO_ENFORCEDENCRYPTION, ctypes.byref(enforced), ctypes.sizeof(enforced))
         if lib.srt_bind(sock, ctypes.byref(addr), ctypes.sizeof(addr)) < 0:
             text = lib.srt_getlasterror_str().decode(errors="replace")
             lib.srt_close(sock)
@@ -223,56 +355,130 @@ class SrtServer:
         lib.srt_listen_callback(sock, self._callback, None)
         lib.srt_listen(sock, 64)
         self.listener = sock
-        self._thread = threading.Thread(target=self._accept, name="srt-accept", daemon=True)
+        self._thread = threading.Thread(target=self._accept_loop, name="srt-accept", daemon=True)
         self._thread.start()
         log.info("srt: listening on srt://%s:%d (streamid=#!::r=NAME,s=KEY)", self.host, self.port)
 
-    def _on_listen(self, _opaque: int, ns: int, _hs: int, _peer: int, streamid: bytes | None) -> int:
-        """libsrt's handshake hook (its thread): accept only a known stream with the right key."""
-        text = (streamid or b"").decode(errors="replace")
+    # --- libsrt's receive thread -------------------------------------------------------------------
+
+    def _on_listen(self, _opaque: int, ns: int, _hs: int, peer_addr: int | None, streamid: bytes | None) -> int:
+        """libsrt's handshake hook: 0 lets the handshake go on, -1 refuses it (never raises into libsrt)."""
+        try:
+            return self._admit(ns, peer_text(peer_addr), (streamid or b"").decode(errors="replace"))
+        except Exception as exc:  # an exception here would make ctypes return 0: accept. Refuse instead.
+            self.lib.srt_setrejectreason(ns, REJECT_CODES[503])
+            self._log_on_loop(("srt-hook", type(exc).__name__), "srt: handshake refused: %r", exc)
+            return -1
+
+    def _admit(self, ns: int, peer: str, text: str) -> int:
         sid = parse_streamid(text)
         if sid is None:
             self.lib.srt_setrejectreason(ns, SRT_REJX_FORBIDDEN)
-            log.warning("srt: connection refused: no usable streamid")
+            self._log_on_loop(("srt-streamid", peer), "srt %s: connection refused: no usable streamid", peer)
             return -1
+        fut = asyncio.run_coroutine_threadsafe(self.ingest.admit(sid, peer), self.loop)
         try:
-            fut = asyncio.run_coroutine_threadsafe(self.authorize(sid.stream, sid.key, "srt"), self.loop)
-            status, reason, ticket = fut.result(timeout=5)
+            admission = fut.result(timeout=ADMIT_TIMEOUT_S)
         except Exception:
-            status, reason, ticket = 503, "server busy", None
-        if status != 200:
-            code = {401: SRT_REJX_UNAUTHORIZED, 409: SRT_REJX_CONFLICT}.get(status, SRT_REJX_FORBIDDEN)
-            self.lib.srt_setrejectreason(ns, code)
+            fut.cancel()
+            admission = Admission(503, "server busy")
+        if not admission.ok:
+            self.lib.srt_setrejectreason(ns, REJECT_CODES.get(admission.status, SRT_REJX_FORBIDDEN))
             return -1
-        self._decisions[ns] = (sid.stream, ticket, reason)
+        if admission.passphrase is not None:
+            secret = admission.passphrase.encode()
+            keylen = ctypes.c_int(admission.pbkeylen)
+            if self.lib.srt_setsockflag(ns, SRTO_PASSPHRASE, secret, len(secret)) < 0 or (
+                self.lib.srt_setsockflag(ns, SRTO_PBKEYLEN, ctypes.byref(keylen), ctypes.sizeof(keylen)) < 0
+            ):
+                self.lib.srt_setrejectreason(ns, REJECT_CODES[503])
+                return -1
         return 0
 
-    def _accept(self) -> None:
-        lib = self.lib
-        while not self._closing:
-            addr = (ctypes.c_byte * 128)()
-            size = ctypes.c_int(128)
-            ns = lib.srt_accept(self.listener, ctypes.byref(addr), ctypes.byref(size))
-            if ns < 0:
-                if self._closing:
-                    return
-                continue
-            decision = self._decisions.pop(ns, None)
-            if decision is None:
-                lib.srt_close(ns)
-                continue
-            stream, ticket, _ = decision
-            peer = "srt:" + ".".join(str(b & 0xFF) for b in bytes(addr)[4:8])
-            conn = SrtConnection(self, ns, stream, peer)
-            self._conns.add(conn)
-            self.loop.call_soon_threadsafe(self._spawn, conn, ticket)
+    def _log_on_loop(self, key: object, msg: str, *args: object) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is gone: shutting down
+            self.loop.call_soon_threadsafe(self._refusals.warning, key, msg, *args)
 
-    def _spawn(self, conn: SrtConnection, ticket: object) -> None:
-        task = self.loop.create_task(self.on_publish(conn.stream, ticket, conn.peer, conn))
-        task.add_done_callback(lambda _t: self._conns.discard(conn))
+    # --- the accept thread -------------------------------------------------------------------------
+
+    def _accept_loop(self) -> None:
+        """Accept thread: every accepted socket goes to the loop; failures back off, logged rate-limited."""
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                ns, peer = self._accept()
+            except AcceptFailed as exc:
+                if self._stopping.is_set():
+                    return
+                failures += 1
+                delay = self.backoff.delay_s(failures)
+                self._accept_log.warning("srt-accept", "srt: accept failed: %s (retrying in %.2f s)", exc, delay)
+                self._sleep(delay)
+                continue
+            failures = 0
+            try:
+                self.loop.call_soon_threadsafe(self._spawn, ns, peer)
+            except RuntimeError:  # the loop is closed: nobody will serve this socket
+                self.lib.srt_close(ns)
+                return
+
+    def _accept(self) -> tuple[int, str]:
+        addr = (ctypes.c_byte * 128)()
+        size = ctypes.c_int(128)
+        ns = self.lib.srt_accept(self.listener, ctypes.byref(addr), ctypes.byref(size))
+        if ns < 0:
+            raise AcceptFailed(self.lib.srt_getlasterror_str().decode(errors="replace"))
+        return ns, peer_text(ctypes.addressof(addr))
+
+    # --- the event loop ----------------------------------------------------------------------------
+
+    def _spawn(self, ns: int, peer: str) -> None:
+        conn = SrtConnection(self.lib, self.loop, ns, peer, self.idle_timeout_s)
+        if self._stopping.is_set():
+            conn.close()
+            return
+        self._conns.add(conn)
+        task = self.loop.create_task(self._serve(conn))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, conn: SrtConnection) -> None:
+        """Check the accepted socket again (the stream may have gone live meanwhile), then publish it."""
+        try:
+            sid = parse_streamid(conn.streamid())
+            if sid is None:
+                return
+            admission = await self.ingest.admit(sid, conn.peer)
+            if not admission.ok:
+                return
+            conn.stream = sid.stream
+            problem = self._crypto_problem(conn, admission)
+            if problem:
+                key = ("srt-crypto", conn.peer)
+                self._refusals.warning(key, "srt %s: %s closed: %s", conn.peer, sid.stream, problem)
+                return
+            await self.ingest.publish(sid, conn.peer, conn)
+        except Exception as exc:
+            self._refusals.warning(("srt-error", conn.stream), "srt %s: %s ended: %r", conn.peer, conn.stream, exc)
+        finally:
+            conn.close()
+            self._conns.discard(conn)
+
+    @staticmethod
+    def _crypto_problem(conn: SrtConnection, admission: Admission) -> str:
+        """Why an accepted socket does not meet the stream's encryption, or "" when it does."""
+        if admission.passphrase is None:
+            return ""
+        if conn.get_int(SRTO_KMSTATE) != SRT_KM_S_SECURED:
+            return "the connection is not encrypted with the stream's passphrase"
+        keylen = conn.get_int(SRTO_PBKEYLEN)
+        if keylen < admission.pbkeylen:
+            return f"AES key of {keylen * 8} bits is shorter than the stream's {admission.pbkeylen * 8} (pbkeylen)"
+        return ""
 
     async def close(self) -> None:
-        self._closing = True
+        """Loop side: stop accepting, close every connection and the listener, wait for the accept thread."""
+        self._stopping.set()
         for conn in list(self._conns):
             conn.close()
         if self.listener >= 0:
