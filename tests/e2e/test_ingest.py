@@ -320,6 +320,42 @@ def test_srt_push_and_wrong_key(server, clips):
     check_manifests(base, "cam2")
 
 
+SRT_PASSPHRASE = "studio-srt-passphrase"
+SRT_CONFIG = f"""
+[streams.crypt]
+key = "crypt-key-0001"
+passphrase = "{SRT_PASSPHRASE}"
+pbkeylen = 16
+
+[streams.plainsrt]
+key = "plain-key-0001"
+"""
+
+
+def test_srt_passphrase_and_failed_handshakes_never_lock_a_stream(tmp_path, clips):
+    cfg = tmp_path / "srt.toml"
+    cfg.write_text(SRT_CONFIG)
+    srt = free_port()
+    args = ["--config", str(cfg), "--rtmp-port", "0", "--srt-port", str(srt), *SINGLE_STREAM[6:]]
+    with packager(args, out=tmp_path / "out", ready_path="/healthz") as (_proc, base):
+        # an encryption mismatch after the stream id and key were accepted: refused in the handshake ...
+        mismatch = push_srt(srt, f"plainsrt?key=plain-key-0001&passphrase={SRT_PASSPHRASE}", clips["ts"])
+        assert mismatch.wait(20) != 0
+        # ... and the stream is not left reserved: an HTTP push to it publishes
+        result = push_http(base, "plainsrt", clips["ts"], "plain-key-0001")
+        assert result.returncode == 0, result.stderr
+        assert "plainsrt" in streams(base)
+        wrong = push_srt(srt, "crypt?key=crypt-key-0001&passphrase=not-the-passphrase", clips["ts"])
+        missing = push_srt(srt, "crypt?key=crypt-key-0001", clips["ts"])
+        assert wrong.wait(20) != 0 and missing.wait(20) != 0
+        assert "crypt" not in streams(base)
+        good = push_srt(srt, f"crypt?key=crypt-key-0001&passphrase={SRT_PASSPHRASE}&pbkeylen=16", clips["mp4"])
+        assert good.wait(30) == 0, good.stderr.read() if good.stderr else ""
+        assert "crypt" in streams(base)
+        wait_segments(f"{base}/live/crypt/180p/index.m3u8", 2, 10)
+        check_manifests(base, "crypt")
+
+
 @pytest.mark.parametrize("path", ["http", "rtmp", "srt"])
 def test_each_ingest_path_plays_in_hls_js(server, clips, browser, path):
     base = server["base"]
