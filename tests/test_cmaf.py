@@ -34,7 +34,17 @@ from packager.cmaf import (
     styp,
     video_init,
 )
-from packager.cmaf.fragment import NON_SYNC_SAMPLE_FLAGS, SYNC_SAMPLE_FLAGS, ntp_timestamp, utc_from_ntp
+from packager.cmaf.fragment import (
+    NON_SYNC_SAMPLE_FLAGS,
+    SYNC_SAMPLE_FLAGS,
+    TFHD_DEFAULT_BASE_IS_MOOF,
+    TFHD_SAMPLE_DESCRIPTION_INDEX,
+    TRUN_SAMPLE_DURATION,
+    TRUN_SAMPLE_FLAGS,
+    TRUN_SAMPLE_SIZE,
+    ntp_timestamp,
+    utc_from_ntp,
+)
 from packager.model import Sample
 
 BIG_TICKS = 160_000_000_000_000  # ~56 years at 90 kHz: UTC-anchored media time, beyond 32 bits
@@ -379,13 +389,58 @@ def test_chunk_round_trip(with_cto: bool) -> None:
     assert trun[0] == (1 if with_cto else 0)
     assert find(data, "moof/traf/tfdt")[0].payload(data)[0] == 1
     tfhd = find(data, "moof/traf/tfhd")[0].payload(data)
-    assert tfhd[:4] == b"\x00\x02\x00\x00"  # default-base-is-moof
+    assert tfhd[:4] == b"\x00\x02\x00\x02"  # default-base-is-moof | sample-description-index-present
     # data_offset points from the moof start at the first sample byte
     moof = find(data, "moof")[0]
     (data_offset,) = struct.unpack(">i", trun[8:12])
     assert data[moof.offset + data_offset :] == b"".join(s.data for s in samples)
     prft_payload = find(data, "prft")[0].payload(data)
     assert prft_payload[:4] == b"\x01\x00\x00\x18"  # version 1, flags 24 (captured)
+
+
+@pytest.mark.parametrize("with_cto", [False, True])
+def test_every_tfhd_carries_the_cmaf_defaults(with_cto: bool) -> None:
+    # ISO/IEC 23000-19 7.7.3: a chunk's own tfhd/trun hold the values the samples need, the
+    # sample_description_index included (DASH-IF's checker: "'sample_description_index' not
+    # found"); 7.5.16: default-base-is-moof set, base-data-offset absent, track_ID of the header
+    samples = synthetic_samples(4, base=BIG_TICKS, with_cto=with_cto)
+    segment = styp() + b"".join(
+        chunk(sequence_number=n, track_id=3, samples=samples[n * 2 : n * 2 + 2]) for n in range(2)
+    )
+    frags = parse_fragments(segment)
+    assert len(frags) == 2
+    for frag in frags:
+        assert frag.sample_description_index == 1
+        assert frag.tfhd_flags & TFHD_SAMPLE_DESCRIPTION_INDEX
+        assert frag.tfhd_flags & TFHD_DEFAULT_BASE_IS_MOOF
+        assert not frag.tfhd_flags & 0x000001  # base-data-offset-present
+        assert frag.track_id == 3
+    for tfhd in find(segment, "moof/traf/tfhd"):
+        assert tfhd.payload(segment) == struct.pack(">III", 0x020002, 3, 1)
+    for trun in find(segment, "moof/traf/trun"):
+        # no trex or tfhd default is relied on: every sample has its duration, size and flags
+        flags = int.from_bytes(trun.payload(segment)[1:4], "big")
+        assert flags & (TRUN_SAMPLE_DURATION | TRUN_SAMPLE_SIZE | TRUN_SAMPLE_FLAGS) == 0x000700
+
+
+def test_reader_reports_a_missing_sample_description_index() -> None:
+    tfhd = full_box(b"tfhd", 0, 0x020000, struct.pack(">I", 1))
+    trun = full_box(b"trun", 0, 0x000700, struct.pack(">IIII", 1, 1024, 4, SYNC_SAMPLE_FLAGS))
+    moof = box(b"moof", full_box(b"mfhd", 0, 0, struct.pack(">I", 1)), box(b"traf", tfhd, trun))
+    (frag,) = parse_fragments(moof + box(b"mdat", bytes(4)))
+    assert (frag.sample_description_index, frag.tfhd_flags) == (None, 0x020000)
+
+
+def test_aac_es_descriptor_has_es_id_zero() -> None:
+    # ISO/IEC 23000-19 10.3.4.2.3: "fields of the ES_Descriptor SHALL be set to ... ES_ID = 0",
+    # whatever the track_ID
+    asc = aac.audio_specific_config(48_000, 2)
+    for track_id in (1, 2, 7):
+        data = audio_init(track_id=track_id, timescale=AUDIO_TS, sample_rate=48_000, channels=2, asc=asc)
+        info = parse_init(data)
+        assert (info.track_id, info.es_id) == (track_id, 0)
+        esds = find(data, "moov/trak/mdia/minf/stbl/stsd/mp4a/esds")[0].payload(data)
+        assert esds[4] == 0x03 and esds[9:12] == b"\x00\x00\x00"  # ES_Descriptor: ES_ID 0, no flags
 
 
 def test_chunk_durations_follow_decode_times() -> None:

@@ -12,7 +12,9 @@ from lxml import etree
 
 from packager.manifest.dash import (
     MEDIA_TEMPLATE,
+    PROFILE_CMAF,
     PROFILE_LIVE,
+    PROFILE_LOW_LATENCY,
     UTC_HTTP_ISO,
     S,
     TimelineEntry,
@@ -346,6 +348,25 @@ def test_audio_only_and_video_only() -> None:
 
 
 # --------------------------------------------------------------------------- static MPD
+
+
+@pytest.mark.parametrize(
+    ("name", "low_latency", "expected"),
+    [
+        ("live", True, [PROFILE_LIVE, PROFILE_CMAF, PROFILE_LOW_LATENCY]),
+        ("live", False, [PROFILE_LIVE, PROFILE_CMAF]),
+        ("ended", True, [PROFILE_LIVE, PROFILE_CMAF]),
+        ("vod", True, [PROFILE_LIVE, PROFILE_CMAF]),
+    ],
+)
+def test_only_a_dynamic_low_latency_mpd_declares_the_low_latency_profile(
+    name: str, low_latency: bool, expected: list[str]
+) -> None:
+    # DASH-IF low-latency live (IOP v5) applies to dynamic presentations only: a static MPD
+    # (VOD, or a live stream that ended) must not claim it, even when low latency is asked for
+    root = parse(render_mpd(VIEWS[name], low_latency=low_latency))
+    assert root.get("profiles").split(",") == expected
+    assert root.get("type") == ("dynamic" if name == "live" else "static")
 
 
 @pytest.mark.parametrize("name", ["ended", "vod"])

@@ -2,10 +2,10 @@
 
 A chunk is one movie fragment of one track: ``mfhd`` numbers it, ``tfhd`` sets
 default-base-is-moof (so data offsets count from the ``moof`` and a chunk
-stands alone wherever it is stored), ``tfdt`` gives the 64-bit decode time of
-its first sample and one ``trun`` lists every sample's duration, size and
-flags (plus signed composition offsets when presentation and decode order
-differ). An optional ``prft`` before the ``moof`` ties a media time to UTC for
+stands alone wherever it is stored) and names sample description 1, ``tfdt``
+gives the 64-bit decode time of its first sample and one ``trun`` lists every
+sample's duration, size and flags (plus signed composition offsets when
+presentation and decode order differ). An optional ``prft`` before the ``moof`` ties a media time to UTC for
 latency measurement (LL-DASH ``ProducerReferenceTime``).
 """
 
@@ -24,7 +24,17 @@ SYNC_SAMPLE_FLAGS = 0x02000000
 # sample_depends_on=1 (depends on others) | sample_is_non_sync_sample
 NON_SYNC_SAMPLE_FLAGS = 0x01010000
 
+TFHD_SAMPLE_DESCRIPTION_INDEX = 0x000002
+TFHD_DEFAULT_SAMPLE_DURATION = 0x000008
+TFHD_DEFAULT_SAMPLE_SIZE = 0x000010
+TFHD_DEFAULT_SAMPLE_FLAGS = 0x000020
 TFHD_DEFAULT_BASE_IS_MOOF = 0x020000
+# ISO/IEC 23000-19 7.7.3: the defaults a chunk needs are stored in its own tfhd/trun, never
+# only in the init segment's trex. Duration, size and flags travel per sample in the trun;
+# the sample description (the single stsd entry) is named in the tfhd. 7.5.16: the tfhd
+# sets default-base-is-moof and never base-data-offset.
+TFHD_FLAGS = TFHD_DEFAULT_BASE_IS_MOOF | TFHD_SAMPLE_DESCRIPTION_INDEX
+SAMPLE_DESCRIPTION_INDEX = 1
 TRUN_DATA_OFFSET = 0x000001
 TRUN_FIRST_SAMPLE_FLAGS = 0x000004
 TRUN_SAMPLE_DURATION = 0x000100
@@ -162,7 +172,7 @@ def chunk(
     payload = b"".join(s.data for s in samples)
     mdat_header = HEADER_SIZE if HEADER_SIZE + len(payload) <= _U32_MAX else LARGE_HEADER_SIZE
     mfhd = full_box(b"mfhd", 0, 0, u32(sequence_number))
-    tfhd = full_box(b"tfhd", 0, TFHD_DEFAULT_BASE_IS_MOOF, u32(track_id))
+    tfhd = full_box(b"tfhd", 0, TFHD_FLAGS, u32(track_id), u32(SAMPLE_DESCRIPTION_INDEX))
     tfdt = full_box(b"tfdt", 1, 0, u64(samples[0].dts))
 
     def moof(data_offset: int) -> bytes:

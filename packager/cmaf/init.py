@@ -192,7 +192,12 @@ def _descriptor(tag: int, *payload: bytes) -> bytes:
     return u8(tag) + encoded + body
 
 
-def esds(asc: bytes, *, es_id: int, bitrate: int = 0) -> bytes:
+# ES_Descriptor ES_ID (ISO/IEC 23000-19 10.3.4.2.3: "ES_ID = 0"): the track is found by its
+# track_ID, the ES_ID of the MPEG-4 systems layer is not used in CMAF
+CMAF_ES_ID = 0
+
+
+def esds(asc: bytes, *, bitrate: int = 0) -> bytes:
     """The ``esds`` box of an MPEG-4 Audio track carrying ``asc`` (an AudioSpecificConfig)."""
     if not asc:
         raise ValueError("empty AudioSpecificConfig")
@@ -207,8 +212,8 @@ def esds(asc: bytes, *, es_id: int, bitrate: int = 0) -> bytes:
     )
     es = _descriptor(
         0x03,  # ES_Descriptor
-        u16(es_id & 0xFFFF),
-        u8(0),  # ES_ID, no dependsOn / URL / OCR stream
+        u16(CMAF_ES_ID),
+        u8(0),  # no dependsOn / URL / OCR stream, priority 0
         decoder_config,
         _descriptor(0x06, u8(0x02)),  # SLConfigDescriptor, predefined 2 (MP4 files)
     )
@@ -240,7 +245,7 @@ def audio_init(
         u16(0),
         u16(0),  # channelcount, samplesize, pre_defined, reserved
         rate_field,
-        esds(asc, es_id=track_id, bitrate=bitrate),
+        esds(asc, bitrate=bitrate),
         _btrt(bitrate) if bitrate > 0 else b"",
     )
     return _init(

@@ -16,6 +16,10 @@ from dataclasses import dataclass
 from packager.cmaf.aac import SAMPLE_RATES
 from packager.cmaf.boxes import HEADER_SIZE, LARGE_HEADER_SIZE
 from packager.cmaf.fragment import (
+    TFHD_DEFAULT_SAMPLE_DURATION,
+    TFHD_DEFAULT_SAMPLE_FLAGS,
+    TFHD_DEFAULT_SAMPLE_SIZE,
+    TFHD_SAMPLE_DESCRIPTION_INDEX,
     TRUN_DATA_OFFSET,
     TRUN_FIRST_SAMPLE_FLAGS,
     TRUN_SAMPLE_CTO,
@@ -157,6 +161,8 @@ class FragmentInfo:
     sample_flags: tuple[int, ...]
     composition_offsets: tuple[int, ...]
     prft: Prft | None = None
+    tfhd_flags: int = 0  # tf_flags as written (ISO/IEC 14496-12 8.8.7.1)
+    sample_description_index: int | None = None  # None: not in the tfhd (the trex default applies)
 
     @property
     def duration(self) -> int:
@@ -180,13 +186,13 @@ def _parse_traf(data: bytes, traf: Box, sequence_number: int, prft: Prft | None)
     f = _Fields(data, tfhds[0])
     _version, flags = f.full_header()
     track_id = f.one("I")
+    tfhd_flags = flags
     if flags & 0x01:
         f.one("Q")  # base_data_offset
-    if flags & 0x02:
-        f.one("I")  # sample_description_index
-    default_duration = f.one("I") if flags & 0x08 else None
-    default_size = f.one("I") if flags & 0x10 else None
-    default_flags = f.one("I") if flags & 0x20 else None
+    description = f.one("I") if flags & TFHD_SAMPLE_DESCRIPTION_INDEX else None
+    default_duration = f.one("I") if flags & TFHD_DEFAULT_SAMPLE_DURATION else None
+    default_size = f.one("I") if flags & TFHD_DEFAULT_SAMPLE_SIZE else None
+    default_flags = f.one("I") if flags & TFHD_DEFAULT_SAMPLE_FLAGS else None
 
     base_decode_time = 0
     tfdts = [b for b in kids if b.type == "tfdt"]
@@ -241,6 +247,8 @@ def _parse_traf(data: bytes, traf: Box, sequence_number: int, prft: Prft | None)
         sample_flags=tuple(sample_flags),
         composition_offsets=tuple(offsets),
         prft=prft,
+        tfhd_flags=tfhd_flags,
+        sample_description_index=description,
     )
 
 
@@ -290,6 +298,7 @@ class InitInfo:
     height: int = 0
     sample_rate: int = 0
     channels: int = 0
+    es_id: int | None = None  # the esds ES_Descriptor's ES_ID (audio only)
 
 
 def _avc_codec(data: bytes, entry: Box) -> str:
@@ -334,12 +343,13 @@ def _descriptors(buf: bytes, start: int, end: int) -> Iterator[tuple[int, int, i
         pos = stop
 
 
-def _esds_codec(data: bytes, entry: Box) -> tuple[str, bytes]:
-    """(codec string, AudioSpecificConfig) from an mp4a entry's esds."""
+def _esds_codec(data: bytes, entry: Box) -> tuple[str, bytes, int]:
+    """(codec string, AudioSpecificConfig, ES_ID) from an mp4a entry's esds."""
     esds = _find_child(data, entry, "esds").payload(data)[4:]
     tag, body, end = _read_descriptor(esds, 0)
     if tag != 0x03 or end - body < 3:
         raise ValueError("esds does not start with an ES_Descriptor")
+    es_id = int.from_bytes(esds[body : body + 2], "big")
     es_flags = esds[body + 2]
     pos = body + 3
     if es_flags & 0x80:
@@ -361,13 +371,13 @@ def _esds_codec(data: bytes, entry: Box) -> tuple[str, bytes]:
             if stag == 0x05:
                 asc = esds[sbody:send]
         if oti != 0x40 or not asc:
-            return f"mp4a.{oti:02x}", asc
+            return f"mp4a.{oti:02x}", asc, es_id
         aot = asc[0] >> 3
         if aot == 31:
             if len(asc) < 2:
                 raise ValueError("truncated AudioSpecificConfig")
             aot = 32 + (((asc[0] & 0x07) << 3) | (asc[1] >> 5))
-        return f"mp4a.40.{aot}", asc
+        return f"mp4a.40.{aot}", asc, es_id
     raise ValueError("esds has no DecoderConfigDescriptor")
 
 
@@ -409,9 +419,9 @@ def parse_init(data: bytes) -> InitInfo:
             raise ValueError(f"unsupported audio sample entry {entry.type!r}")
         f.skip(8)
         channels, _sample_size, _pre, _res, rate = f.read("HHHHI")
-        codec, asc = _esds_codec(data, entry)
+        codec, asc, es_id = _esds_codec(data, entry)
         sample_rate = rate >> 16 or _asc_sample_rate(asc)
-        return InitInfo(handler, timescale, track_id, codec, sample_rate=sample_rate, channels=channels)
+        return InitInfo(handler, timescale, track_id, codec, sample_rate=sample_rate, channels=channels, es_id=es_id)
     raise ValueError(f"unsupported handler {handler!r}")
 
 
