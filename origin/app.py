@@ -1,0 +1,263 @@
+"""The aiohttp application: routes, middleware, lifecycle.
+
+``create_app(store=...)`` serves a live store from memory (``packager run``);
+``create_app(root=...)`` serves an output folder from disk (``packager
+origin``). Background work (event-loop lag watcher; with an event bus the
+stream-event emitters, rendition watchdog and webhook workers) lives in
+``cleanup_ctx``; ``on_shutdown`` ends the open ``/events`` feeds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from origin import folder, handlers, policy, sse
+from origin.handlers import KIND, SENT, STATE, OriginState
+from origin.metrics import OriginMetrics
+from origin.policy import Kind
+from origin.serverlog import ServerLog
+from origin.webhooks import Webhooks
+from packager.events import EventBus, StreamEvents
+from packager.model import Part
+from packager.settings import WebhookSettings
+from packager.store import Store, StreamStore
+
+log = logging.getLogger(__name__)
+
+MAX_LINE = 8190
+MAX_FIELD = 8190
+
+
+@web.middleware
+async def observe(request: web.Request, handler: Any) -> web.StreamResponse:
+    st: OriginState = request.app[STATE]
+    st.metrics.in_flight.inc(1)
+    status = 500
+    response: web.StreamResponse | None = None
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        request.setdefault(KIND, Kind.OTHER)
+        headers = policy.response_headers(Kind.OTHER, exc.status, allow_origin=st.cors_origin)
+        if exc.status == 405:
+            headers["Allow"] = policy.ALLOWED_METHODS
+        reason = exc.reason if exc.status != 404 else "no such resource"
+        return web.Response(
+            status=exc.status,
+            text=f"{exc.status}: {reason}\n",
+            headers={**headers, "Content-Type": "text/plain; charset=utf-8"},
+        )
+    except (asyncio.CancelledError, ConnectionResetError):
+        status = 499
+        raise
+    except Exception:
+        log.exception("unhandled error on %s", request.path)
+        headers = policy.response_headers(Kind.OTHER, 500, allow_origin=st.cors_origin)
+        return web.Response(
+            status=500, text="500: internal error\n", headers={**headers, "Content-Type": "text/plain; charset=utf-8"}
+        )
+    finally:
+        st.metrics.in_flight.inc(-1)
+        kind = request.get(KIND, Kind.OTHER).value
+        st.metrics.requests.inc(kind=kind, status=str(status))
+        # bytes counted here rather than in a response-prepare signal: that hook cost ~10% of a request
+        size = (response.content_length if response is not None else None) or request.get(SENT, 0)
+        if size:
+            st.metrics.bytes_sent.inc(size, kind=kind)
+        stream = request.match_info.get("stream") if request.path.startswith("/live/") else None
+        if stream is not None and st.store.get(stream) is not None:  # only existing streams: bounded labels
+            st.rates.hit(stream)
+            st.metrics.stream_requests.inc(stream=stream)
+
+
+def create_app(
+    store: Store | None = None,
+    *,
+    root: Path | None = None,
+    cors_origin: str = "*",
+    players_dir: Path | None = None,
+    pipelines: dict[str, Any] | None = None,
+    ingest: tuple[Any, Any] | None = None,
+    events: EventBus | None = None,
+    webhooks: Sequence[WebhookSettings] = (),
+    dead_letter: Path | None = None,
+) -> web.Application:
+    """``events``: publish stream events (``/events``, webhooks) for ``store``; needs a store."""
+    if (store is None) == (root is None):
+        raise ValueError("create_app needs exactly one of store or root")
+    app = web.Application(
+        middlewares=[observe],
+        client_max_size=1024 * 1024,
+        # logger: a malformed request is one rate-limited line, not a traceback per request
+        handler_args={"max_line_size": MAX_LINE, "max_field_size": MAX_FIELD, "logger": ServerLog()},
+    )
+    state = OriginState(store=store or Store(None), cors_origin=cors_origin, pipelines=pipelines or {})
+    if players_dir is not None:
+        state.players_dir = players_dir
+    if events is not None and store is not None:
+        state.events = events
+    app[STATE] = state
+    r = app.router
+    r.add_get("/", handlers.index)
+    r.add_get("/players/lib/{name}", handlers.player_library)
+    r.add_get("/players/{name}", handlers.player_file)
+    r.add_get("/time", handlers.time_now)
+    r.add_get("/healthz", handlers.healthz)
+    r.add_get("/metrics", handlers.metrics)
+    if root is not None:
+        app[folder.ROOT] = root
+        r.add_get("/api/streams", folder.folder_api_streams)
+        r.add_get("/live/{stream}/{tail:.+}", folder.folder_object)
+    else:
+        r.add_get("/api/streams", handlers.api_streams)
+        r.add_get("/live/{stream}/master.m3u8", handlers.master)
+        r.add_get("/live/{stream}/manifest.mpd", handlers.mpd)
+        r.add_get("/live/{stream}/{track}/{name}", handlers.media_object)
+        if ingest is not None:
+            from origin import ingest as ingest_handlers
+
+            app[ingest_handlers.GATE], app[ingest_handlers.MANAGER] = ingest
+            r.add_put("/ingest/{stream}", ingest_handlers.ingest)
+            r.add_post("/ingest/{stream}", ingest_handlers.ingest)
+        _wire_store_metrics(state)
+        if state.events is not None:
+            r.add_get("/events", sse.events)
+            app.on_shutdown.append(sse.close_feeds)
+            app.cleanup_ctx.append(_event_services(state, webhooks, dead_letter))
+    r.add_route("OPTIONS", "/{tail:.*}", handlers.preflight)
+    r.add_get("/{tail:.*}", handlers.not_found)
+    app.cleanup_ctx.append(_background)
+    return app
+
+
+def _wire_store_metrics(state: OriginState) -> None:
+    m = state.metrics
+
+    def on_part(stream: StreamStore, part: Part) -> None:
+        if part.capture_utc_s:
+            m.publish_latency.observe(
+                max(0.0, part.published_utc_s - part.capture_utc_s), stream=stream.name, rendition=part.track
+            )
+
+    state.store.part_listeners.append(on_part)
+
+    def encoder_speed():  # type: ignore[no-untyped-def]
+        for name, pipeline in state.pipelines.items():
+            for worker, stats in pipeline.encoder_stats().items():
+                yield {"stream": name, "encoder": worker}, stats.realtime_factor
+
+    def dropped():  # type: ignore[no-untyped-def]
+        for name, pipeline in state.pipelines.items():
+            for worker, stats in pipeline.encoder_stats().items():
+                yield {"stream": name, "encoder": worker}, float(stats.frames_dropped)
+
+    def waiters():  # type: ignore[no-untyped-def]
+        for stream in state.store:
+            for track in stream.tracks.values():
+                yield {"stream": stream.name, "rendition": track.info.name}, float(track.waiter_count)
+
+    m.registry.gauge("packager_encoder_realtime_factor", "Media seconds encoded per busy second", encoder_speed)
+    m.registry.gauge("packager_frames_dropped_total", "Frames an encoder could not take in time", dropped)
+    m.registry.gauge("origin_blocking_positions", "Distinct positions requests are waiting for", waiters)
+
+
+def _event_services(
+    state: OriginState, webhooks: Sequence[WebhookSettings], dead_letter: Path | None
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        assert state.events is not None
+        async with event_services(
+            state.store, state.events, webhooks=webhooks, dead_letter=dead_letter, metrics=state.metrics
+        ) as lifecycle:
+            state.lifecycle = lifecycle
+            yield
+            state.lifecycle = None
+
+    return ctx
+
+
+DEAD_LETTER_NAME = "webhooks-dead-letter.jsonl"
+
+
+@contextlib.asynccontextmanager
+async def event_services(
+    store: Store,
+    bus: EventBus,
+    *,
+    webhooks: Sequence[WebhookSettings] = (),
+    dead_letter: Path | None = None,
+    metrics: OriginMetrics | None = None,
+) -> AsyncIterator[StreamEvents]:
+    """Stream events and the rendition watchdog for ``store``, plus the webhook workers, while inside.
+
+    ``dead_letter`` defaults to ``webhooks-dead-letter.jsonl`` in the store's output folder."""
+    lifecycle = StreamEvents(bus, store)
+    lifecycle.attach()
+    hooks = None
+    try:
+        if webhooks:
+            path = dead_letter or (store.root or Path()) / DEAD_LETTER_NAME
+            hooks = Webhooks(webhooks, bus, dead_letter=path, metrics=metrics)
+            await hooks.start()
+        yield lifecycle
+    finally:
+        lifecycle.close()
+        if hooks is not None:
+            await hooks.close()
+
+
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    state = app[STATE]
+    lag = asyncio.create_task(state.metrics.watch_loop_lag())
+    yield
+    lag.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await lag
+
+
+async def serve_store(
+    store: Store,
+    *,
+    sock: socket.socket,
+    cors_origin: str = "*",
+    pipelines: dict[str, Any] | None = None,
+    ingest: tuple[Any, Any] | None = None,
+    events: EventBus | None = None,
+    webhooks: Sequence[WebhookSettings] = (),
+    dead_letter: Path | None = None,
+) -> web.AppRunner:
+    app = create_app(
+        store,
+        cors_origin=cors_origin,
+        pipelines=pipelines,
+        ingest=ingest,
+        events=events,
+        webhooks=webhooks,
+        dead_letter=dead_letter,
+    )
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+    await runner.setup()
+    site = web.SockSite(runner, sock, backlog=4096)  # bound by the caller before any pipeline starts
+    await site.start()
+    state = app[STATE]
+    state.metrics.connections.read = lambda: [({}, float(len(runner.server.connections)))] if runner.server else []
+    return runner
+
+
+def serve_folder(root: Path, *, sock: socket.socket, host: str, port: int, cors_origin: str = "*") -> int:
+    """Serve ``root`` on ``sock`` (already listening on ``host:port``) until interrupted."""
+    app = create_app(root=root, cors_origin=cors_origin)
+    print(f"packager: serving {root} on http://{host}:{port}/", flush=True)
+    web.run_app(app, sock=sock, access_log=None, print=None, backlog=4096)
+    return 0
