@@ -494,9 +494,7 @@ async def player_library(request: web.Request) -> web.StreamResponse:
 
 async def preflight(request: web.Request) -> web.StreamResponse:
     request[KIND] = Kind.OTHER
-    headers = policy.preflight_headers(
-        _state(request).cors_origin, request.headers.get("Access-Control-Request-Headers")
-    )
+    headers = policy.preflight_headers(_state(request).cors_origin)
     return web.Response(status=204, headers=headers)
 
 

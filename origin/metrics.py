@@ -242,7 +242,3 @@ class OriginMetrics:
             self.lag_samples.append(lag)
             if len(self.lag_samples) > 10_000:
                 del self.lag_samples[:5_000]
-
-
-def now_s() -> float:
-    return time.time()

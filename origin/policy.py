@@ -109,7 +109,8 @@ def cors_headers(allow_origin: str) -> dict[str, str]:
     }
 
 
-def preflight_headers(allow_origin: str, requested_headers: str | None = None) -> dict[str, str]:
+def preflight_headers(allow_origin: str) -> dict[str, str]:
+    """A preflight answer: the same fixed method and header lists whatever the browser asks for."""
     headers = cors_headers(allow_origin)
     headers["Access-Control-Allow-Methods"] = ALLOWED_METHODS
     headers["Access-Control-Allow-Headers"] = ALLOWED_HEADERS
