@@ -21,7 +21,8 @@ from origin.handlers import NAME, STATE, _fail, _headers, _state
 from origin.policy import Kind
 from origin.responses import Body, send
 
-FILE = re.compile(r"^(?:master\.m3u8|manifest\.mpd|index\.m3u8|init\.mp4|\d{1,18}\.m4s|\d{1,18}\.\d{1,6}\.m4s)$")
+# \Z, not $: "$" also matches before a final newline
+FILE = re.compile(r"^(?:master\.m3u8|manifest\.mpd|index\.m3u8|init\.mp4|\d{1,18}\.m4s|\d{1,18}\.\d{1,6}\.m4s)\Z")
 
 ROOT = web.AppKey("folder_root", Path)
 

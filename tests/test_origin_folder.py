@@ -74,6 +74,8 @@ async def test_nothing_outside_the_root(aiohttp_client, folder, path):
 
 def test_resolve_inside_rejects_bad_components(folder):
     assert resolve_inside(folder, ["demo", "360p", "7.m4s"]) is not None
+    (folder / "demo" / "master.m3u8\n").write_text("not a name the packager writes")
+    assert resolve_inside(folder, ["demo", "master.m3u8\n"]) is None
     for parts in (["demo", "..", "x"], ["demo", "360p", "8.m4s"], [".."], ["demo", "360p", "/etc/passwd"], []):
         assert resolve_inside(folder, parts) is None
 
