@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from origin import folder, handlers, policy, sse
+from origin import folder, handlers, players, policy, sse
 from origin.handlers import KIND, SENT, STATE, OriginState
 from origin.metrics import OriginMetrics
 from origin.policy import Kind
@@ -103,15 +103,14 @@ def create_app(
         handler_args={"max_line_size": MAX_LINE, "max_field_size": MAX_FIELD, "logger": ServerLog()},
     )
     state = OriginState(store=store or Store(None), cors_origin=cors_origin, pipelines=pipelines or {})
-    if players_dir is not None:
-        state.players_dir = players_dir
     if events is not None and store is not None:
         state.events = events
     app[STATE] = state
+    app[players.PLAYERS] = players.PlayerFiles(players_dir) if players_dir is not None else players.PlayerFiles()
     r = app.router
-    r.add_get("/", handlers.index)
-    r.add_get("/players/lib/{name}", handlers.player_library)
-    r.add_get("/players/{name}", handlers.player_file)
+    r.add_get("/", players.index)
+    r.add_get("/players/lib/{name}", players.player_library)
+    r.add_get("/players/{name}", players.player_file)
     r.add_get("/time", handlers.time_now)
     r.add_get("/healthz", handlers.healthz)
     r.add_get("/metrics", handlers.metrics)

@@ -1,7 +1,8 @@
-"""Request handlers: manifests (with LL-HLS blocking reload), media, players, time, health.
+"""Request handlers: manifests (with LL-HLS blocking reload), media, time, health.
 
 Every path segment a client sends is matched against a strict pattern before
-it is used, so nothing outside the store or the players folder can be named.
+it is used, so nothing outside the store can be named (the player pages are
+served by ``origin.players``).
 Held requests (blocking playlist reload, preload-hinted parts, the segment in
 production) wait on the store's shared wake-ups, never on sleeps or polling.
 """
@@ -34,29 +35,16 @@ log = logging.getLogger(__name__)
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")  # \Z, not $: "$" also matches before a final newline
 SEGMENT_FILE = re.compile(r"^(\d{1,18})\.m4s$")
 PART_FILE = re.compile(r"^(\d{1,18})\.(\d{1,6})\.m4s$")
-PLAYER_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\.(html|js|css|json|svg|ico|png)$")
 UINT = re.compile(r"^\d{1,18}$")
-
-STATIC_TYPES = {
-    "html": "text/html; charset=utf-8",
-    "js": "text/javascript; charset=utf-8",
-    "css": "text/css; charset=utf-8",
-    "json": "application/json",
-    "svg": "image/svg+xml",
-    "ico": "image/x-icon",
-    "png": "image/png",
-}
 
 
 @dataclass
 class OriginState:
     store: Store
     cors_origin: str = "*"
-    players_dir: Path = field(default_factory=lambda: Path(__file__).resolve().parent.parent / "players")
     metrics: OriginMetrics = field(default_factory=OriginMetrics)
     cache: RenderCache = field(default_factory=RenderCache)
     pipelines: dict[str, Any] = field(default_factory=dict)
-    static_cache: dict[Path, tuple[float, Body]] = field(default_factory=dict)
     events: EventBus | None = None  # the /events feed (live store only)
     lifecycle: StreamEvents | None = None  # stream events and rendition watchdog, while the app runs
     rates: RequestRates = field(default_factory=RequestRates)  # requests per stream, for the dashboard
@@ -434,62 +422,6 @@ async def api_streams(request: web.Request) -> web.StreamResponse:
     st = _state(request)
     data = streams_json(st.store, lifecycle=st.lifecycle, rates=st.rates)
     return web.Response(text=json.dumps(data), headers=_headers(request, Kind.API))
-
-
-async def _static(request: web.Request, path: Path, kind: Kind, ctype: str) -> web.StreamResponse:
-    st = _state(request)
-    try:
-        mtime = path.stat().st_mtime
-    except OSError:
-        return _fail(request, 404, "no such file", kind)
-    hit = st.static_cache.get(path)
-    if hit is None or hit[0] != mtime:
-        data = await asyncio.to_thread(path.read_bytes)
-        hit = (mtime, Body.of(data, mtime, compressible=ctype.startswith(("text/", "application/json"))))
-        st.static_cache[path] = hit
-    headers = _headers(request, kind)
-    headers["Content-Type"] = ctype
-    return send(request, hit[1], headers)
-
-
-async def index(request: web.Request) -> web.StreamResponse:
-    return await _static(request, _state(request).players_dir / "index.html", Kind.PAGE, STATIC_TYPES["html"])
-
-
-async def player_file(request: web.Request) -> web.StreamResponse:
-    name = request.match_info["name"]
-    m = PLAYER_FILE.match(name)
-    if not m:
-        return _fail(request, 404, "no such file", Kind.PAGE)
-    players = _state(request).players_dir
-    path = players / name
-    if path.is_symlink() or not path.is_file():
-        return _fail(request, 404, "no such file", Kind.PAGE)
-    return await _static(request, path, Kind.PAGE, STATIC_TYPES[m.group(1)])
-
-
-def library_paths(players_dir: Path) -> dict[str, Path]:
-    try:
-        mapping = json.loads((players_dir / "libs.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    out = {}
-    for name, rel in mapping.items():
-        path = (players_dir / rel).resolve()
-        if path.is_relative_to(players_dir.resolve()):
-            out[name] = path
-    return out
-
-
-async def player_library(request: web.Request) -> web.StreamResponse:
-    name = request.match_info["name"]
-    libs = library_paths(_state(request).players_dir)
-    path = libs.get(name)
-    if path is None or not path.is_file():
-        return _fail(
-            request, 404, "player library not installed (run the set-up); pages fall back to a public CDN", Kind.LIBRARY
-        )
-    return await _static(request, path, Kind.LIBRARY, STATIC_TYPES["js"])
 
 
 async def preflight(request: web.Request) -> web.StreamResponse:
