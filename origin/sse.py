@@ -6,8 +6,11 @@ events it missed from the bus's bounded backlog (subscription and replay are
 taken in one step on the loop, so nothing is missed or repeated), then the
 live ones. ``?types=a,b`` picks event types; ``segment.published`` is
 frequent and only sent when named. A comment line goes out every 15 s so
-proxies keep the connection open. A client too slow to take its events is
-disconnected (it reconnects and replays); it never holds anyone else up.
+proxies keep the connection open. A client too slow to take its events
+never holds anyone else up: noisy events (ingest.rejected, rendition
+stall/recovery) it has not taken are dropped oldest first, with a comment line
+saying how many, and it stays connected; only a lifecycle or segment backlog it
+cannot take disconnects it (it reconnects and replays).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from aiohttp import web
 
 from origin.handlers import STATE, _fail, _headers
 from origin.policy import Kind
-from packager.events import DEFAULT_TYPES, Event, parse_event_id, parse_types
+from packager.events import DEFAULT_TYPES, Event, Subscription, parse_event_id, parse_types
 
 RETRY_MS = 2000
 MAX_TYPES_TEXT = 512
@@ -80,15 +83,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     try:
         await resp.prepare(request)
         await resp.write(f"retry: {RETRY_MS}\n: connected\n\n".encode() + b"".join(frame(e) for e in backlog))
-        while True:
-            try:
-                event = await asyncio.wait_for(sub.get(), st.sse_keepalive_s)
-            except TimeoutError:
-                await resp.write(b": keep-alive\n\n")
-                continue
-            if event is None:  # the server is shutting down, or this client fell too far behind
-                break
-            await resp.write(frame(event))
+        await _follow(resp, sub, st.sse_keepalive_s)
         await resp.write_eof()
     except ConnectionResetError:
         pass  # the client went away
@@ -98,8 +93,25 @@ async def events(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+async def _follow(resp: web.StreamResponse, sub: Subscription, keepalive_s: float) -> None:
+    """Write live events until the subscription ends; a comment says when noisy ones were dropped."""
+    dropped = 0
+    while True:
+        try:
+            event = await asyncio.wait_for(sub.get(), keepalive_s)
+        except TimeoutError:
+            await resp.write(b": keep-alive\n\n")
+            continue
+        if event is None:  # the server is shutting down, or this client fell too far behind
+            return
+        if sub.dropped > dropped:
+            await resp.write(f": {sub.dropped - dropped} noisy events dropped (reader behind)\n\n".encode())
+            dropped = sub.dropped
+        await resp.write(frame(event))
+
+
 async def close_feeds(app: web.Application) -> None:
-    """``on_shutdown``: end every SSE response so the server does not wait for them."""
+    """``on_shutdown``: end every SSE response so the server does not wait for them; stop the bus's timers."""
     bus = app[STATE].events
     if bus is not None:
-        bus.close_subscribers()
+        bus.close()

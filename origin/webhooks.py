@@ -16,8 +16,18 @@ delivers in order through one pooled ``ClientSession``: a slow or dead
 endpoint holds only its own worker. 2xx ends a delivery; timeouts, connection
 errors, 5xx and 429 are retried with exponential back-off and jitter (a
 ``Retry-After`` is honoured) up to ``max_attempts``; any other status ends it
-(logged). Events that were never delivered (attempts used up, queue full,
-shutdown) are appended to the dead-letter file as JSON lines, fsynced.
+(logged). ``Retry-After`` is read strictly (ASCII delta-seconds of at most
+ten digits, or an HTTP date); anything else falls back to the back-off.
+Events that were never delivered (attempts used up, queue full, shutdown)
+are appended to the dead-letter file as JSON lines, fsynced.
+
+Each endpoint's queue is bounded per event class (see
+:mod:`packager.events`): when noisy events (ingest.rejected, rendition
+stall/recovery) pile up behind a slow endpoint the oldest of them are dropped,
+counted as ``webhook_deliveries_total{result="dropped"}`` and logged once per
+flood, so a wrong-key flood can never push a lifecycle event out or into the
+dead letters. Time (attempt timestamps, back-off sleeps) comes from a
+:class:`~packager.timebase.Clock`.
 """
 
 from __future__ import annotations
@@ -30,8 +40,8 @@ import json
 import logging
 import os
 import random
+import re
 import threading
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -42,15 +52,20 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from origin.metrics import OriginMetrics
-from packager.events import Event
+from packager.events import FREQUENT, LIFECYCLE, NOISY, Event, EventQueue, QueueFull
+from packager.ratelog import RateLimitedLog
 from packager.settings import WebhookSettings
-from packager.timebase import iso_from_epoch_s
+from packager.timebase import SYSTEM_CLOCK, Clock, iso_from_epoch_s
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = "live-packager-webhooks/1"
-QUEUE_SIZE = 10_000
+QUEUE_SIZE = 10_000  # lifecycle (and, separately, segment) events waiting per endpoint
+NOISY_QUEUE_SIZE = 100  # noisy events waiting per endpoint; older ones are dropped past it
 MAX_RESPONSE_READ = 64 * 1024
+_DELTA_SECONDS = re.compile(r"[0-9]{1,10}")  # ASCII only: str.isdigit() also takes '²' and '١٢'
+MAX_RETRY_AFTER_TEXT = 64  # an HTTP date is 29 characters
+drop_log = RateLimitedLog(log)
 
 
 class SinkRegistry(Protocol):
@@ -89,20 +104,24 @@ def redact(url: str) -> str:
     return f"{p.scheme}://{host}{port}{p.path}"
 
 
-def retry_after_s(value: str | None, now: float | None = None) -> float | None:
-    """Seconds a ``Retry-After`` header asks for (delta-seconds or an HTTP date), None if absent/invalid."""
-    if not value:
+def retry_after_s(value: str | None, now: float) -> float | None:
+    """Seconds a ``Retry-After`` header asks for (delta-seconds or an HTTP date), None if absent/invalid.
+
+    ``now`` is the current UTC time (seconds since 1970) a date is measured from."""
+    if not value or len(value) > MAX_RETRY_AFTER_TEXT:
         return None
-    value = value.strip()
-    if value.isdigit():
+    value = value.strip(" \t")
+    if _DELTA_SECONDS.fullmatch(value):
         return float(int(value))
+    if not value.isascii() or not value[:1].isalpha():  # a date starts with the day name (RFC 9110 5.6.7)
+        return None
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when is None or when.tzinfo is None:
         return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    return max(0.0, when.timestamp() - now)
 
 
 class DeadLetters:
@@ -140,10 +159,14 @@ class DeadLetters:
         return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
+def _endpoint_queue() -> EventQueue:
+    return EventQueue({LIFECYCLE: QUEUE_SIZE, FREQUENT: QUEUE_SIZE, NOISY: NOISY_QUEUE_SIZE}, droppable=(NOISY,))
+
+
 @dataclass
 class _Endpoint:
     settings: WebhookSettings
-    queue: asyncio.Queue[Event] = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
+    queue: EventQueue = field(default_factory=_endpoint_queue)
     task: asyncio.Task[None] | None = None
     current: Event | None = None
     attempts: int = 0
@@ -166,9 +189,8 @@ class Webhooks:
         base_delay_s: float = 0.5,
         max_delay_s: float = 60.0,
         max_retry_after_s: float = 600.0,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: Callable[[], float] = random.random,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.endpoints = [_Endpoint(s) for s in endpoints]
         self.bus = bus
@@ -177,7 +199,6 @@ class Webhooks:
         self.base_delay_s = base_delay_s
         self.max_delay_s = max_delay_s
         self.max_retry_after_s = max_retry_after_s
-        self._sleep = sleep
         self._rng = rng
         self._clock = clock
         self._session: aiohttp.ClientSession | None = None
@@ -200,9 +221,24 @@ class Webhooks:
             if event.type not in ep.settings.events:
                 continue
             try:
-                ep.queue.put_nowait(event)
-            except asyncio.QueueFull:
-                self._spawn(self._dead_letter(ep, event, 0, f"queue full ({QUEUE_SIZE} events waiting)"))
+                evicted = ep.queue.put(event)
+            except QueueFull as exc:
+                self._spawn(self._dead_letter(ep, event, 0, f"queue full ({exc})"))
+                continue
+            if evicted is not None:
+                self._dropped(ep, evicted)
+
+    def _dropped(self, ep: _Endpoint, event: Event) -> None:
+        """A noisy event made room for a newer one: counted and logged once per flood, never dead-lettered."""
+        self.metrics.webhook_deliveries.inc(result="dropped")
+        drop_log.warning(
+            ("webhook-dropped", ep.name),
+            "webhooks: %s is behind: dropped %s %s (more than %d noisy events waiting)",
+            ep.name,
+            event.type,
+            event.id,
+            NOISY_QUEUE_SIZE,
+        )
 
     async def drained(self) -> None:
         """Wait until every queued event has been delivered or given up on."""
@@ -224,8 +260,10 @@ class Webhooks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await ep.task
             left = [ep.current] if ep.current is not None else []
-            while not ep.queue.empty():
-                left.append(ep.queue.get_nowait())
+            while len(ep.queue):
+                queued = ep.queue.get_nowait()
+                if queued is not None:
+                    left.append(queued)
             for event in left:
                 attempts = ep.attempts if event is ep.current else 0
                 await self._dead_letter(ep, event, attempts, "server shut down before delivery")
@@ -245,6 +283,8 @@ class Webhooks:
     async def _worker(self, ep: _Endpoint) -> None:
         while True:
             event = await ep.queue.get()
+            if event is None:
+                return
             ep.current, ep.attempts = event, 0
             try:
                 await self._deliver(ep, event)
@@ -270,11 +310,11 @@ class Webhooks:
         error = ""
         for attempt in range(1, s.max_attempts + 1):
             ep.attempts = attempt
-            timestamp = str(int(self._clock()))
+            timestamp = str(int(self._clock.utc_s()))
             headers = signed_headers(event, s.secret, body, timestamp, attempt)
             status: int | None = None
             wait_hint: str | None = None
-            started = time.monotonic()
+            started = self._clock.monotonic_s()
             try:
                 async with self._session.post(
                     s.url, data=body, headers=headers, timeout=timeout, allow_redirects=False
@@ -287,7 +327,7 @@ class Webhooks:
             except aiohttp.ClientError as exc:
                 error = f"connection failed: {type(exc).__name__}"
             finally:
-                self.metrics.webhook_seconds.observe(time.monotonic() - started)
+                self.metrics.webhook_seconds.observe(self._clock.monotonic_s() - started)
             if status is not None and 200 <= status < 300:
                 self.metrics.webhook_deliveries.inc(result="delivered")
                 log.debug("webhooks: %s: %s %s delivered (attempt %d)", ep.name, event.type, event.id, attempt)
@@ -303,7 +343,7 @@ class Webhooks:
             if attempt == s.max_attempts:
                 break
             self.metrics.webhook_deliveries.inc(result="retried")
-            hinted = retry_after_s(wait_hint) if status is not None else None
+            hinted = retry_after_s(wait_hint, self._clock.utc_s()) if status is not None else None
             delay = min(hinted, self.max_retry_after_s) if hinted is not None else self.backoff_s(attempt)
             log.info(
                 "webhooks: %s: %s %s attempt %d failed (%s); retrying in %.1f s",
@@ -314,7 +354,7 @@ class Webhooks:
                 error,
                 delay,
             )
-            await self._sleep(delay)
+            await self._clock.sleep(delay)
         await self._dead_letter(ep, event, s.max_attempts, error)
 
     async def _dead_letter(self, ep: _Endpoint, event: Event, attempts: int, error: str) -> None:
@@ -322,7 +362,7 @@ class Webhooks:
         log.warning("webhooks: %s: %s %s not delivered (%s); dead-lettered", ep.name, event.type, event.id, error)
         await self.dead.add(
             {
-                "time": iso_from_epoch_s(self._clock()),
+                "time": iso_from_epoch_s(self._clock.utc_s()),
                 "endpoint": ep.name,
                 "attempts": attempts,
                 "error": error,

@@ -6,15 +6,28 @@ object. :class:`StreamEvents` turns store happenings into events (a stream's
 first media, its end, discontinuities, segments, the final manifests on disk)
 and watches each rendition: one timer per rendition, re-armed when it fires,
 declares it stalled when no part arrived for ``stall_parts`` part targets.
-:func:`ingest_rejected` reports the ingest gate's refusals (never the key).
+:func:`ingest_rejected` reports the ingest gate's refusals (never the key),
+coalesced by :class:`RejectionReports`: a flood of refusals from one peer is
+one event at once and then one summary per interval carrying a ``count``.
+
+Every event type belongs to a class (:func:`event_class`): *lifecycle*
+(started, stopped, discontinuity, vod.ready), *noisy* (ingest.rejected,
+rendition stalled/recovered: a hostile peer or a flapping feed can make many)
+and *frequent* (segment.published, opt-in). Each class has its own bound in
+the replay backlog and in every consumer's :class:`EventQueue`, so one class
+can never push another out: noise is dropped (oldest first) before a
+lifecycle event could be, and a reader is never disconnected for noise.
 
 The :class:`EventBus` lives on the event loop: loop code calls
 :meth:`EventBus.publish`, worker threads :meth:`EventBus.publish_threadsafe`.
-It keeps a bounded backlog for replay (SSE ``Last-Event-ID``), hands each
-event to synchronous sinks (the webhook queues) and to subscribers with
-bounded queues; a subscriber that falls behind is closed, never waited for.
-Ids are ``<boot>-<seq>``: ``boot`` is random per process (so ids stay unique
-across restarts, as webhook receivers dedupe on them) and ``seq`` counts up.
+It keeps the bounded backlog for replay (SSE ``Last-Event-ID``), hands each
+event to synchronous sinks (the webhook queues) and to subscribers; a
+subscriber whose lifecycle or segment queue overflows is closed (it reconnects
+and replays), never waited for. Ids are ``<boot>-<seq>``: ``boot`` is random
+per process (so ids stay unique across restarts, as webhook receivers dedupe
+on them) and ``seq`` counts up. Time comes from a
+:class:`~packager.timebase.Clock` (the watchdog and the coalescing timers
+sleep on it), so tests drive it by hand.
 
 Pure: no aiohttp, no codecs.
 """
@@ -22,21 +35,21 @@ Pure: no aiohttp, no codecs.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import json
 import logging
 import re
 import secrets
-import time
 import weakref
-from collections import deque
-from collections.abc import Callable, Collection, Iterable
+from collections import OrderedDict, deque
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Protocol
 
 from packager.model import MASTER_NAME, MPD_NAME, Part, segment_name
 from packager.store import Store, StreamStore
-from packager.timebase import iso_from_epoch_s
+from packager.timebase import SYSTEM_CLOCK, Clock, iso_from_epoch_s
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +75,28 @@ EVENT_TYPES: tuple[str, ...] = (
 OPT_IN_TYPES = frozenset({SEGMENT_PUBLISHED})  # frequent: only delivered when asked for by name
 DEFAULT_TYPES = frozenset(EVENT_TYPES) - OPT_IN_TYPES
 
+LIFECYCLE = "lifecycle"
+NOISY = "noisy"
+FREQUENT = "frequent"
+EVENT_CLASSES: dict[str, str] = {
+    STREAM_STARTED: LIFECYCLE,
+    STREAM_STOPPED: LIFECYCLE,
+    STREAM_DISCONTINUITY: LIFECYCLE,
+    VOD_READY: LIFECYCLE,
+    RENDITION_STALLED: NOISY,
+    RENDITION_RECOVERED: NOISY,
+    INGEST_REJECTED: NOISY,
+    SEGMENT_PUBLISHED: FREQUENT,
+}
+DEFAULT_REJECTION_INTERVAL_S = 10.0
+
 _SHOWABLE = re.compile(r"[A-Za-z0-9._-]{1,40}")
 EVENT_ID = re.compile(r"([0-9a-f]{12})-([0-9]{1,18})")
+
+
+def event_class(type: str) -> str:
+    """``lifecycle``, ``noisy`` or ``frequent``: which bound an event of ``type`` counts against."""
+    return EVENT_CLASSES[type]
 
 
 def parse_types(items: Iterable[str], where: str) -> frozenset[str]:
@@ -106,66 +139,168 @@ class Event:
         return json.dumps(self.as_dict(), separators=(",", ":"), sort_keys=False)
 
 
-class Subscription:
-    """One consumer's bounded queue of events (a live SSE client). Loop only."""
+class QueueFull(Exception):
+    """An event did not fit its class's bound in an :class:`EventQueue` (and that class is not dropped)."""
 
-    def __init__(self, types: frozenset[str], maxsize: int) -> None:
+
+class EventQueue:
+    """One consumer's waiting events, bounded per class and handed out in id order. Loop only.
+
+    ``bounds`` maps each class to its size. When a class in ``droppable`` is
+    full, its oldest event makes room (counted in ``dropped``); any other full
+    class raises :class:`QueueFull` and the event is not queued. ``task_done``
+    and ``join`` work like :class:`asyncio.Queue`'s."""
+
+    def __init__(self, bounds: Mapping[str, int], droppable: Collection[str] = (NOISY,)) -> None:
+        if any(size < 1 for size in bounds.values()):
+            raise ValueError("every queue bound must be >= 1")
+        self.bounds = dict(bounds)
+        self.droppable = frozenset(droppable)
+        self.dropped = 0
+        self._queues: dict[str, deque[Event]] = {name: deque() for name in bounds}
+        self._ready = asyncio.Event()
+        self._closed = False
+        self._unfinished = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def put(self, event: Event) -> Event | None:
+        """Queue ``event``; the droppable event it pushed out, if any. Raises QueueFull (event not queued)."""
+        name = event_class(event.type)
+        queue = self._queues[name]
+        evicted = None
+        if len(queue) >= self.bounds[name]:
+            if name not in self.droppable:
+                raise QueueFull(f"{self.bounds[name]} {name} events waiting")
+            evicted = queue.popleft()
+            self.dropped += 1
+            self._unfinished -= 1
+        queue.append(event)
+        self._unfinished += 1
+        self._idle.clear()
+        self._ready.set()
+        return evicted
+
+    def get_nowait(self) -> Event | None:
+        """The oldest waiting event; None once closed and empty; raises asyncio.QueueEmpty otherwise."""
+        heads = [q for q in self._queues.values() if q]
+        if heads:
+            return min(heads, key=lambda q: q[0].seq).popleft()
+        if self._closed:
+            return None
+        raise asyncio.QueueEmpty
+
+    async def get(self) -> Event | None:
+        """The oldest waiting event; None once :meth:`close` was called and everything queued was taken."""
+        while True:
+            try:
+                return self.get_nowait()
+            except asyncio.QueueEmpty:
+                self._ready.clear()
+                await self._ready.wait()
+
+    def close(self) -> None:
+        self._closed = True
+        self._ready.set()
+
+    def task_done(self) -> None:
+        self._unfinished = max(0, self._unfinished - 1)
+        if self._unfinished == 0:
+            self._idle.set()
+
+    async def join(self) -> None:
+        await self._idle.wait()
+
+    def __len__(self) -> int:
+        return sum(len(q) for q in self._queues.values())
+
+
+class Subscription:
+    """One consumer's bounded, per-class queue of events (a live SSE client). Loop only.
+
+    Noisy events beyond ``noisy_size`` waiting are dropped oldest first (the
+    reader stays connected; ``dropped`` counts them); a lifecycle or segment
+    backlog beyond ``maxsize`` closes the subscription (the reader replays)."""
+
+    def __init__(self, types: frozenset[str], maxsize: int, noisy_size: int | None = None) -> None:
         self.types = types
         self.maxsize = maxsize
         self.overflowed = False
         self.closed = False
-        self._queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        noisy = noisy_size if noisy_size is not None else maxsize
+        self._queue = EventQueue({LIFECYCLE: maxsize, FREQUENT: maxsize, NOISY: noisy})
+
+    @property
+    def dropped(self) -> int:
+        """Noisy events dropped because this reader was behind."""
+        return self._queue.dropped
 
     def offer(self, event: Event) -> bool:
-        """Queue ``event`` if wanted; False (and closed) if the consumer fell too far behind."""
+        """Queue ``event`` if wanted; False (and closed) if the consumer fell too far behind on what matters."""
         if self.closed:
             return False
         if event.type not in self.types:
             return True
-        if self._queue.qsize() >= self.maxsize:
+        try:
+            self._queue.put(event)
+        except QueueFull:
             self.overflowed = True
             self.close()
             return False
-        self._queue.put_nowait(event)
         return True
 
     def close(self) -> None:
         """Deliver what is queued, then end (``get`` returns None)."""
         if not self.closed:
             self.closed = True
-            self._queue.put_nowait(None)
+            self._queue.close()
 
     async def get(self) -> Event | None:
         return await self._queue.get()
+
+    def get_nowait(self) -> Event | None:
+        """Like :meth:`get` without waiting: raises asyncio.QueueEmpty when nothing is queued yet."""
+        return self._queue.get_nowait()
 
 
 Sink = Callable[[Event], None]
 
 
 class EventBus:
-    """Publishes events to a replay backlog, sinks and subscribers. Owned by one event loop."""
+    """Publishes events to a replay backlog, sinks and subscribers. Owned by one event loop.
+
+    The backlog keeps ``backlog`` lifecycle, ``noisy_backlog`` noisy and
+    ``frequent_backlog`` segment events, each in its own ring."""
 
     def __init__(
         self,
         *,
         backlog: int = 1000,
+        noisy_backlog: int = 256,
         frequent_backlog: int = 256,
         queue_size: int = 512,
+        noisy_queue_size: int = 64,
+        rejection_interval_s: float = DEFAULT_REJECTION_INTERVAL_S,
         loop: asyncio.AbstractEventLoop | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        if backlog < 1 or frequent_backlog < 1 or queue_size < 1:
-            raise ValueError("backlog, frequent_backlog and queue_size must be >= 1")
+        if min(backlog, noisy_backlog, frequent_backlog, queue_size, noisy_queue_size) < 1:
+            raise ValueError("backlog and queue sizes must be >= 1")
         self.boot = secrets.token_hex(6)
         self.queue_size = queue_size
-        self._clock = clock
+        self.noisy_queue_size = noisy_queue_size
+        self.clock = clock
         self._seq = 0
-        # Frequent (opt-in) events get their own ring so they never push the rare ones out of the replay.
-        self._backlog: deque[Event] = deque(maxlen=backlog)
-        self._frequent: deque[Event] = deque(maxlen=frequent_backlog)
+        # one ring per class: a flood of one class never pushes another out of the replay
+        self._rings: dict[str, deque[Event]] = {
+            LIFECYCLE: deque(maxlen=backlog),
+            NOISY: deque(maxlen=noisy_backlog),
+            FREQUENT: deque(maxlen=frequent_backlog),
+        }
         self._subs: dict[Subscription, None] = {}
         self._sinks: list[Sink] = []
         self.dropped_subscribers = 0
+        self.rejections = RejectionReports(self, interval_s=rejection_interval_s)
         if loop is None:
             try:
                 loop = asyncio.get_running_loop()
@@ -183,8 +318,9 @@ class EventBus:
         if type not in EVENT_TYPES:
             raise ValueError(f"unknown event type {type!r}")
         self._seq += 1
-        event = Event(f"{self.boot}-{self._seq}", self._seq, type, stream, iso_from_epoch_s(self._clock()), data or {})
-        (self._frequent if type in OPT_IN_TYPES else self._backlog).append(event)
+        when = iso_from_epoch_s(self.clock.utc_s())
+        event = Event(f"{self.boot}-{self._seq}", self._seq, type, stream, when, data or {})
+        self._rings[event_class(type)].append(event)
         for sub in list(self._subs):
             if not sub.offer(event):
                 self._subs.pop(sub, None)
@@ -220,7 +356,7 @@ class EventBus:
         self, types: Collection[str] = DEFAULT_TYPES, *, last_id: str | None = None
     ) -> tuple[Subscription, list[Event]]:
         """A live subscription plus the backlog events after ``last_id`` (atomically: no gap, no repeat)."""
-        sub = Subscription(frozenset(types), self.queue_size)
+        sub = Subscription(frozenset(types), self.queue_size, self.noisy_queue_size)
         self._subs[sub] = None
         return sub, self.replay(last_id, sub.types) if last_id is not None else []
 
@@ -233,6 +369,11 @@ class EventBus:
         for sub in list(self._subs):
             sub.close()
         self._subs.clear()
+
+    def close(self) -> None:
+        """Stop the coalescing timer (pending rejection summaries are dropped) and end every subscription."""
+        self.rejections.close()
+        self.close_subscribers()
 
     @property
     def subscriber_count(self) -> int:
@@ -247,9 +388,8 @@ class EventBus:
             raise ValueError("not an event id")
         boot, seq = parsed
         after = seq if boot == self.boot else 0
-        out = [e for ring in (self._backlog, self._frequent) for e in ring if e.seq > after and e.type in types]
-        out.sort(key=lambda e: e.seq)
-        return out
+        merged = heapq.merge(*self._rings.values(), key=lambda e: e.seq)  # each ring is already in id order
+        return [e for e in merged if e.seq > after and e.type in types]
 
 
 # --------------------------------------------------------------------------- emitters
@@ -274,22 +414,116 @@ class RefusalInfo(Protocol):
     def peer(self) -> str: ...
 
 
-def ingest_rejected(bus: EventBus, refusal: RefusalInfo) -> Event:
-    """Publish ``ingest.rejected`` for a refused or cut-off push (a gate refusal listener)."""
-    return bus.publish(
-        INGEST_REJECTED,
-        refusal.stream,
-        {"status": refusal.status, "reason": refusal.reason, "protocol": refusal.protocol, "peer": refusal.peer},
-    )
+def ingest_rejected(bus: EventBus, refusal: RefusalInfo) -> Event | None:
+    """Report a refused or cut-off push (a gate refusal listener), coalesced per peer: the event, if one went out."""
+    return bus.rejections.report(refusal)
+
+
+MAX_REJECTION_KEYS = 4096  # coalescing windows remembered at once; past it the oldest is summarised early
+
+
+def peer_host(peer: str) -> str:
+    """``peer`` without its port (``"1.2.3.4:5678"`` -> ``"1.2.3.4"``, ``"[::1]:5"`` -> ``"::1"``).
+
+    Every new connection has a new port: coalescing per address is what holds a flood together."""
+    if peer.startswith("["):
+        return peer[1:].partition("]")[0]
+    if peer.count(":") == 1:
+        return peer.partition(":")[0]
+    return peer
+
+
+@dataclass
+class _Window:
+    """Refusals of one (peer, stream, reason) since the last event about them."""
+
+    opened: float  # clock monotonic seconds
+    status: int
+    protocol: str
+    pending: int = 0  # refusals not reported yet
+
+
+_RejectionKey = tuple[str, str | None, str]  # peer host, stream, reason
+
+
+class RejectionReports:
+    """Coalesces ``ingest.rejected``: one event per peer, stream and reason per ``interval_s``. Loop only.
+
+    The first refusal of a kind is published at once (``count`` = the attempts
+    it stands for); later ones within the interval are summed and published
+    as one summary when the interval ends, which opens the next interval. An
+    interval that ends with nothing new forgets the kind. One timer task
+    sleeps on the bus's clock until the oldest interval ends."""
+
+    def __init__(self, bus: EventBus, *, interval_s: float = DEFAULT_REJECTION_INTERVAL_S) -> None:
+        if not interval_s > 0:
+            raise ValueError("rejection_interval_s must be > 0")
+        self.bus = bus
+        self.interval_s = interval_s
+        self._windows: OrderedDict[_RejectionKey, _Window] = OrderedDict()  # oldest interval first
+        self._timer: asyncio.Task[None] | None = None
+
+    def report(self, refusal: RefusalInfo) -> Event | None:
+        count = max(1, int(getattr(refusal, "count", 1)))
+        host = peer_host(refusal.peer)
+        key = (host, refusal.stream, refusal.reason)
+        window = self._windows.get(key)
+        if window is not None:
+            window.pending += count
+            window.status, window.protocol = refusal.status, refusal.protocol
+            return None
+        self._windows[key] = _Window(self.bus.clock.monotonic_s(), refusal.status, refusal.protocol)
+        while len(self._windows) > MAX_REJECTION_KEYS:
+            self._flush(*self._windows.popitem(last=False))
+        self._arm()
+        return self._publish(key, refusal.status, refusal.protocol, count)
+
+    @property
+    def pending(self) -> int:
+        """Refusals waiting for their summary."""
+        return sum(w.pending for w in self._windows.values())
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._windows.clear()
+
+    def _publish(self, key: _RejectionKey, status: int, protocol: str, count: int) -> Event:
+        host, stream, reason = key
+        data = {"status": status, "reason": reason, "protocol": protocol, "peer": host, "count": count}
+        return self.bus.publish(INGEST_REJECTED, stream, data)
+
+    def _flush(self, key: _RejectionKey, window: _Window) -> None:
+        if window.pending:
+            self._publish(key, window.status, window.protocol, window.pending)
+
+    def _arm(self) -> None:
+        if self._timer is None or self._timer.done():
+            self._timer = asyncio.get_running_loop().create_task(self._run(), name="ingest.rejected summaries")
+
+    async def _run(self) -> None:
+        clock = self.bus.clock
+        while self._windows:
+            key, window = next(iter(self._windows.items()))
+            wait_s = window.opened + self.interval_s - clock.monotonic_s()
+            if wait_s > 0:
+                await clock.sleep(wait_s)
+                continue
+            del self._windows[key]
+            if window.pending:  # a summary opens the next interval for this kind
+                self._flush(key, window)
+                self._windows[key] = _Window(clock.monotonic_s(), window.status, window.protocol)
+        self._timer = None
 
 
 @dataclass
 class _Watch:
     """One rendition's watchdog: when its last part came and the timer that checks for silence."""
 
-    last: float  # loop time of the newest part
+    last: float  # clock monotonic seconds of the newest part
     position: tuple[int, int]
-    timer: asyncio.TimerHandle | None = None
+    timer: asyncio.Task[None] | None = None
     stalled: bool = False
 
 
@@ -304,14 +538,17 @@ class _StreamState:
 
 
 class StreamEvents:
-    """Listens to a :class:`~packager.store.Store` and publishes its streams' events. Event-loop only."""
+    """Listens to a :class:`~packager.store.Store` and publishes its streams' events. Event-loop only.
 
-    def __init__(self, bus: EventBus, store: Store, *, stall_parts: float = 3.0) -> None:
+    Durations and the watchdog run on ``clock`` (default: the store's), so tests drive them by hand."""
+
+    def __init__(self, bus: EventBus, store: Store, *, stall_parts: float = 3.0, clock: Clock | None = None) -> None:
         if stall_parts <= 0:
             raise ValueError("stall_parts must be > 0")
         self.bus = bus
         self.store = store
         self.stall_parts = stall_parts
+        self.clock: Clock = clock if clock is not None else store.clock
         self._states: weakref.WeakKeyDictionary[StreamStore, _StreamState] = weakref.WeakKeyDictionary()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._attached = False
@@ -366,7 +603,7 @@ class StreamEvents:
             if not stream.expected_tracks <= ready and not stream.ended:
                 return  # announce the stream once every rendition is known
             state.started = True
-            state.started_utc_s = time.time()
+            state.started_utc_s = self.clock.utc_s()
             self.bus.publish(STREAM_STARTED, stream.name, _started_data(stream))
         self._new_segments(stream, state)
         if stream.ended and not state.stopped:
@@ -375,7 +612,7 @@ class StreamEvents:
             self.bus.publish(
                 STREAM_STOPPED,
                 stream.name,
-                {"reason": stream.end_reason, "duration_s": round(time.time() - state.started_utc_s, 3)},
+                {"reason": stream.end_reason, "duration_s": round(self.clock.utc_s() - state.started_utc_s, 3)},
             )
             self._vod_ready(stream)
 
@@ -408,7 +645,7 @@ class StreamEvents:
 
     def _discontinuity(self, stream: StreamStore) -> None:
         state = self._state(stream)
-        now = time.monotonic()
+        now = self.clock.monotonic_s()
         # every track reports the same break; one event per segment duration is enough
         if state.stopped or now - state.last_discontinuity < float(stream.segment_s):
             return
@@ -420,7 +657,7 @@ class StreamEvents:
         state = self._state(stream)
         if state.stopped or stream.ended or self._loop is None:
             return
-        now = self._loop.time()
+        now = self.clock.monotonic_s()
         watch = state.watches.get(part.track)
         if watch is None:
             watch = state.watches[part.track] = _Watch(now, (part.msn, part.index))
@@ -437,23 +674,28 @@ class StreamEvents:
             )
         watch.last = now
         watch.position = (part.msn, part.index)
-        if watch.timer is None:  # re-armed by the check itself: no timer churn per part
-            watch.timer = self._loop.call_at(now + self.threshold_s(stream), self._check, stream, part.track)
+        if watch.timer is None:  # the timer sleeps on until the silence is long enough: no churn per part
+            watch.timer = self._loop.create_task(self._watch(stream, part.track, watch), name=f"watch {part.track}")
 
-    def _check(self, stream: StreamStore, track: str) -> None:
-        state = self._states.get(stream)
-        watch = state.watches.get(track) if state else None
-        if state is None or watch is None or self._loop is None:
-            return
-        watch.timer = None
-        if state.stopped or stream.ended:
-            return
-        limit = self.threshold_s(stream)
-        now = self._loop.time()
-        due = watch.last + limit
-        if now < due - 0.001:
-            watch.timer = self._loop.call_at(due, self._check, stream, track)
-            return
+    async def _watch(self, stream: StreamStore, track: str, watch: _Watch) -> None:
+        """Sleep until ``track`` has been silent for the threshold, then report the stall once."""
+        try:
+            while True:
+                state = self._states.get(stream)
+                if state is None or state.stopped or stream.ended:
+                    return
+                limit = self.threshold_s(stream)
+                wait_s = watch.last + limit - self.clock.monotonic_s()
+                if wait_s > 0.001:
+                    await self.clock.sleep(wait_s)
+                    continue
+                self._stall(stream, track, watch, limit)
+                return
+        finally:
+            if watch.timer is asyncio.current_task():
+                watch.timer = None
+
+    def _stall(self, stream: StreamStore, track: str, watch: _Watch, limit: float) -> None:
         watch.stalled = True  # the next part re-arms the timer and reports the recovery
         msn, index = watch.position
         self.bus.publish(
@@ -461,7 +703,7 @@ class StreamEvents:
             stream.name,
             {
                 "rendition": track,
-                "silent_s": round(now - watch.last, 3),
+                "silent_s": round(self.clock.monotonic_s() - watch.last, 3),
                 "threshold_s": round(limit, 3),
                 "last_part": f"{msn}.{index}",
             },

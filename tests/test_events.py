@@ -34,9 +34,13 @@ async def next_event(sub, timeout: float = 2.0):
 
 def drain(sub) -> list:
     out = []
-    while not sub._queue.empty():
-        out.append(sub._queue.get_nowait())
-    return out
+    while True:
+        try:
+            out.append(sub.get_nowait())
+        except asyncio.QueueEmpty:
+            return out
+        if out[-1] is None:
+            return out
 
 
 # ---------------------------------------------------------------- the bus

@@ -13,8 +13,10 @@ import origin.webhooks as webhooks_mod
 from origin.metrics import OriginMetrics
 from origin.webhooks import DeadLetters, Webhooks, redact, retry_after_s, sign, signed_headers
 from packager.config import ConfigError, StreamConfig
-from packager.events import EventBus
+from packager.events import DEFAULT_TYPES, EventBus, ingest_rejected
+from packager.ingest.gate import Refusal
 from packager.settings import WebhookSettings, load, webhook_settings
+from tests.support.clock import ManualClock, until
 from tests.support.procs import free_port
 from tests.support.readme import readme_receiver
 
@@ -56,12 +58,20 @@ async def serve(aiohttp_server, receiver: Receiver) -> str:
     return str(server.make_url("/hook"))
 
 
-class FakeSleep:
+class JumpClock(ManualClock):
+    """Sleeps return at once, recording the delay and moving monotonic time on; UTC stays the real time
+    (receivers check signature timestamps against their own clock)."""
+
     def __init__(self) -> None:
+        super().__init__()
         self.delays: list[float] = []
 
-    async def __call__(self, delay: float) -> None:
-        self.delays.append(delay)
+    def utc_s(self) -> float:
+        return time.time()
+
+    async def sleep(self, seconds: float) -> None:
+        self.delays.append(seconds)
+        self.advance(seconds)
         await asyncio.sleep(0)
 
 
@@ -112,8 +122,8 @@ def test_readme_verify_accepts_our_signature_and_refuses_tampering():
 
 async def test_fails_twice_then_succeeds_one_accepted_delivery_same_id(aiohttp_server, tmp_path):
     rx = Receiver([500, 503, 204])
-    sleep = FakeSleep()
-    bus, hooks = await started([endpoint(await serve(aiohttp_server, rx))], tmp_path, sleep=sleep)
+    clock = JumpClock()
+    bus, hooks = await started([endpoint(await serve(aiohttp_server, rx))], tmp_path, clock=clock)
     event = bus.publish("stream.started", "demo", {"renditions": []})
     await asyncio.wait_for(hooks.drained(), 5)
     assert len(rx.accepted) == 1 and rx.accepted[0]["id"] == event.id
@@ -123,7 +133,7 @@ async def test_fails_twice_then_succeeds_one_accepted_delivery_same_id(aiohttp_s
     headers, body, _ = rx.attempts[0]
     assert headers["Content-Type"] == "application/json" and headers["X-Packager-Event"] == "stream.started"
     assert json.loads(body) == event.as_dict()
-    assert 0.25 <= sleep.delays[0] <= 0.5 and 0.5 <= sleep.delays[1] <= 1.0  # exponential, jittered
+    assert 0.25 <= clock.delays[0] <= 0.5 and 0.5 <= clock.delays[1] <= 1.0  # exponential, jittered
     assert counts(hooks) == {"delivered": 1, "retried": 2}
     await hooks.close()
     assert not (tmp_path / "dead.jsonl").exists()
@@ -135,13 +145,13 @@ async def test_fails_twice_then_succeeds_one_accepted_delivery_same_id(aiohttp_s
 async def test_429_retry_after_is_honoured(aiohttp_server, tmp_path):
     later = formatdate(time.time() + 30, usegmt=True)
     rx = Receiver([(429, {"Retry-After": "7"}), (503, {"Retry-After": later}), (429, {"Retry-After": "99999"}), 200])
-    sleep = FakeSleep()
-    bus, hooks = await started([endpoint(await serve(aiohttp_server, rx))], tmp_path, sleep=sleep)
+    clock = JumpClock()
+    bus, hooks = await started([endpoint(await serve(aiohttp_server, rx))], tmp_path, clock=clock)
     bus.publish("stream.started", "demo")
     await asyncio.wait_for(hooks.drained(), 5)
-    assert sleep.delays[0] == 7.0
-    assert 25 <= sleep.delays[1] <= 30
-    assert sleep.delays[2] == hooks.max_retry_after_s
+    assert clock.delays[0] == 7.0
+    assert 25 <= clock.delays[1] <= 30
+    assert clock.delays[2] == hooks.max_retry_after_s
     assert len(rx.accepted) == 1
     await hooks.close()
 
@@ -149,7 +159,7 @@ async def test_429_retry_after_is_honoured(aiohttp_server, tmp_path):
 async def test_always_failing_endpoint_ends_in_the_dead_letter_file(aiohttp_server, tmp_path):
     rx = Receiver([500])
     url = await serve(aiohttp_server, rx)
-    bus, hooks = await started([endpoint(url + "?token=abc", max_attempts=3)], tmp_path, sleep=FakeSleep())
+    bus, hooks = await started([endpoint(url + "?token=abc", max_attempts=3)], tmp_path, clock=JumpClock())
     event = bus.publish("stream.started", "demo")
     await asyncio.wait_for(hooks.drained(), 5)
     assert len(rx.attempts) == 3 and rx.accepted == []
@@ -160,7 +170,7 @@ async def test_always_failing_endpoint_ends_in_the_dead_letter_file(aiohttp_serv
     r = records[0]
     assert r["event"] == event.as_dict() and r["attempts"] == 3 and r["error"] == "HTTP 500"
     assert r["endpoint"] == url and "token" not in r["endpoint"]
-    bus2, hooks2 = await started([endpoint(url, max_attempts=1)], tmp_path, sleep=FakeSleep())
+    bus2, hooks2 = await started([endpoint(url, max_attempts=1)], tmp_path, clock=JumpClock())
     bus2.publish("stream.started", "demo")
     await asyncio.wait_for(hooks2.drained(), 5)
     await hooks2.close()
@@ -170,7 +180,7 @@ async def test_always_failing_endpoint_ends_in_the_dead_letter_file(aiohttp_serv
 
 async def test_other_4xx_ends_delivery_without_retry(aiohttp_server, tmp_path):
     rx = Receiver([410])
-    bus, hooks = await started([endpoint(await serve(aiohttp_server, rx))], tmp_path, sleep=FakeSleep())
+    bus, hooks = await started([endpoint(await serve(aiohttp_server, rx))], tmp_path, clock=JumpClock())
     bus.publish("stream.started", "demo")
     await asyncio.wait_for(hooks.drained(), 5)
     assert len(rx.attempts) == 1 and counts(hooks) == {"rejected": 1}
@@ -184,11 +194,9 @@ async def test_a_hanging_receiver_does_not_delay_a_healthy_one(aiohttp_server, t
     bus, hooks = await started([endpoint(stuck_url, timeout_s=30), endpoint(healthy_url)], tmp_path)
     first = bus.publish("stream.started", "demo")
     second = bus.publish("stream.started", "other")
-    t0 = time.monotonic()
     await asyncio.wait_for(stuck.got.wait(), 5)
-    while len(healthy.accepted) < 2:
-        await asyncio.sleep(0.01)
-    assert time.monotonic() - t0 < 2 and len(stuck.attempts) == 1
+    await until(lambda: len(healthy.accepted) == 2)  # while the stuck one still holds its first attempt
+    assert len(stuck.attempts) == 1 and stuck.accepted == []
     await hooks.close(drain_s=0)  # the stuck delivery (and the one queued behind it) go to the dead letters
     records = DeadLetters(tmp_path / "dead.jsonl").read()
     assert [r["event"]["id"] for r in records] == [first.id, second.id]
@@ -205,7 +213,7 @@ async def test_timeouts_and_connection_errors_are_retried(aiohttp_server, tmp_pa
             endpoint(dead_url, max_attempts=2),
         ],
         tmp_path,
-        sleep=FakeSleep(),
+        clock=JumpClock(),
     )
     bus.publish("stream.started", "demo")
     await asyncio.wait_for(hooks.drained(), 5)
@@ -239,8 +247,7 @@ async def test_a_full_queue_dead_letters_instead_of_blocking(aiohttp_server, tmp
     events = [bus.publish("stream.started", "s0")]
     await asyncio.wait_for(stuck.got.wait(), 5)  # in flight
     events += [bus.publish("stream.started", f"s{i}") for i in (1, 2, 3)]  # 2 queued, 1 too many
-    while hooks.dead.written < 1:
-        await asyncio.sleep(0.01)
+    await until(lambda: hooks.dead.written >= 1)
     overflow = DeadLetters(tmp_path / "dead.jsonl").read()
     assert [r["event"]["id"] for r in overflow] == [events[3].id] and "queue full" in overflow[0]["error"]
     await hooks.close(drain_s=0)
@@ -260,9 +267,75 @@ async def test_the_readme_receiver_itself(aiohttp_server, tmp_path, capsys):
 
 def test_helpers():
     assert redact("https://user:pw@hooks.example.com:8443/p/a?token=x#f") == "https://hooks.example.com:8443/p/a"
-    assert retry_after_s("12") == 12.0 and retry_after_s(None) is None and retry_after_s("soon") is None
+    assert retry_after_s("12", 0.0) == 12.0 and retry_after_s(" 3\t", 0.0) == 3.0 and retry_after_s("0", 0.0) == 0.0
     assert retry_after_s(formatdate(1000.0, usegmt=True), now=990.0) == 10.0
     assert retry_after_s(formatdate(1000.0, usegmt=True), now=2000.0) == 0.0
+    assert retry_after_s("Sunday, 06-Nov-94 08:49:37 GMT", now=784111767.0) == 10.0  # RFC 850 form
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        "",
+        "soon",
+        "\u00b2",  # superscript two: str.isdigit() is true, int() fails
+        "\u0661\u0662",  # Arabic-Indic twelve: int() would take it
+        "1\u00b2",
+        "-5",
+        "+5",
+        "1.5",
+        "1e3",
+        "99999999999",  # more than ten digits
+        "9" * 5000,  # past Python's int() digit limit
+        "Wed, 21 Oct 2015 07:28:00",  # a date without its zone
+        "Wed, 21 Oct 99999 07:28:00 GMT",
+        "Wed, 21 Oct 2015 07:28:00 GMT" + " " * 100,
+        "Wed, \u0662\u0661 Oct 2015 07:28:00 GMT",
+    ],
+)
+def test_retry_after_is_parsed_strictly(value):
+    assert retry_after_s(value, 1_000_000.0) is None
+
+
+async def test_an_unreadable_retry_after_falls_back_to_the_back_off(aiohttp_server, tmp_path):
+    plan = [(503, {"Retry-After": v}) for v in ("\u00b2", "\u0661\u0662", "9" * 5000, "-1")] + [204]
+    rx = Receiver(plan)
+    clock = JumpClock()
+    bus, hooks = await started(
+        [endpoint(await serve(aiohttp_server, rx), max_attempts=6)], tmp_path, clock=clock, rng=lambda: 1.0
+    )
+    bus.publish("stream.started", "demo")
+    await asyncio.wait_for(hooks.drained(), 5)
+    assert clock.delays == [0.5, 1.0, 2.0, 4.0]  # the normal exponential back-off each time
+    assert len(rx.accepted) == 1 and counts(hooks) == {"retried": 4, "delivered": 1}
+    await hooks.close()
+
+
+async def test_a_wrong_key_flood_never_costs_a_lifecycle_delivery(aiohttp_server, tmp_path):
+    rx = Receiver([204])
+    bus, hooks = await started([endpoint(await serve(aiohttp_server, rx), events=DEFAULT_TYPES)], tmp_path)
+    started_event = bus.publish("stream.started", "cam")
+    for i in range(11_000):  # refusals from 11,000 addresses: none coalesce with another
+        ingest_rejected(
+            bus,
+            Refusal(None, 403, "unknown stream or wrong key", "http", f"10.{i // 65536}.{i // 256 % 256}.{i % 256}"),
+        )
+    stopped = bus.publish("stream.stopped", "cam", {"reason": "done"})
+    ready = bus.publish("vod.ready", "cam")
+    await asyncio.wait_for(hooks.drained(), 30)
+    await hooks.close()
+    lifecycle = [e["id"] for e in rx.accepted if e["type"] != "ingest.rejected"]
+    assert lifecycle == [started_event.id, stopped.id, ready.id]
+    rejected = [e for e in rx.accepted if e["type"] == "ingest.rejected"]
+    assert len(rejected) == webhooks_mod.NOISY_QUEUE_SIZE  # the newest ones; older ones made room
+    assert rejected[-1]["data"]["peer"] == "10.0.42.247"
+    assert not (tmp_path / "dead.jsonl").exists() and hooks.dead.written == 0
+    assert counts(hooks) == {
+        "delivered": 3 + webhooks_mod.NOISY_QUEUE_SIZE,
+        "dropped": 11_000 - webhooks_mod.NOISY_QUEUE_SIZE,
+    }
+    bus.close()
 
 
 # ---------------------------------------------------------------- configuration
