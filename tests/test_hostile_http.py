@@ -28,6 +28,8 @@ MALFORMED = [
 async def origin(tmp_path):
     (tmp_path / "demo").mkdir()
     (tmp_path / "demo" / "master.m3u8").write_text("#EXTM3U\n")
+    (tmp_path / "demo" / "360p").mkdir()
+    (tmp_path / "demo" / "360p" / "7.m4s").write_bytes(b"media" * 100)
     runner = web.AppRunner(create_app(root=tmp_path), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -95,3 +97,17 @@ def test_short_reason_never_echoes_request_bytes():
     assert short_reason(LineTooLong("b'key=secret...'", "8190")) == "Got more than 8190 bytes when reading"
     assert short_reason(BadHttpMessage("'secret'")) == "BadHttpMessage"
     assert short_reason(BadHttpMessage("Bad status line:\n  Invalid HTTP version")) == "Bad status line"
+
+
+async def test_error_answers_are_never_cacheable(origin):
+    requests = [
+        b"GET /live/demo/nothing.m4s HTTP/1.1\r\n",
+        b"GET /no/such/page HTTP/1.1\r\n",
+        b"POST /live/demo/master.m3u8 HTTP/1.1\r\nContent-Length: 0\r\n",
+        b"GET /live/demo/360p/7.m4s HTTP/1.1\r\nRange: bytes=99999-\r\n",
+        b"GET /live/demo/360p/7.m4s HTTP/1.1\r\nRange: bytes=" + b"9" * 5000 + b"-\r\n",
+    ]
+    for head in requests:
+        answer = await exchange(origin, head + b"Host: x\r\nConnection: close\r\n\r\n")
+        status = int(answer.split(b" ", 2)[1])
+        assert 400 <= status < 500 and b"\r\nCache-Control: no-store\r\n" in answer, answer[:200]
