@@ -483,6 +483,11 @@ class RejectionReports:
         """Refusals waiting for their summary."""
         return sum(w.pending for w in self._windows.values())
 
+    @property
+    def watched(self) -> int:
+        """Kinds of refusal (peer, stream, reason) inside an interval now."""
+        return len(self._windows)
+
     def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()

@@ -15,14 +15,16 @@ from packager.events import (
     EVENT_TYPES,
     EventBus,
     StreamEvents,
+    event_class,
     ingest_rejected,
     parse_event_id,
     parse_types,
 )
-from packager.ingest.gate import IngestGate
+from packager.ingest.gate import IngestGate, Refusal
 from packager.publisher import ManifestFiles
 from packager.settings import IngestSettings, StreamSettings
 from packager.store import DiskWriter
+from tests.support.clock import ManualClock, until
 from tests.support.live import make_live
 
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -67,15 +69,18 @@ async def test_event_shape_ids_and_time():
 
 
 async def test_backlog_is_bounded_and_replays_after_an_id():
-    bus = EventBus(backlog=5, frequent_backlog=3)
+    bus = EventBus(backlog=5, noisy_backlog=4, frequent_backlog=3)
     events = [bus.publish("stream.discontinuity", "demo") for _ in range(8)]
-    for _ in range(10):  # frequent events have their own ring: they never push the others out
+    for _ in range(10):  # frequent and noisy events have their own rings: they never push the others out
         bus.publish("segment.published", "demo", {"msn": 1})
-    assert [e.seq for e in bus.replay(events[4].id)] == [events[5].seq, events[6].seq, events[7].seq]
-    assert bus.replay(events[7].id) == []
-    assert [e.seq for e in bus.replay(events[0].id)] == [e.seq for e in events[3:]]  # older ones are gone
-    assert len(bus.replay(events[0].id, frozenset(EVENT_TYPES))) == 5 + 3
-    assert len(bus.replay(f"{'0' * 12}-5")) == 5  # an id from another process: everything kept
+        bus.publish("rendition.stalled", "demo", {"rendition": "360p"})
+    breaks = frozenset({"stream.discontinuity"})
+    assert [e.seq for e in bus.replay(events[4].id, breaks)] == [events[5].seq, events[6].seq, events[7].seq]
+    assert bus.replay(bus.replay(events[0].id, EVENT_TYPES)[-1].id, EVENT_TYPES) == []
+    assert [e.seq for e in bus.replay(events[0].id, breaks)] == [e.seq for e in events[3:]]  # older ones are gone
+    assert [e.type for e in bus.replay(events[7].id)] == ["rendition.stalled"] * 4  # the newest noisy ones
+    assert len(bus.replay(events[0].id, frozenset(EVENT_TYPES))) == 5 + 4 + 3
+    assert len(bus.replay(f"{'0' * 12}-5")) == 5 + 4  # an id from another process: everything kept
     for bad in ("", "42", "zz-1", f"{bus.boot}-x", f"{bus.boot}-1\n", "a" * 5000):
         with pytest.raises(ValueError):
             bus.replay(bad)
@@ -242,40 +247,58 @@ def test_disk_writer_notify_runs_after_earlier_writes_and_after_close(tmp_path):
 
 
 async def test_watchdog_reports_stall_and_recovery_per_rendition():
+    clock = ManualClock()
     part = Fraction(1, 50)  # threshold 3 x 20 ms
-    store, d = make_live(segment_s=Fraction(1, 10), part_s=part)
+    store, d = make_live(segment_s=Fraction(1, 10), part_s=part, clock=clock)
     _bus, sub, events = await attached(store)
     assert events.threshold_s(d.stream) == pytest.approx(0.06)
     d.publish(2)
     assert (await next_event(sub)).type == "stream.started"
+    clock.advance(0.05)
+    await settle()
+    assert drain(sub) == []  # silent for less than the threshold
+    clock.advance(0.01)
     stalled = [await next_event(sub) for _ in range(3)]  # nothing published: every rendition stalls once
     assert {e.type for e in stalled} == {"rendition.stalled"}
     assert {e.data["rendition"] for e in stalled} == {"360p", "180p", "audio"}
-    assert all(e.data["silent_s"] >= 0.059 and e.data["threshold_s"] == 0.06 for e in stalled)
+    assert all(e.data["silent_s"] == 0.06 and e.data["threshold_s"] == 0.06 for e in stalled)
     assert stalled[0].data["last_part"] == "1000.1"
     assert events.stalled(d.stream) == ["180p", "360p", "audio"]
-    await asyncio.sleep(0.1)
-    assert drain(sub) == []  # a stall is reported once, not on every check
+    assert clock.sleeping == 0  # a stall is reported once: no timer checks again until a part comes
+    clock.advance(0.1)
     d.publish(1)
     recovered = drain(sub)
     assert [e.type for e in recovered] == ["rendition.recovered"] * 3
-    assert all(e.data["silent_s"] >= 0.1 for e in recovered)
+    assert all(e.data["silent_s"] == 0.16 for e in recovered)
     assert events.stalled(d.stream) == []
     d.stream.on_end("done")
-    await asyncio.sleep(0.1)
+    await until(lambda: clock.sleeping == 0)
+    clock.advance(1)
+    await settle()
     assert [e.type for e in drain(sub) if e.type != "segment.published"] == ["stream.stopped", "vod.ready"]
 
 
+async def settle() -> None:
+    """Let every task that is ready run (woken sleepers, queued callbacks)."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
 async def test_watchdog_stays_quiet_while_parts_keep_coming():
-    store, d = make_live(segment_s=Fraction(1, 10), part_s=Fraction(1, 50))
+    clock = ManualClock()
+    store, d = make_live(segment_s=Fraction(1, 10), part_s=Fraction(1, 50), clock=clock)
     _bus, sub, events = await attached(store)
     for _ in range(12):  # a part every 20 ms for 240 ms: four thresholds' worth, never silent for one
         d.publish(1)
-        await asyncio.sleep(0.02)
+        clock.advance(0.02)
+        await settle()
     assert not [e for e in drain(sub) if e.type.startswith("rendition.")]
+    assert clock.sleeping == 3  # one timer per rendition, not one per part
     events.close()  # cancels the timers
-    await asyncio.sleep(0.1)
+    clock.advance(1)
+    await settle()
     assert not [e for e in drain(sub) if e.type.startswith("rendition.")]
+    assert clock.sleeping == 0
 
 
 async def test_ingest_rejections_never_carry_the_key():
@@ -316,3 +339,90 @@ async def test_ingest_limit_cut_off_is_reported_once_per_verdict():
     gate.begin("a", "rtmp", "other")  # the first publisher is kicked by a takeover: not a rejection
     assert gate.account(ticket, 1).status == 409
     assert drain(sub) == []
+
+
+# ---------------------------------------------------------------- floods: noise never costs a lifecycle event
+
+WRONG_KEY = "unknown stream or wrong key"
+
+
+def refusal(peer: str, reason: str = WRONG_KEY, count: int = 1) -> Refusal:
+    return Refusal(None, 403, reason, "http", peer, count)
+
+
+def many_peers(n: int):
+    return (f"10.{i // 65536}.{i // 256 % 256}.{i % 256}:{40000 + i % 20000}" for i in range(n))
+
+
+async def test_a_refusal_flood_from_one_peer_is_one_event_then_one_summary_per_interval():
+    clock = ManualClock()
+    bus = EventBus(clock=clock, rejection_interval_s=10)
+    sub, _ = bus.subscribe()
+    for i in range(11_000):  # a new source port on every attempt: still one peer
+        ingest_rejected(bus, refusal(f"192.0.2.7:{1024 + i % 60000}"))
+    ingest_rejected(bus, refusal("192.0.2.7:5000", reason="a stream key is required"))  # another reason
+    first, other = drain(sub)
+    assert first.data == {"status": 403, "reason": WRONG_KEY, "protocol": "http", "peer": "192.0.2.7", "count": 1}
+    assert other.data["reason"] == "a stream key is required" and other.data["count"] == 1
+    assert bus.rejections.pending == 10_999
+    clock.advance(9.9)
+    await settle()
+    assert drain(sub) == []
+    clock.advance(0.1)
+    (summary,) = [await next_event(sub)]
+    assert summary.type == "ingest.rejected" and summary.data["count"] == 10_999
+    assert summary.data["peer"] == "192.0.2.7" and summary.data["reason"] == WRONG_KEY
+    ingest_rejected(bus, refusal("192.0.2.7", count=40))  # a report the gate already coalesced counts as 40
+    clock.advance(10)
+    assert (await next_event(sub)).data["count"] == 40
+    clock.advance(10)  # an interval with nothing new: the peer is forgotten ...
+    await until(lambda: bus.rejections.watched == 0)
+    assert drain(sub) == []
+    assert ingest_rejected(bus, refusal("192.0.2.7")) is not None  # ... and its next refusal goes out at once
+    assert drain(sub)[0].data["count"] == 1
+    bus.close()
+
+
+async def test_rejection_interval_must_be_positive():
+    with pytest.raises(ValueError):
+        EventBus(rejection_interval_s=0)
+
+
+def test_event_classes():
+    assert {event_class(t) for t in ("stream.started", "stream.stopped", "stream.discontinuity", "vod.ready")} == {
+        "lifecycle"
+    }
+    assert {event_class(t) for t in ("ingest.rejected", "rendition.stalled", "rendition.recovered")} == {"noisy"}
+    assert event_class("segment.published") == "frequent"
+
+
+async def test_a_flood_of_11000_refusals_keeps_lifecycle_events_in_the_replay():
+    bus = EventBus(backlog=100, noisy_backlog=50)
+    before = bus.publish("stream.discontinuity", "cam")
+    started = bus.publish("stream.started", "cam")
+    for peer in many_peers(11_000):  # 11,000 addresses: every one is a first refusal, published at once
+        ingest_rejected(bus, refusal(peer))
+    stopped = bus.publish("stream.stopped", "cam", {"reason": "done"})
+    ready = bus.publish("vod.ready", "cam")
+    replay = bus.replay(before.id)
+    assert [e.id for e in replay if e.type != "ingest.rejected"] == [started.id, stopped.id, ready.id]
+    noisy = [e for e in replay if e.type == "ingest.rejected"]
+    assert len(noisy) == 50 and noisy[-1].data["peer"] == "10.0.42.247"  # the newest ones
+    seqs = [e.seq for e in replay]
+    assert seqs == sorted(seqs)  # the rings merged in id order
+    bus.close()
+
+
+async def test_a_reader_behind_a_refusal_flood_stays_connected_and_gets_every_lifecycle_event():
+    bus = EventBus(queue_size=16, noisy_queue_size=8)
+    slow, _ = bus.subscribe()  # takes nothing until the flood is over
+    started = bus.publish("stream.started", "cam")
+    for peer in many_peers(11_000):
+        ingest_rejected(bus, refusal(peer))
+    stopped = bus.publish("stream.stopped", "cam", {"reason": "done"})
+    assert bus.subscriber_count == 1 and not slow.closed and bus.dropped_subscribers == 0
+    got = drain(slow)
+    assert [e.id for e in got if e.type != "ingest.rejected"] == [started.id, stopped.id]
+    assert len([e for e in got if e.type == "ingest.rejected"]) == 8 and slow.dropped == 11_000 - 8
+    assert [e.seq for e in got] == sorted(e.seq for e in got)
+    bus.close()
