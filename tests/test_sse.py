@@ -11,8 +11,9 @@ from origin.app import create_app
 from origin.handlers import STATE
 from packager.config import StreamConfig
 from packager.events import EventBus, ingest_rejected
-from packager.ingest.gate import IngestGate
+from packager.ingest.gate import IngestGate, Refusal
 from packager.settings import IngestSettings, StreamSettings
+from tests.support.clock import ManualClock, until
 from tests.support.live import make_live
 
 
@@ -174,11 +175,7 @@ async def test_keepalive_comments_metrics_and_cleanup(live):
     assert ": keep-alive" in feed.comments and ": connected" in feed.comments
     assert "sse_clients 1" in await (await client.get("/metrics")).text()
     resp.close()
-    for _ in range(100):  # the server notices at its next keep-alive write
-        if bus.subscriber_count == 0:
-            break
-        await asyncio.sleep(0.02)
-    assert bus.subscriber_count == 0
+    await until(lambda: bus.subscriber_count == 0)  # the server notices at its next keep-alive write
     assert "sse_clients 0" in await (await client.get("/metrics")).text()
     r = await client.options("/events", headers={"Origin": "https://x.example", "Access-Control-Request-Method": "GET"})
     assert r.status == 204 and r.headers["Access-Control-Allow-Origin"] == "*"
@@ -226,11 +223,35 @@ async def test_http_ingest_refusal_is_an_event_without_the_key(aiohttp_client):
     store.close()
 
 
+async def test_a_reader_behind_an_11000_refusal_flood_stays_connected(aiohttp_client):
+    store, _d = make_live()
+    bus = EventBus()
+    client = await aiohttp_client(create_app(store, events=bus))
+    resp, feed = await open_feed(client)
+    started = bus.publish("stream.started", "cam")
+    for i in range(11_000):  # 11,000 addresses: no two coalesce, every one is published
+        peer = f"10.{i // 65536}.{i // 256 % 256}.{i % 256}"
+        ingest_rejected(bus, Refusal(None, 403, "unknown stream or wrong key", "http", peer))
+    stopped = bus.publish("stream.stopped", "cam", {"reason": "done"})
+    got = [await feed.next()]
+    while got[-1]["event"] != "stream.stopped":
+        got.append(await feed.next())
+    assert [b["id"] for b in got if b["event"] != "ingest.rejected"] == [started.id, stopped.id]
+    assert len(got) - 2 == bus.noisy_queue_size  # the newest noisy ones; the reader was told about the rest
+    assert any("noisy events dropped" in c for c in feed.comments)
+    assert bus.subscriber_count == 1 and bus.dropped_subscribers == 0
+    ready = bus.publish("vod.ready", "cam")
+    assert (await feed.next())["id"] == ready.id  # still connected, still live
+    resp.close()
+    store.close()
+
+
 # ---------------------------------------------------------------- /api/streams for the dashboard
 
 
 async def test_api_streams_state_latency_and_request_rate(aiohttp_client):
-    store, d = make_live(segment_s=Fraction(1, 10), part_s=Fraction(1, 50))
+    clock = ManualClock()
+    store, d = make_live(segment_s=Fraction(1, 10), part_s=Fraction(1, 50), clock=clock)
     client = await aiohttp_client(create_app(store, events=EventBus()))
     d.publish(10)
     for _ in range(5):
@@ -244,7 +265,9 @@ async def test_api_streams_state_latency_and_request_rate(aiohttp_client):
     assert r["360p"]["bitrate"] == 800_000 and r["360p"]["measured_bitrate"] > 0 and not r["360p"]["stalled"]
     metrics = await (await client.get("/metrics")).text()
     assert 'origin_stream_requests_total{stream="demo"} 5' in metrics and 'stream="nope"' not in metrics
-    await asyncio.sleep(0.1)  # > 3 part targets (60 ms) without a part
+    clock.advance(0.1)  # > 3 part targets (60 ms) without a part
+    lifecycle = client.server.app[STATE].lifecycle
+    await until(lambda: len(lifecycle.stalled(d.stream)) == 3)
     s = (await (await client.get("/api/streams")).json())["streams"][0]
     assert s["state"] == "stalled" and all(x["stalled"] for x in s["renditions"])
     d.publish(1)
