@@ -13,9 +13,11 @@ import logging
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -36,6 +38,7 @@ from packager.ingest.srt import (
 from packager.settings import IngestSettings, StreamSettings, load
 
 FFMPEG = shutil.which("ffmpeg") or "/usr/bin/ffmpeg"
+REPO = Path(__file__).resolve().parents[1]
 PASSPHRASE = "right-passphrase-42"
 KEYS = {"enc": "enc-key-0001", "enc32": "enc-key-0032", "plain": "plain-key-01"}
 
@@ -319,6 +322,33 @@ async def test_close_from_both_sides_closes_the_socket_once() -> None:
         for t in threads:
             t.join()
         assert counting.closes == 1 and conn.closed
+    lib.srt_cleanup()
+
+
+EXIT_SCRIPT = """
+import asyncio
+from packager.ingest.bridge import SrtBridge
+from packager.ingest.gate import IngestGate
+from packager.ingest.srt import SrtServer
+from tests.test_srt import Drain, connect_and_vanish, free_udp_port, settings
+
+async def one():
+    port = free_udp_port()
+    server = SrtServer("127.0.0.1", port, SrtBridge(IngestGate(settings()), Drain()))
+    await server.start()
+    await asyncio.to_thread(connect_and_vanish, port, "plain")
+    await server.close()
+
+for _ in range(4):
+    asyncio.run(one())
+"""
+
+
+def test_the_process_exits_cleanly_after_listeners_closed() -> None:
+    # libsrt's garbage-collector thread, left running, crashed the process in exit about half the time
+    for _ in range(3):
+        result = subprocess.run([sys.executable, "-c", EXIT_SCRIPT], cwd=REPO, capture_output=True, timeout=60)
+        assert result.returncode == 0, result.stderr[-800:]
 
 
 # --- configuration -----------------------------------------------------------------------------

@@ -1,7 +1,7 @@
-"""Connects the RTMP server to the ingest gate (keys, limits) and manager (pipelines).
+"""Connects the RTMP and SRT servers to the ingest gate (keys, limits) and manager (pipelines).
 
-Each accepted publisher's FLV stream is pumped into a :class:`ByteQueue` that
-the stream's pipeline reads on its source thread (PyAV, ``format="flv"``).
+Each accepted publisher's FLV stream (RTMP) or MPEG-TS (SRT) is pumped into a
+:class:`ByteQueue` that the stream's pipeline reads on its source thread (PyAV).
 """
 
 from __future__ import annotations

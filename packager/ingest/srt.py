@@ -43,6 +43,7 @@ import ctypes.util
 import logging
 import socket
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -246,6 +247,13 @@ class SrtConnection:
             self._closed = True
         self.lib.srt_close(self.sock)
 
+    def join(self, timeout_s: float) -> bool:
+        """Any thread but the reader: wait for the reader thread to end; True once it has (or never started)."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout_s)
+        return thread is None or not thread.is_alive()
+
     def get_int(self, option: int) -> int:
         value, size = ctypes.c_int(0), ctypes.c_int(ctypes.sizeof(ctypes.c_int))
         self.lib.srt_getsockflag(self.sock, option, ctypes.byref(value), ctypes.byref(size))
@@ -330,7 +338,8 @@ class SrtServer:
         logs = {"clock": clock} if clock is not None else {}
         self._accept_log = RateLimitedLog(log, **logs)  # owned by the accept thread
         self._refusals = RateLimitedLog(log, **logs)  # owned by the loop
-        self._conns: set[SrtConnection] = set()  # owned by the loop
+        self._conns: set[SrtConnection] = set()  # owned by the loop: connections being served
+        self._opened: list[SrtConnection] = []  # owned by the loop: those whose reader may still run
         self._tasks: set[asyncio.Task[None]] = set()  # owned by the loop
         self._callback = LISTEN_CB(self._on_listen)  # keep a reference: libsrt calls it
         self._thread: threading.Thread | None = None
@@ -437,6 +446,8 @@ class SrtServer:
         if self._stopping.is_set():
             conn.close()
             return
+        self._opened = [c for c in self._opened if not (c.closed and c.join(0))]
+        self._opened.append(conn)
         self._conns.add(conn)
         task = self.loop.create_task(self._serve(conn))
         self._tasks.add(task)
@@ -477,12 +488,27 @@ class SrtServer:
         return ""
 
     async def close(self) -> None:
-        """Loop side: stop accepting, close every connection and the listener, wait for the accept thread."""
+        """Loop side: stop accepting, close every connection and the listener, wait for every thread."""
         self._stopping.set()
-        for conn in list(self._conns):
+        for conn in self._opened:
             conn.close()
         if self.listener >= 0:
             self.lib.srt_close(self.listener)
             self.listener = -1
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join, 5)
+        if self._tasks:  # closed sockets end their reader threads, and with them each publish
+            await asyncio.wait(list(self._tasks), timeout=5)
+        if await asyncio.to_thread(_join_all, self._thread, list(self._opened), 5.0):
+            # balances start()'s srt_startup: libsrt's garbage-collector thread left running
+            # at process exit can crash there while the library is being torn down
+            self.lib.srt_cleanup()
+
+
+def _join_all(acceptor: threading.Thread | None, conns: list[SrtConnection], timeout_s: float) -> bool:
+    """A worker thread: wait (bounded) for the accept thread and the readers of ``conns``; True when all ended."""
+    deadline = time.monotonic() + timeout_s
+    if acceptor is not None:
+        acceptor.join(timeout_s)
+    ended = acceptor is None or not acceptor.is_alive()
+    for conn in conns:
+        ended = conn.join(max(0.0, deadline - time.monotonic())) and ended
+    return ended
