@@ -2,6 +2,7 @@
  * common.js - shared by hls.html and dash.html (plain ES2020, no build step).
  *
  *  - loadLibrary(): /players/lib/<file> first, the same pinned version on jsDelivr if that fails
+ *    (and a visible notice on the page saying so)
  *  - syncClock(): offset of the origin's clock (GET /time) against Date.now(), best-RTT sample
  *  - decodeTimecode() / readBandLuma() / captureTimeMs(): the pixel timecode the test source draws
  *  - startMonitor(): stats overlay, rendition picker, window.__stats and window.__setLevel(i)
@@ -15,11 +16,15 @@
   const VERSIONS = { 'hls.js': '1.7.4', dashjs: '5.2.1' };
   const LIBS = {
     hls: {
+      name: 'hls.js',
+      version: VERSIONS['hls.js'],
       global: 'Hls',
       local: '/players/lib/hls.min.js',
       cdn: 'https://cdn.jsdelivr.net/npm/hls.js@' + VERSIONS['hls.js'] + '/dist/hls.min.js',
     },
     dash: {
+      name: 'dash.js',
+      version: VERSIONS.dashjs,
       global: 'dashjs',
       local: '/players/lib/dash.all.min.js',
       cdn: 'https://cdn.jsdelivr.net/npm/dashjs@' + VERSIONS.dashjs + '/dist/modern/umd/dash.all.min.js',
@@ -185,7 +190,19 @@
     });
   }
 
-  /** Load 'hls' or 'dash': local copy, then jsDelivr. Resolves 'local' or 'cdn'. */
+  /** A banner at the bottom of the page (``.library-notice``); the same text is shown once. */
+  function showNotice(text) {
+    const doc = global.document;
+    if (!doc || !doc.body) return;
+    for (const el of doc.querySelectorAll('.library-notice')) if (el.textContent === text) return;
+    const box = doc.createElement('div');
+    box.className = 'library-notice';
+    box.setAttribute('role', 'status');
+    box.textContent = text;
+    doc.body.appendChild(box);
+  }
+
+  /** Load 'hls' or 'dash': local copy, then jsDelivr (with a notice on the page). Resolves 'local' or 'cdn'. */
   async function loadLibrary(which) {
     const lib = LIBS[which];
     if (global[lib.global]) return 'preloaded';
@@ -196,6 +213,9 @@
       /* fall through to the CDN */
     }
     console.warn('[players] ' + lib.local + ' unavailable, loading ' + lib.cdn);
+    // said on the page, not only in the console: the viewer's browser now depends on a third party
+    showNotice(lib.name + ' ' + lib.version + ' is not installed on this server: loading it from the public CDN (' +
+      new URL(lib.cdn).host + '). Build with scripts/build (after scripts/setup) to serve it locally.');
     await loadScript(lib.cdn);
     if (!global[lib.global]) throw new Error(lib.cdn + ' loaded but defines no ' + lib.global);
     return 'cdn';
@@ -527,6 +547,7 @@
     parseIsoMs,
     syncClock,
     loadLibrary,
+    showNotice,
     startMonitor,
     prepareVideo,
     tryPlay,

@@ -165,3 +165,65 @@ def test_wheel_serves_pages_and_pinned_players(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, log.read_text()
+
+
+# --------------------------------------------------------------------------- without the pinned players
+
+SERVE_FOLDER = """
+import sys
+from pathlib import Path
+from aiohttp import web
+from origin.app import create_app
+
+web.run_app(create_app(root=Path(sys.argv[1]), players_dir=Path(sys.argv[2])), host="127.0.0.1",
+            port=int(sys.argv[3]), print=None)
+"""
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize(
+    ("page", "name", "library", "global_name"),
+    [("hls", "hls.js", "hls.min.js", "Hls"), ("dash", "dash.js", "dash.all.min.js", "dashjs")],
+)
+def test_pages_say_when_they_fall_back_to_the_cdn(
+    tmp_path: Path, page: str, name: str, library: str, global_name: str
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from tests.support.procs import CHROMIUM, CHROMIUM_ARGS, have_browser
+
+    npm = _npm_copies()
+    if not have_browser() or not all(p.is_file() for p in npm.values()):
+        pytest.skip("needs Chromium and the pinned players (run bash scripts/setup)")
+    bare = tmp_path / "players"  # the pages as a wheel built without the libraries carries them
+    bare.mkdir()
+    for file in (*PAGES, "libs.json"):
+        (bare / file).write_bytes((FOLDER / file).read_bytes())
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-c", SERVE_FOLDER, str(tmp_path), str(bare), str(port)], cwd=REPO)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", proc=server)
+        assert _fetch(f"http://127.0.0.1:{port}/players/lib/{library}")[0] == 404
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            try:
+                context = browser.new_context()
+                # the public CDN answers with the same pinned build (no network needed for the test)
+                context.route(
+                    "https://cdn.jsdelivr.net/**",
+                    lambda route: route.fulfill(
+                        body=npm[route.request.url.rsplit("/", 1)[1]].read_bytes(), content_type="text/javascript"
+                    ),
+                )
+                tab = context.new_page()
+                tab.goto(f"http://127.0.0.1:{port}/players/{page}.html?src=/live/none/master.m3u8")
+                tab.wait_for_function(f"window.__stats && window.__stats.library === 'cdn' && !!window.{global_name}")
+                notice = tab.locator(".library-notice")
+                assert notice.is_visible()
+                text = notice.inner_text()
+                assert name in text and "public CDN" in text and "cdn.jsdelivr.net" in text
+            finally:
+                browser.close()
+    finally:
+        server.terminate()
+        server.wait(10)
