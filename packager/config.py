@@ -17,7 +17,7 @@ class ConfigError(ValueError):
 
 _BITRATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*(?:bps)?\s*$")
 _RUNG = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*@\s*([^,]+?)\s*$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")  # \Z: "$" also matches before a final newline
 
 MAX_DIMENSION = 7680
 

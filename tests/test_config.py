@@ -85,7 +85,7 @@ def test_not_a_number():
 
 def test_names_and_presets():
     assert check_name("demo_1", "--stream") == "demo_1"
-    for bad in ("", "../x", "a/b", "x" * 65, "-x", "a b", "a%2e"):
+    for bad in ("", "../x", "a/b", "x" * 65, "-x", "a b", "a%2e", "demo\n", "demo\r", "dé", "١٢"):
         with pytest.raises(ConfigError):
             check_name(bad, "--stream")
     with pytest.raises(ConfigError, match="--preset"):
