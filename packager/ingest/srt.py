@@ -255,11 +255,13 @@ class SrtConnection:
         return thread is None or not thread.is_alive()
 
     def get_int(self, option: int) -> int:
+        """Loop side: an integer socket option (libsrt answers at once)."""
         value, size = ctypes.c_int(0), ctypes.c_int(ctypes.sizeof(ctypes.c_int))
         self.lib.srt_getsockflag(self.sock, option, ctypes.byref(value), ctypes.byref(size))
         return value.value
 
     def streamid(self) -> str:
+        """Loop side: the stream id the caller sent ("" if unreadable)."""
         buf, size = ctypes.create_string_buffer(MAX_STREAMID + 1), ctypes.c_int(MAX_STREAMID + 1)
         if self.lib.srt_getsockflag(self.sock, SRTO_STREAMID, buf, ctypes.byref(size)) < 0:
             return ""
@@ -360,6 +362,7 @@ class SrtServer:
         if lib.srt_bind(sock, ctypes.byref(addr), ctypes.sizeof(addr)) < 0:
             text = lib.srt_getlasterror_str().decode(errors="replace")
             lib.srt_close(sock)
+            lib.srt_cleanup()
             raise OSError(f"srt: cannot listen on {self.host}:{self.port}: {text}")
         lib.srt_listen_callback(sock, self._callback, None)
         lib.srt_listen(sock, 64)
