@@ -31,6 +31,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -330,7 +331,8 @@ async def attack_srt_handshake(t: Target, tally: Tally) -> None:
     if not t.srt_port:
         tally.notes.append("SRT off")
         return
-    streamid = f"#!::r=victim,s={KEY},m=publish"
+    streamid = urllib.parse.quote(f"#!::r=victim,s={KEY},m=publish", safe="")  # ffmpeg drops a raw '#'
+
     for i in range(6):
         opt = "&passphrase=wrong-passphrase-0000" if i % 2 == 0 else ""
         url = f"srt://127.0.0.1:{t.srt_port}?streamid={streamid}{opt}&connect_timeout=2000"
