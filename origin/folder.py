@@ -22,7 +22,9 @@ from origin.policy import Kind
 from origin.responses import Body, send
 
 # \Z, not $: "$" also matches before a final newline
-FILE = re.compile(r"^(?:master\.m3u8|manifest\.mpd|index\.m3u8|init\.mp4|\d{1,18}\.m4s|\d{1,18}\.\d{1,6}\.m4s)\Z")
+FILE = re.compile(
+    r"^(?:master\.m3u8|manifest\.mpd|index\.m3u8|init\.mp4|[0-9]{1,18}\.m4s|[0-9]{1,18}\.[0-9]{1,6}\.m4s)\Z"
+)
 
 ROOT = web.AppKey("folder_root", Path)
 

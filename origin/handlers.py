@@ -33,9 +33,9 @@ from packager.timebase import iso_from_epoch_s
 log = logging.getLogger(__name__)
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")  # \Z, not $: "$" also matches before a final newline
-SEGMENT_FILE = re.compile(r"^(\d{1,18})\.m4s$")
-PART_FILE = re.compile(r"^(\d{1,18})\.(\d{1,6})\.m4s$")
-UINT = re.compile(r"^\d{1,18}$")
+SEGMENT_FILE = re.compile(r"^([0-9]{1,18})\.m4s\Z")  # [0-9]: \d also matches other scripts' digits
+PART_FILE = re.compile(r"^([0-9]{1,18})\.([0-9]{1,6})\.m4s\Z")
+UINT = re.compile(r"^[0-9]{1,18}\Z")
 
 
 @dataclass

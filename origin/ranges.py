@@ -28,7 +28,7 @@ from dataclasses import dataclass
 MAX_RANGES = 16
 MAX_DIGITS = 18  # 10**18 - 1 < 2**63 - 1: every accepted number fits a signed 64-bit offset
 
-_SPEC = re.compile(r"^[ \t]*(\d*)[ \t]*-[ \t]*(\d*)[ \t]*$")
+_SPEC = re.compile(r"^[ \t]*([0-9]*)[ \t]*-[ \t]*([0-9]*)[ \t]*\Z")  # ASCII digits only (\d takes any script's)
 
 
 class Unsatisfiable(Exception):

@@ -161,6 +161,9 @@ async def test_unknown_things_404_with_reason(live):
         "/live/demo/360p/5.m4s",
         "/live/demo/360p/1000.9.m4s",
         "/live/demo/360p/evil.txt",
+        "/live/demo/360p/%D9%A1.m4s",  # an Arabic-Indic digit one is not segment 1
+        "/live/demo/360p/0.%D9%A1.m4s",
+        "/live/demo/360p/1.m4s%0A",
         "/nothing",
     ):
         r = await client.get(path)

@@ -128,6 +128,8 @@ def test_parse_bounds():
     with pytest.raises(Unsatisfiable):
         parse_ranges("bytes=0-" + "1" * 19, 100)
     assert parse_ranges("bytes=" + "0-0," * 100 + "0-0", 100) is None
+    assert parse_ranges("bytes=\u0661-\u0669", 100) is None  # Arabic-Indic digits are not a range
+    assert parse_ranges("bytes=0-9\n", 100) is None
 
 
 def test_coalesce_merges_touching_ranges_in_place():
