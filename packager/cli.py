@@ -427,9 +427,9 @@ def bind_tcp(host: str, port: int) -> socket.socket:
     """A listening TCP socket on ``host:port`` (the first address ``host`` resolves to)."""
     sock: socket.socket | None = None
     try:
-        family, kind, proto, _, addr = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[
+            0
+        ]
         sock = socket.socket(family, kind, proto)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # restart at once after a stop (TIME_WAIT)
         sock.bind(addr)
