@@ -327,7 +327,9 @@ async def _run(args: argparse.Namespace, config: StreamConfig) -> int:
     out = _prepare_out(args.out, config.name)
     source = _open_source(args, config, paced=True) if args.source is not None else None
     store = _new_store(out)
-    bus = EventBus(backlog=ingest.event_backlog)  # stream events: /events, webhooks
+    bus = EventBus(
+        backlog=ingest.event_backlog, rejection_interval_s=ingest.rejection_interval_s
+    )  # stream events: /events, webhooks
     pipelines: dict[str, object] = {}
     gate, manager = _ingest_control(ingest, store, pipelines, bus)
     try:

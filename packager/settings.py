@@ -36,6 +36,7 @@ Example::
     [events]
     dead_letter = "/var/lib/packager/webhooks-dead-letter.jsonl"   # default: OUT/webhooks-dead-letter.jsonl
     backlog = 1000            # events kept for SSE replay (Last-Event-ID)
+    rejection_interval = 10   # seconds: refusals of one kind from one address become one ingest.rejected with a count
 
     [[webhooks]]              # repeatable: one table per endpoint
     url = "https://cms.example.com/hooks/packager"
@@ -70,7 +71,7 @@ _RTMP_KEYS = {"rtmp_publish_timeout", "rtmp_max_per_peer", "rtmp_max_unauthentic
 _SERVER_KEYS |= _RTMP_KEYS
 _DEFAULT_KEYS = {"ladder", "audio_bitrate", "segment", "part", "window", "preset"}
 _WEBHOOK_KEYS = {"url", "secret", "events", "timeout_s", "max_attempts"}
-_EVENTS_KEYS = {"dead_letter", "backlog"}
+_EVENTS_KEYS = {"dead_letter", "backlog", "rejection_interval"}
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,7 @@ class IngestSettings:
     webhooks: tuple[WebhookSettings, ...] = ()
     dead_letter: Path | None = None  # None: OUT/webhooks-dead-letter.jsonl
     event_backlog: int = 1000
+    rejection_interval_s: float = 10.0  # ingest.rejected coalescing per (address, stream, reason)
     rtmp_limits: RtmpLimits = field(default_factory=RtmpLimits)
     publisher_kbps: int | None = None  # None: max_ingest_kbps // max_publishers
     refusal_limit: int = 20
@@ -304,7 +306,7 @@ def webhook_settings(values: object, where: str) -> WebhookSettings:
     return WebhookSettings(url, secret, types, float(timeout_s), attempts)
 
 
-def _events_section(data: dict[str, Any]) -> tuple[tuple[WebhookSettings, ...], Path | None, int]:
+def _events_section(data: dict[str, Any]) -> tuple[tuple[WebhookSettings, ...], Path | None, int, float]:
     hooks = data.get("webhooks", [])
     if not isinstance(hooks, list):
         raise ConfigError("--config: webhooks must be [[webhooks]] tables")
@@ -321,7 +323,10 @@ def _events_section(data: dict[str, Any]) -> tuple[tuple[WebhookSettings, ...], 
     backlog = events.get("backlog", 1000)
     if isinstance(backlog, bool) or not isinstance(backlog, int) or not 10 <= backlog <= 100_000:
         raise ConfigError("--config: [events].backlog must be an integer in 10..100000")
-    return webhooks, Path(dead_letter) if dead_letter is not None else None, backlog
+    interval = events.get("rejection_interval", 10)
+    if isinstance(interval, bool) or not isinstance(interval, int | float) or not 0.1 <= interval <= 3600:
+        raise ConfigError("--config: [events].rejection_interval must be seconds in 0.1..3600")
+    return webhooks, Path(dead_letter) if dead_letter is not None else None, backlog, float(interval)
 
 
 def _ladder_text(ladder: Ladder) -> str:
@@ -377,7 +382,7 @@ def load(path: Path | None, base: StreamConfig, flag_keys: list[str], **override
         streams[name] = StreamSettings(
             replace(base, name=check_name(name, "--stream-key")), _check_key(key, f"--stream-key {name}")
         )
-    webhooks, dead_letter, backlog = _events_section(data)
+    webhooks, dead_letter, backlog, rejection_interval_s = _events_section(data)
     values = {k: server[k] for k in server}
     values.update({k: v for k, v in overrides.items() if v is not None})
     input_limits = _input_limits(values)
@@ -386,6 +391,7 @@ def load(path: Path | None, base: StreamConfig, flag_keys: list[str], **override
             webhooks=webhooks,
             dead_letter=dead_letter,
             event_backlog=backlog,
+            rejection_interval_s=rejection_interval_s,
             streams=streams,
             rtmp_port=int(values.get("rtmp_port", 1935)),
             srt_port=int(values.get("srt_port", 9000)),

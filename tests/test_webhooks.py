@@ -355,6 +355,7 @@ def test_webhooks_from_the_config_file(tmp_path):
 [events]
 dead_letter = "/tmp/dead.jsonl"
 backlog = 50
+rejection_interval = 2.5
 
 [[webhooks]]
 url = "https://cms.example.com/hooks"
@@ -376,7 +377,11 @@ events = ["*", "segment.published"]
     assert a.url == "https://cms.example.com/hooks" and a.events == {"stream.started", "vod.ready"}
     assert a.timeout_s == 2.5 and a.max_attempts == 3
     assert "segment.published" in b.events and "ingest.rejected" in b.events and b.max_attempts == 6
-    assert s.dead_letter == Path("/tmp/dead.jsonl") and s.event_backlog == 50
+    assert s.dead_letter == Path("/tmp/dead.jsonl") and s.event_backlog == 50 and s.rejection_interval_s == 2.5
+    assert load(None, StreamConfig(), []).rejection_interval_s == 10.0
+    for bad in ("0", "true", '"10"', "99999"):
+        with pytest.raises(ConfigError, match="rejection_interval"):
+            load(write(tmp_path, f"[events]\nrejection_interval = {bad}\n"), StreamConfig(), [])
     assert load(None, StreamConfig(), []).webhooks == ()
 
 
