@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import sysconfig
@@ -23,7 +22,7 @@ from origin.app import create_app
 from origin.players import PAGES, library_paths
 from players import FOLDER
 from tests.support import xsd
-from tests.support.procs import REPO, free_port, wait_http
+from tests.support.procs import REPO, free_port, interrupt, wait_http
 
 LIBRARIES = ("hls.min.js", "dash.all.min.js")
 
@@ -158,12 +157,7 @@ def test_wheel_serves_pages_and_pinned_players(tmp_path: Path) -> None:
             assert (status, body) == (200, npm[name].read_bytes()), name
         assert _fetch(f"{base}/players/package.json")[0] == 404
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        interrupt(proc)
     assert proc.returncode == 0, log.read_text()
 
 

@@ -26,7 +26,7 @@ from packager.admission import SNIFF_BYTES, InputLimits, UnsupportedPush, demuxe
 from packager.config import ConfigError, Encoding, Ladder, StreamConfig, Timing
 from packager.ingest.gate import IngestGate
 from packager.ingest.manager import IngestManager
-from packager.ingest.pipe import ByteQueue, ByteQueueClosed
+from packager.ingest.pipe import ByteQueue
 from packager.settings import IngestSettings, StreamSettings, load
 from packager.store import Store
 
@@ -119,21 +119,7 @@ def test_settings_read_push_fields(tmp_path: Path) -> None:
             load(conf, StreamConfig(), [])
 
 
-def test_byte_queue_read_timeout_and_thread_reader() -> None:
-    async def main() -> None:
-        q = ByteQueue(max_bytes=10)
-        got: list[bytes] = []
-        t = threading.Thread(target=lambda: got.extend(iter(lambda: q.read(4), b"")))
-        t.start()
-        await q.put(b"abcdef")
-        await q.put(b"ghij")
-        q.close()
-        await asyncio.to_thread(t.join, 5)
-        assert b"".join(got) == b"abcdefghij" and all(len(g) <= 4 for g in got)
-        with pytest.raises(ByteQueueClosed):
-            await q.put(b"x")
-
-    asyncio.run(main())
+def test_byte_queue_read_timeout() -> None:
     with pytest.raises(TimeoutError, match=r"no data for 0\.01 s"):
         ByteQueue(read_timeout_s=0.01).read(1)
     with pytest.raises(TimeoutError):

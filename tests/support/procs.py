@@ -95,14 +95,19 @@ def packager(
         wait_http(base + ready_path, timeout_s, proc)
         yield proc, base
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        interrupt(proc)
         log.close()
+
+
+def interrupt(proc: subprocess.Popen, timeout_s: float = 20.0) -> None:
+    """Ctrl-C a packager (it finalizes its streams), killing it if it does not exit in time."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 NGINX_CONF = """
