@@ -21,6 +21,7 @@ import logging
 from dataclasses import dataclass
 
 from packager.ingest.pipe import ByteQueue
+from packager.memory import MemoryReturner
 from packager.offloop import call_in_thread
 from packager.pipeline import Pipeline
 from packager.ratelog import RateLimitedLog
@@ -50,8 +51,15 @@ class _Feed:
 
 
 class IngestManager:
-    def __init__(self, settings: IngestSettings, store: Store, pipelines: dict[str, Pipeline] | None = None) -> None:
+    def __init__(
+        self,
+        settings: IngestSettings,
+        store: Store,
+        pipelines: dict[str, Pipeline] | None = None,
+        memory: MemoryReturner | None = None,
+    ) -> None:
         self.settings = settings
+        self.memory = memory if memory is not None else MemoryReturner()
         self.store = store
         self.pipelines = pipelines if pipelines is not None else {}
         self.feeds: dict[str, _Feed] = {}
@@ -112,6 +120,7 @@ class IngestManager:
         except InputStalled as exc:
             return self._refuse(stream, queue, 408, str(exc))
         except InputOverLimit as exc:
+            self.memory.after_free()  # the probe decoded pictures of the refused size: give the pages back
             return self._refuse(stream, queue, 422, str(exc))
         except SourceError as exc:
             return self._refuse(stream, queue, 415, str(exc))
@@ -167,6 +176,7 @@ class IngestManager:
         if self.feeds.get(stream) is feed:
             del self.feeds[stream]
         log.info("%s: ended (%s); kept as VOD for %.0f s", stream, reason, self.settings.keep_s)
+        self.memory.after_free()  # its input's decoder and frame pools are gone
         loop = asyncio.get_running_loop()
         self._drop_timers[stream] = loop.call_later(self.settings.keep_s, self._drop, stream)
 
@@ -178,6 +188,7 @@ class IngestManager:
         self.store.streams.pop(stream, None)
         self.pipelines.pop(stream, None)
         s.remove_files()  # on the disk-writer thread, after every write still queued for the stream
+        self.memory.after_free()  # the stream's encoders and media are gone
         log.info("%s: VOD removed after keep period", stream)
 
     async def shutdown(self) -> None:
