@@ -132,6 +132,22 @@ class ByteQueue:
         self._wake_writers(waiters)
         return out
 
+    def peek(self, n: int, more_than: int, timeout: float) -> bytes:
+        """Reader side: wait up to ``timeout`` s until more than ``more_than`` bytes are buffered (or the end).
+
+        Returns the first ``n`` buffered bytes without taking them (``b""`` once aborted), so a
+        look at the stream's start (``packager.prescan``) leaves every byte to the demuxer."""
+        with self._lock:
+            self._readable.wait_for(lambda: self._size > more_than or self._eof or self._aborted, timeout)
+            if self._aborted:
+                return b""
+            out = bytearray()
+            for chunk in self._chunks:
+                if len(out) >= n:
+                    break
+                out += chunk[: n - len(out)]
+            return bytes(out)
+
     def _take(self, n: int) -> bytes:
         out = take(self._chunks, n, self._size)
         self._size -= len(out)

@@ -21,11 +21,16 @@ from typing import BinaryIO
 import av
 
 from packager.admission import PUSH_FORMATS, InputLimits, demuxer_options
+from packager.prescan import declared_size
 from packager.sources.base import FrameSink, SourceError, SourceInfo
 from packager.sources.clock import CfrScheduler, Rebaser, grid_ticks
 from packager.timebase import AUDIO_TIMESCALE, VIDEO_TIMESCALE
 
 log = logging.getLogger(__name__)
+
+PRESCAN_BYTES = 256 * 1024  # the SPS sits in the first video PES / the first FLV video tag
+PRESCAN_S = 1.0  # a push with no H.264 SPS that early (audio only, HEVC) waits this long more
+PRESCAN_STEP = 8 * 1024  # bytes to wait for between two looks
 
 _NETWORK = ("rtmp://", "rtmps://", "rtsp://", "srt://", "http://", "https://", "udp://", "tcp://", "rtp://")
 
@@ -87,6 +92,28 @@ class MediaSource:
     def is_network(self) -> bool:
         return self.url.startswith(_NETWORK)
 
+    def _prescan(self) -> None:
+        """Refuse a push whose declared picture is over the limits before any decoder sizes frames from it.
+
+        Looks at (without taking) at most ``PRESCAN_BYTES`` for at most ``PRESCAN_S``; finding no
+        H.264 SPS in that time leaves the decision to the probe."""
+        peek = getattr(self.reader, "peek", None)
+        if peek is None or self.limits is None or self.format not in ("mpegts", "flv"):
+            return
+        deadline = time.monotonic() + PRESCAN_S
+        seen = b""
+        while len(seen) < PRESCAN_BYTES and (remaining := deadline - time.monotonic()) > 0:
+            more = peek(PRESCAN_BYTES, len(seen) + PRESCAN_STEP - 1 if seen else 0, remaining)
+            if len(more) <= len(seen):
+                return  # the end of the push, or nothing new in time
+            seen = more
+            size = declared_size(self.format, seen)
+            if size is not None:
+                problem = self.limits.problem(*size, None)
+                if problem is not None:
+                    raise InputOverLimit(f"{self.url}: {problem} (declared by its SPS)")
+                return
+
     def _open(self) -> av.container.InputContainer:
         if self.reader is not None:
             try:
@@ -111,6 +138,7 @@ class MediaSource:
     def probe(self) -> SourceInfo:
         if self._container is not None:  # already probed and not yet run
             return self.info
+        self._prescan()
         container = self._open()
         video = next((s for s in container.streams.video if s.codec_context is not None), None)
         audio = next((s for s in container.streams.audio if s.codec_context is not None), None)
