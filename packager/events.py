@@ -48,6 +48,7 @@ from functools import cached_property
 from typing import Any, Protocol
 
 from packager.model import MASTER_NAME, MPD_NAME, Part, segment_name
+from packager.peer import peer_host
 from packager.store import Store, StreamStore
 from packager.timebase import SYSTEM_CLOCK, Clock, iso_from_epoch_s
 
@@ -420,17 +421,6 @@ def ingest_rejected(bus: EventBus, refusal: RefusalInfo) -> Event | None:
 
 
 MAX_REJECTION_KEYS = 4096  # coalescing windows remembered at once; past it the oldest is summarised early
-
-
-def peer_host(peer: str) -> str:
-    """``peer`` without its port (``"1.2.3.4:5678"`` -> ``"1.2.3.4"``, ``"[::1]:5"`` -> ``"::1"``).
-
-    Every new connection has a new port: coalescing per address is what holds a flood together."""
-    if peer.startswith("["):
-        return peer[1:].partition("]")[0]
-    if peer.count(":") == 1:
-        return peer.partition(":")[0]
-    return peer
 
 
 @dataclass

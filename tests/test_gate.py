@@ -13,7 +13,8 @@ from origin.app import create_app
 from packager.config import ConfigError, StreamConfig
 from packager.ingest.gate import THROTTLED, WINDOW_S, IngestGate, Refusal, Ticket
 from packager.ingest.manager import IngestManager
-from packager.ingest.throttle import MAX_PEERS, RefusalThrottle, peer_address
+from packager.ingest.throttle import MAX_PEERS, RefusalThrottle
+from packager.peer import peer_address
 from packager.settings import IngestSettings, StreamSettings
 from packager.store import Store
 

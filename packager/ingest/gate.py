@@ -33,7 +33,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from packager.ingest.throttle import RefusalThrottle, peer_address
+from packager.ingest.throttle import RefusalThrottle
+from packager.peer import peer_address
 from packager.settings import IngestSettings
 
 WINDOW_S = 5.0

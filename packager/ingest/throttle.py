@@ -19,24 +19,10 @@ Pure bookkeeping; the caller passes the time.
 
 from __future__ import annotations
 
-import ipaddress
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 MAX_PEERS = 4096
-
-
-def peer_address(peer: str) -> str | None:
-    """The IP address in ``peer`` (``"1.2.3.4"``, ``"1.2.3.4:5678"``, ``"[::1]:5678"``, ``"::1"``), else None."""
-    host = peer
-    if peer.startswith("["):
-        host = peer[1:].partition("]")[0]
-    elif peer.count(":") == 1:
-        host = peer.partition(":")[0]
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        return None
 
 
 @dataclass
