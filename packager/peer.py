@@ -24,3 +24,9 @@ def peer_address(peer: str) -> str | None:
         return str(ipaddress.ip_address(peer_host(peer)))
     except ValueError:
         return None
+
+
+def format_peer(addr: tuple) -> str:  # type: ignore[type-arg]
+    """``host:port`` of a socket address, ``[host]:port`` for IPv6, so :func:`peer_host` reads the host back."""
+    host, port = str(addr[0]), addr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -295,3 +295,13 @@ def test_running_sums_match_a_reference_over_100k_chunks():
             ref.open = False
         total = sum(r.window(clock.t) for r in refs.values() if r.open)
         assert gate.ingest_kbps == total * 8 / WINDOW_S / 1000
+
+
+def test_peers_are_formatted_so_their_host_reads_back() -> None:
+    from packager.peer import format_peer, peer_host
+
+    assert format_peer(("1.2.3.4", 5678)) == "1.2.3.4:5678"
+    assert format_peer(("2001:db8::1", 443, 0, 0)) == "[2001:db8::1]:443"
+    for addr in (("1.2.3.4", 5678), ("2001:db8::1", 443, 0, 0), ("::1", 5)):
+        assert peer_address(format_peer(addr)) == addr[0]
+        assert peer_host(format_peer(addr)) == addr[0]

@@ -225,3 +225,28 @@ async def test_ingest_drops_an_ended_stream_on_the_writer_thread_behind_its_writ
     assert store.disk.flush()
     assert not (tmp_path / "demo").exists()
     store.close()
+
+
+async def test_a_refused_push_leaves_an_ended_streams_removal_timer(tmp_path):
+    import asyncio
+
+    from packager.config import StreamConfig
+    from packager.ingest.manager import IngestManager
+    from packager.ingest.pipe import ByteQueue
+    from packager.settings import IngestSettings, StreamSettings
+
+    store, d = make_live(tmp_path)
+    settings = IngestSettings(rtmp_port=0, srt_port=0, streams={"demo": StreamSettings(StreamConfig(), "k" * 16)})
+    manager = IngestManager(settings, store)
+    d.publish_segments(2)
+    d.stream.on_end("feed lost")
+    timer = asyncio.get_running_loop().call_later(3600, manager._drop, "demo")
+    manager._drop_timers["demo"] = timer
+    queue = ByteQueue()
+    await queue.put(b"\x47" + bytes(187) * 3)  # TS sync bytes, nothing a demuxer can use
+    queue.close()
+    result = await manager.publish("demo", queue, protocol="http", fmt="mpegts")
+    assert not result.published
+    assert manager._drop_timers.get("demo") is timer and not timer.cancelled()
+    timer.cancel()
+    store.close()

@@ -21,6 +21,7 @@ from packager.ingest.rtmp import (
     RtmpServer,
 )
 from packager.ingest.srt import Admission, SrtConnection, SrtServer, StreamId
+from packager.peer import peer_host
 from packager.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ def authorizer(gate: IngestGate, reserved: dict[str, Ticket], refusals: RateLimi
         status = PUBLISH_BADNAME if verdict.status in (409, 503) else PUBLISH_UNAUTHORIZED
         # a broadcaster who typed only the key sends it as the stream name: never log an unknown name
         shown = stream if stream in gate.settings.streams else "***"
-        host = peer.rpartition(":")[0] or peer
+        host = peer_host(peer)
         refusals.warning((host, "rtmp-refused"), "rtmp %s: publish to %s refused: %s", peer, shown, verdict.reason)
         return Decision(False, stream, verdict.reason, status)
 

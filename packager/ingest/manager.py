@@ -88,15 +88,15 @@ class IngestManager:
             options=options,
             limits=self.settings.input_limits,
         )
-        timer = self._drop_timers.pop(stream, None)
-        if timer is not None:
-            timer.cancel()
         feed = self.feeds.get(stream)
         if feed is not None and not feed.pipeline.stop_event.is_set() and not feed.source.finished:
             source.want_fps = feed.source.info.fps  # a returning feed keeps the stream's frame rate
         refused = await self._probe(stream, source, queue)
         if refused is not None:
-            return refused
+            return refused  # an ended stream's VOD keeps its removal timer
+        timer = self._drop_timers.pop(stream, None)
+        if timer is not None:
+            timer.cancel()  # the stream goes live again
         entry = self._attach(stream, source, queue, protocol)
         if entry is None:  # a first push, or the previous feed just ended: start a feed (reuses the probe)
             started = await self._start_feed(stream, source, queue, protocol)

@@ -71,6 +71,7 @@ from urllib.parse import unquote
 from packager.ingest import amf
 from packager.ingest.pipe import take
 from packager.ingest.slots import ConnectionSlots, MemoryBudget, SlotLimits
+from packager.peer import format_peer
 from packager.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -1108,7 +1109,7 @@ class RtmpServer:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         addr = writer.get_extra_info("peername")
         host = str(addr[0]) if isinstance(addr, tuple) and addr else str(addr)
-        peer = f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) and len(addr) >= 2 else str(addr)
+        peer = format_peer(addr) if isinstance(addr, tuple) and len(addr) >= 2 else str(addr)
         conn = _Connection(self, reader, writer, peer, host)
         why = "server shutting down" if self._closing else self.slots.admit(conn, host)
         if why is not None:

@@ -162,15 +162,17 @@ def parse_streamid(text: str) -> StreamId | None:
 
 
 def peer_text(addr: int | None) -> str:
-    """``srt:IP`` of a ``sockaddr`` (IPv4 or IPv6) libsrt hands over, ``srt:?`` for anything else."""
+    """The IP of a ``sockaddr`` (IPv4 or IPv6) libsrt hands over, ``?`` for anything else.
+
+    The bare address, as the refusal throttle and event coalescing key peers on it."""
     if not addr:
-        return "srt:?"
+        return "?"
     family = ctypes.c_ushort.from_address(addr).value
     if family == socket.AF_INET:
-        return "srt:" + socket.inet_ntop(socket.AF_INET, ctypes.string_at(addr + 4, 4))
+        return socket.inet_ntop(socket.AF_INET, ctypes.string_at(addr + 4, 4))
     if family == socket.AF_INET6:
-        return "srt:" + socket.inet_ntop(socket.AF_INET6, ctypes.string_at(addr + 8, 16))
-    return "srt:?"
+        return socket.inet_ntop(socket.AF_INET6, ctypes.string_at(addr + 8, 16))
+    return "?"
 
 
 @dataclass(frozen=True)
