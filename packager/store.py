@@ -1,47 +1,55 @@
-"""Published media: parts and segments per track, the live window, wake-ups, files.
+"""Published media: parts and segments per track, the live window, wake-ups, announcements.
 
-The store lives on the event loop. A part is in memory (and so servable) the
-moment :meth:`StreamStore.publish_part` returns; its file is written by the
-:class:`DiskWriter` thread through a temp file and ``os.replace``, in order, so
-a manifest written to disk after it never names a missing or half-written
-file. Media leaves the manifests first (the sliding window) and memory and
-disk only ``grace_s`` later (at least 3 target durations, RFC 8216bis 6.2.2).
+The store lives on the event loop and is the one place media becomes
+public. A part is in memory (and so servable) the moment
+:meth:`StreamStore.on_part` returns; every change is then announced as a typed
+event (:mod:`packager.publication`) to the listeners that subscribed, in order:
+*publish first, announce second* is this module's rule and no one else's. The
+disk mirror, the stream events and the Redis publisher are such listeners.
+Media leaves the manifests first (the sliding window) and memory only
+``grace_s`` later (at least 3 target durations, RFC 8216bis 6.2.2).
 
-Waiters (blocking playlist reloads, preload-hinted parts, chunked segment
-streams) share one future per distinct position, so a thousand requests for
-the same part cost one wake-up.
+The origin reads through :mod:`packager.reader`, which :class:`StreamStore`
+implements. Waiters (blocking playlist reloads, preload-hinted parts, chunked
+segment streams) share one future per distinct position, so a thousand
+requests for the same part cost one wake-up.
+
+A replica (the origin's mirror of a Redis store) feeds the same events back in
+with :meth:`Store.apply`, so its views, and so its manifests, are the
+publisher's byte for byte.
 
 Time (publish dates, the deletion grace, waits' deadlines) comes from the
-store's :class:`~packager.timebase.Clock`, so tests drive it. An ended stream's
-folder is removed by the writer thread behind the writes queued for it.
+store's :class:`~packager.timebase.Clock`, so tests drive it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import queue
-import shutil
-import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Protocol
 
 from packager.cmaf import styp
-from packager.model import (
-    INIT_NAME,
-    Part,
-    PartRef,
-    Segment,
-    StreamView,
-    TrackInfo,
-    TrackView,
-    part_name,
-    segment_name,
+from packager.model import Part, PartRef, Segment, StreamView, TrackInfo, TrackView
+from packager.publication import (
+    InitPublished,
+    InputSwitched,
+    MediaRetired,
+    PartPublished,
+    Publication,
+    PublicationListener,
+    SegmentClosed,
+    StreamEnded,
+    StreamOpened,
+    StreamRemoved,
+    StreamTiming,
+    TracksExpected,
 )
+from packager.reader import Position, Progress
 from packager.timebase import SYSTEM_CLOCK, Clock, MediaClock
 
 log = logging.getLogger(__name__)
@@ -49,110 +57,10 @@ log = logging.getLogger(__name__)
 SEGMENT_HEADER = styp()
 
 
-# --------------------------------------------------------------------------- disk
+class FileLookup(Protocol):
+    """Where a store's objects lie on disk (the disk mirror answers)."""
 
-
-class DiskWriter:
-    """One thread that writes and deletes files in submission order, atomically.
-
-    Who calls what: ``write``, ``delete``, ``remove_tree`` and ``notify`` only put a job on the
-    thread-safe queue and never block (the event loop calls them); ``flush`` and ``close`` block, so
-    they are called off the loop or at shutdown. Jobs run on the writer thread, which alone writes
-    ``errors``; ``_closing``, ``_stopped`` and ``_at_exit`` are shared and stay behind ``_lock``.
-    """
-
-    def __init__(self) -> None:
-        self._q: queue.Queue[tuple[str, Path, bytes] | Callable[[], None] | None] = queue.Queue()
-        self._lock = threading.Lock()
-        self._closing = False
-        self._stopped = False
-        self._at_exit: list[Callable[[], None]] = []
-        self._thread = threading.Thread(target=self._run, name="disk-writer", daemon=True)
-        self._thread.start()
-        self.errors = 0
-
-    def write(self, path: Path, data: bytes) -> None:
-        self._q.put(("write", path, data))
-
-    def delete(self, path: Path) -> None:
-        self._q.put(("delete", path, b""))
-
-    def remove_tree(self, path: Path) -> None:
-        """Delete the folder ``path`` and all in it, after every job queued so far. Never blocks."""
-        self._q.put(("rmtree", path, b""))
-
-    def flush(self, timeout: float = 30.0) -> bool:
-        """Block until everything queued so far is on disk; False if ``timeout`` s passed first.
-
-        Call it off the loop, or at shutdown."""
-        done = threading.Event()
-        self.notify(done.set)
-        return done.wait(timeout)
-
-    def notify(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` on the writer thread once everything queued so far is on disk. Never blocks.
-
-        After :meth:`close` it runs when the writer has finished (or at once if it already has)."""
-        with self._lock:
-            if not self._closing:
-                self._q.put(callback)
-                return
-            if not self._stopped:
-                self._at_exit.append(callback)
-                return
-        _call(callback)
-
-    def close(self) -> None:
-        with self._lock:
-            self._closing = True
-        self._q.put(None)
-        self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        while True:
-            item = self._q.get()
-            if item is None:
-                with self._lock:
-                    self._stopped = True
-                    at_exit, self._at_exit = self._at_exit, []
-                for callback in at_exit:
-                    _call(callback)
-                return
-            if callable(item):
-                _call(item)
-                continue
-            op, path, data = item
-            try:
-                _apply(op, path, data)
-            except OSError as exc:
-                self.errors += 1
-                log.error("disk: %s %s failed: %s", op, path, exc)
-
-
-def _apply(op: str, path: Path, data: bytes) -> None:
-    """One job of the writer thread."""
-    if op == "write":
-        atomic_write(path, data)
-    elif op == "delete":
-        path.unlink(missing_ok=True)
-    elif op == "rmtree" and path.exists():
-        shutil.rmtree(path)
-
-
-def _call(callback: Callable[[], None]) -> None:
-    try:
-        callback()
-    except Exception:
-        log.exception("disk: notify callback failed")
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so no reader ever sees a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    def file(self, stream: str, track: str, name: str) -> Path | None: ...
 
 
 # --------------------------------------------------------------------------- tracks
@@ -182,16 +90,11 @@ class TrackStore:
         self.discontinuity_sequence = 0
         self.retired: deque[_Retired] = deque()
         self.last_completed_msn: int | None = None
-        self._waiters: dict[tuple[int, int], asyncio.Future[None]] = {}
+        self._waiters: dict[Position, asyncio.Future[None]] = {}
         self.held_count = 0  # calls waiting right now (several may share one future)
         ts = info.timescale
-        self.segment_ticks = stream.timing_segment_ticks(ts)
-        self.part_ticks = stream.timing_part_ticks(ts)
-
-    # -- naming / paths
-    @property
-    def folder(self) -> Path | None:
-        return self.stream.folder / self.info.name if self.stream.folder else None
+        self.segment_ticks = int(stream.segment_s * ts)
+        self.part_ticks = int(stream.part_s * ts)
 
     def position_of(self, ticks: int) -> tuple[int, int]:
         msn = ticks // self.segment_ticks
@@ -200,8 +103,7 @@ class TrackStore:
     # -- publishing
     def set_init(self, data: bytes) -> None:
         self.init = data
-        if self.folder:
-            self.stream.disk_write(self.folder / INIT_NAME, data)
+        self.stream.announce(InitPublished(self.stream.name, self.info, data))
 
     @property
     def end_ticks(self) -> int | None:
@@ -210,7 +112,8 @@ class TrackStore:
             return self.pending[-1].end
         return self.segments[-1].end if self.segments else None
 
-    def publish_part(self, part: Part, last_in_segment: bool, discontinuity: bool) -> None:
+    def publish_part(self, part: Part, last_in_segment: bool, discontinuity: bool) -> bool:
+        """Publish ``part`` and announce it; False (dropped) when it would overlap what players have."""
         end = self.end_ticks
         if end is not None and (part.start < end or (part.msn, part.index) <= (self.last_position() or (-1, -1))):
             # A returning feed may not overwrite or reorder what players already have.
@@ -222,23 +125,24 @@ class TrackStore:
                 part.index,
             )
             self.stream.overlaps += 1
-            return
+            return False
         if self.pending_msn is not None and part.msn != self.pending_msn:
-            self._close_segment()
+            self.close_segment(self.stream.clock_utc_s())
         if self.pending_msn is None:
             self.pending_msn = part.msn
             self.pending_discontinuity = discontinuity or self.pending_discontinuity
         self.pending.append(part)
         self.parts[(part.msn, part.index)] = part
-        if self.folder:
-            self.stream.disk_write(self.folder / part_name(part.msn, part.index), part.data)
         self.next_part = self.position_of(part.end)
+        self.stream.announce(PartPublished(self.stream.name, part, discontinuity))
         if last_in_segment:
-            self._close_segment()
+            self.close_segment(self.stream.clock_utc_s())
         self._trim()
         self._wake()
+        return True
 
-    def _close_segment(self) -> None:
+    def close_segment(self, published_utc_s: float) -> None:
+        """Complete the segment in production (no-op without one) and announce it."""
         if self.pending_msn is None or not self.pending:
             return
         parts = self.pending
@@ -251,24 +155,23 @@ class TrackStore:
             parts=tuple(_ref(p) for p in parts),
             size=len(data),
             discontinuity=self.pending_discontinuity,
-            published_utc_s=self.stream.clock_utc_s(),
+            published_utc_s=published_utc_s,
         )
         self.segments.append(seg)
         self.segment_data[seg.msn] = data
         self.last_completed_msn = seg.msn
-        if self.folder:
-            self.stream.disk_write(self.folder / segment_name(seg.msn), data)
         self.pending = []
         self.pending_msn = None
         self.pending_discontinuity = False
+        self.stream.announce(SegmentClosed(self.stream.name, seg))
 
     def finish(self) -> None:
-        self._close_segment()
+        self.close_segment(self.stream.clock_utc_s())
         self.next_part = None
         self._wake(all_=True)
 
     def _trim(self) -> None:
-        """Slide the window: segments older than window_s leave the manifests now, memory/disk later."""
+        """Slide the window: segments older than window_s leave the manifests now, memory later."""
         if not self.segments:
             return
         newest_end = self.pending[-1].end if self.pending else self.segments[-1].end
@@ -287,10 +190,7 @@ class TrackStore:
         while self.retired and self.retired[0].due_s <= now:
             r = self.retired.popleft()
             self.segment_data.pop(r.msn, None)
-            if self.folder and self.stream.delete_expired:
-                self.stream.disk_delete(self.folder / segment_name(r.msn))
-                for msn, idx in r.part_keys:
-                    self.stream.disk_delete(self.folder / part_name(msn, idx))
+            self.stream.announce(MediaRetired(self.stream.name, self.info.name, r.msn, r.part_keys))
 
     # -- lookups
     def segment(self, msn: int) -> Segment | None:
@@ -301,19 +201,12 @@ class TrackStore:
                 break
         return None
 
-    def get_segment_bytes(self, msn: int) -> bytes | None:
-        return self.segment_data.get(msn)
-
-    def get_part(self, msn: int, index: int) -> Part | None:
-        return self.parts.get((msn, index))
-
-    def in_progress_chunks(self, msn: int) -> tuple[list[bytes], bool] | None:
-        """The bytes of segment ``msn`` so far (styp first) and whether it is complete."""
+    def progress(self, msn: int) -> Progress | None:
         data = self.segment_data.get(msn)
         if data is not None:
-            return [data], True
+            return Progress((data,), True)
         if self.pending_msn == msn:
-            return [SEGMENT_HEADER, *(p.data for p in self.pending)], False
+            return Progress((SEGMENT_HEADER, *(p.data for p in self.pending)), False)
         return None
 
     def last_position(self) -> tuple[int, int] | None:
@@ -336,36 +229,22 @@ class TrackStore:
         )
 
     # -- waiting
-    def has_part_at_or_after(self, msn: int, index: int) -> bool:
-        last = self.last_position()
-        return last is not None and last >= (msn, index)
-
-    def has_segment(self, msn: int) -> bool:
-        return self.last_completed_msn is not None and self.last_completed_msn >= msn
-
-    async def wait_part(self, msn: int, index: int, timeout_s: float) -> bool:
-        """Wait until a part at or after (msn, index) exists; False on timeout. True if ended."""
-        return await self._wait((msn, index), timeout_s)
-
-    async def wait_segment(self, msn: int, timeout_s: float) -> bool:
-        """Wait until segment ``msn`` is complete (a later part exists); False on timeout."""
-        return await self._wait((msn, 1 << 30), timeout_s)
-
-    def _satisfied(self, key: tuple[int, int]) -> bool:
+    def satisfied(self, position: Position) -> bool:
         if self.stream.ended:
             return True
-        msn, index = key
-        if index >= 1 << 30:
-            return self.has_segment(msn)
-        return self.has_part_at_or_after(msn, index)
+        if position.index is None:
+            return self.last_completed_msn is not None and self.last_completed_msn >= position.msn
+        last = self.last_position()
+        return last is not None and last >= (position.msn, position.index)
 
-    async def _wait(self, key: tuple[int, int], timeout_s: float) -> bool:
-        if self._satisfied(key):
+    async def wait(self, position: Position, timeout_s: float) -> bool:
+        """Wait until ``position`` is published; False on timeout. True at once if the stream ended."""
+        if self.satisfied(position):
             return True
-        fut = self._waiters.get(key)
+        fut = self._waiters.get(position)
         if fut is None or fut.done():
             fut = asyncio.get_running_loop().create_future()
-            self._waiters[key] = fut
+            self._waiters[position] = fut
         # The deadline runs on the store's clock; asyncio.wait never cancels the shared future.
         deadline = asyncio.ensure_future(self.stream.store.clock.sleep(timeout_s))
         self.held_count += 1
@@ -374,12 +253,12 @@ class TrackStore:
         finally:
             self.held_count -= 1
             deadline.cancel()
-        return fut.done() or self._satisfied(key)
+        return fut.done() or self.satisfied(position)
 
     def _wake(self, all_: bool = False) -> None:
         if not self._waiters:
             return
-        for key in [k for k in self._waiters if all_ or self._satisfied(k)]:
+        for key in [k for k in self._waiters if all_ or self.satisfied(k)]:
             fut = self._waiters.pop(key)
             if not fut.done():
                 fut.set_result(None)
@@ -398,77 +277,60 @@ def _ref(p: Part) -> PartRef:
 
 
 class StreamStore:
-    """All tracks of one stream plus the stream's version counter and view cache."""
+    """All tracks of one stream plus the stream's version counter and view cache.
 
-    def __init__(
-        self,
-        store: Store,
-        name: str,
-        *,
-        segment_s: Fraction,
-        part_s: Fraction,
-        window_s: Fraction,
-        target_duration: int,
-        clock: MediaClock,
-    ) -> None:
+    Implements :class:`packager.reader.StreamReader` for the origin."""
+
+    def __init__(self, store: Store, name: str, timing: StreamTiming, started_utc_s: float) -> None:
         self.store = store
-        self.name = name
-        self.segment_s = segment_s
-        self.part_s = part_s
-        self.window_s = window_s
-        self.target_duration = target_duration
-        self.clock = clock
+        self._name = name
+        self.timing = timing
+        self.segment_s = timing.segment_s
+        self.part_s = timing.part_s
+        self.window_s = timing.window_s
+        self.target_duration = timing.target_duration
+        self.clock = MediaClock(timing.epoch_s, live=timing.live)
         self.tracks: dict[str, TrackStore] = {}
         self.version = 0
         self.expected_tracks: frozenset[str] = frozenset()  # every track the pipeline will publish
         self.overlaps = 0
         self.ended = False
-        self.end_reason = ""
-        self.published_utc_s = store.clock.utc_s()
-        self.started_utc_s = self.published_utc_s
-        self.files_removed = False
+        self._end_reason = ""
+        self.published_utc_s = started_utc_s
+        self._started_utc_s = started_utc_s
+        self.node: str | None = None  # None: published by this process
         self._view: StreamView | None = None
-        # Media leaves disk >= 3 target durations after it left every manifest.
-        self.grace_s = 3.0 * target_duration + float(segment_s)
+        # Media leaves memory >= 3 target durations after it left every manifest.
+        self.grace_s = 3.0 * timing.target_duration + float(timing.segment_s)
         # Keep part payloads for the segments LL-HLS lists plus a margin.
-        self.part_segments_kept = int(3 * target_duration / float(segment_s)) + 3
-        self.delete_expired = clock.live
+        self.part_segments_kept = int(3 * timing.target_duration / float(timing.segment_s)) + 3
 
-    # -- settings shared with tracks
-    def timing_segment_ticks(self, timescale: int) -> int:
-        return int(self.segment_s * timescale)
+    @property
+    def name(self) -> str:
+        return self._name
 
-    def timing_part_ticks(self, timescale: int) -> int:
-        return int(self.part_s * timescale)
+    @property
+    def end_reason(self) -> str:
+        return self._end_reason
+
+    @property
+    def started_utc_s(self) -> float:
+        return self._started_utc_s
 
     def clock_utc_s(self) -> float:
         return self.store.clock.utc_s()
 
-    @property
-    def folder(self) -> Path | None:
-        """Where the stream's files go; None when not mirrored to disk or once its files were removed."""
-        if self.store.root is None or self.files_removed:
-            return None
-        return self.store.root / self.name
+    def announce(self, event: Publication) -> None:
+        """The state changed and is servable: drop the cached view, then tell every listener."""
+        self.version += 1
+        self._view = None
+        self.store.announce(event)
 
-    def remove_files(self) -> None:
-        """Delete the stream's folder after every write already queued for it; later writes for it are dropped.
+    # -- StreamListener (what the pipeline publishes to)
+    def expect_tracks(self, names: frozenset[str]) -> None:
+        self.expected_tracks = names
+        self.announce(TracksExpected(self.name, names))
 
-        The writer thread does the deletion, in order, so no file of the stream reappears afterwards."""
-        folder = self.folder
-        self.files_removed = True  # folder is None from now on: tracks and manifest files write nothing
-        if folder is not None and self.store.disk is not None:
-            self.store.disk.remove_tree(folder)
-
-    def disk_write(self, path: Path, data: bytes) -> None:
-        if self.store.disk:
-            self.store.disk.write(path, data)
-
-    def disk_delete(self, path: Path) -> None:
-        if self.store.disk:
-            self.store.disk.delete(path)
-
-    # -- StreamListener
     def on_init(self, info: TrackInfo, data: bytes) -> None:
         track = self.tracks.get(info.name)
         if track is None:
@@ -477,48 +339,95 @@ class StreamStore:
         else:
             track.info = info
         track.set_init(data)
-        self._changed()
 
     def on_part(self, part: Part, last_in_segment: bool, discontinuity: bool) -> None:
         track = self.tracks[part.track]
-        track.publish_part(part, last_in_segment, discontinuity)
+        before = self.published_utc_s
         self.published_utc_s = part.published_utc_s or self.clock_utc_s()
-        self._changed()
-        for listener in self.store.part_listeners:
-            listener(self, part)
-        if discontinuity:
-            self._discontinuous()
+        if not track.publish_part(part, last_in_segment, discontinuity):
+            self.published_utc_s = before
 
     def on_input_switch(self) -> None:
-        """The feed's input changed (a publisher came back or took over) on a continuing timeline:
-        listeners hear of it; the manifests need no discontinuity because the encoders carried on."""
-        self._discontinuous()
+        """The feed's input changed on a continuing timeline: listeners hear of it; the manifests need
+        no discontinuity because the encoders carried on."""
+        self.announce(InputSwitched(self.name))
 
-    def _discontinuous(self) -> None:
-        for listener in self.store.discontinuity_listeners:
-            listener(self)
-
-    def on_end(self, reason: str) -> None:
+    def on_end(self, reason: str, ended_utc_s: float | None = None) -> None:
         if self.ended:
             return
         for track in self.tracks.values():
             track.finish()
         self.ended = True
-        self.end_reason = reason
-        self.published_utc_s = self.clock_utc_s()
-        self._changed()
+        self._end_reason = reason
+        self.published_utc_s = self.clock_utc_s() if ended_utc_s is None else ended_utc_s
+        self.announce(StreamEnded(self.name, reason, self.published_utc_s))
         for track in self.tracks.values():
             track._wake(all_=True)
 
-    def _changed(self) -> None:
-        self.version += 1
-        self._view = None
-        for listener in self.store.change_listeners:
-            listener(self)
+    # -- replaying a publisher's events (a replica)
+    def apply(self, event: Publication) -> None:
+        """Make the change ``event`` announces, exactly as the publisher made it."""
+        match event:
+            case TracksExpected(tracks=names):
+                self.expect_tracks(names)
+            case InitPublished(info=info, data=data):
+                self.on_init(info, data)
+            case PartPublished(part=part, discontinuity=discontinuity):
+                self.on_part(part, False, discontinuity)
+            case SegmentClosed(segment=seg):
+                track = self.tracks.get(seg.track)
+                if track is not None and track.pending_msn == seg.msn:
+                    track.close_segment(seg.published_utc_s)
+                    track._trim()
+                    track._wake()
+            case InputSwitched():
+                self.on_input_switch()
+            case StreamEnded(reason=reason, ended_utc_s=ended):
+                self.on_end(reason, ended)
+            case _:
+                pass  # MediaRetired: a replica retires on its own clock
 
-    # -- reading
+    # -- reading (packager.reader.StreamReader)
     def track(self, name: str) -> TrackStore | None:
         return self.tracks.get(name)
+
+    def _ready(self, name: str) -> TrackStore | None:
+        track = self.tracks.get(name)
+        return track if track is not None and track.init is not None else None
+
+    def init(self, track: str) -> bytes | None:
+        t = self._ready(track)
+        return t.init if t is not None else None
+
+    def part(self, track: str, msn: int, index: int) -> Part | None:
+        t = self._ready(track)
+        return t.parts.get((msn, index)) if t is not None else None
+
+    def segment(self, track: str, msn: int) -> Segment | None:
+        t = self._ready(track)
+        return t.segment(msn) if t is not None else None
+
+    def segment_bytes(self, track: str, msn: int) -> bytes | None:
+        t = self._ready(track)
+        return t.segment_data.get(msn) if t is not None else None
+
+    def progress(self, track: str, msn: int) -> Progress | None:
+        t = self._ready(track)
+        return t.progress(msn) if t is not None else None
+
+    def file(self, track: str, name: str) -> Path | None:
+        files = self.store.files
+        return files.file(self.name, track, name) if files is not None else None
+
+    async def wait(self, track: str, position: Position, timeout_s: float) -> bool:
+        t = self._ready(track)
+        if t is None:
+            return self.ended
+        return await t.wait(position, timeout_s)
+
+    def waiting_positions(self, track: str) -> int:
+        t = self.tracks.get(track)
+        return t.waiter_count if t is not None else 0
 
     def ordered_tracks(self) -> list[TrackStore]:
         video = sorted(
@@ -548,19 +457,37 @@ class StreamStore:
 
 
 class Store:
-    """Every stream this process publishes, optionally mirrored to ``root`` on disk."""
+    """Every stream this process publishes (or, as a replica, mirrors). Event-loop only.
 
-    def __init__(self, root: Path | None = None, *, clock: Clock = SYSTEM_CLOCK) -> None:
+    Implements :class:`packager.reader.StoreReader` for the origin."""
+
+    def __init__(self, *, clock: Clock = SYSTEM_CLOCK) -> None:
         """``clock``: where publish dates, the deletion grace and waits' deadlines read time."""
-        self.root = root
         self.clock = clock
-        self.disk = DiskWriter() if root is not None else None
         self.streams: dict[str, StreamStore] = {}
-        self.change_listeners: list[Callable[[StreamStore], None]] = []
-        self.part_listeners: list[Callable[[StreamStore, Part], None]] = []
-        # called when media stops continuing the previous (once per track part flagged, once per resume)
-        self.discontinuity_listeners: list[Callable[[StreamStore], None]] = []
+        self.files: FileLookup | None = None  # set by the disk mirror
+        self.available = True
+        self._listeners: list[PublicationListener] = []
 
+    # -- listeners
+    def subscribe(self, listener: PublicationListener) -> None:
+        """``listener`` hears every publication from now on, after those subscribed earlier."""
+        if listener not in self._listeners:
+            self._listeners.append(listener)
+
+    def unsubscribe(self, listener: PublicationListener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def announce(self, event: Publication) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener.on_publication(event)
+            except Exception:
+                # one broken listener must not stop publication (or the other listeners)
+                log.exception("store: listener %r failed on %s", listener, type(event).__name__)
+
+    # -- streams
     def open_stream(
         self,
         name: str,
@@ -570,17 +497,33 @@ class Store:
         window_s: Fraction,
         target_duration: int,
         clock: MediaClock,
+        started_utc_s: float | None = None,
     ) -> StreamStore:
-        stream = StreamStore(
-            self,
-            name,
-            segment_s=segment_s,
-            part_s=part_s,
-            window_s=window_s,
-            target_duration=target_duration,
-            clock=clock,
-        )
+        timing = StreamTiming(segment_s, part_s, window_s, target_duration, clock.epoch_s, clock.live)
+        return self.open(name, timing, self.clock.utc_s() if started_utc_s is None else started_utc_s)
+
+    def open(self, name: str, timing: StreamTiming, started_utc_s: float) -> StreamStore:
+        stream = StreamStore(self, name, timing, started_utc_s)
         self.streams[name] = stream
+        self.announce(StreamOpened(name, timing, started_utc_s))
+        return stream
+
+    def remove(self, name: str) -> StreamStore | None:
+        """Stop serving stream ``name``; listeners hear :class:`StreamRemoved` (its files go)."""
+        stream = self.streams.pop(name, None)
+        if stream is not None:
+            self.announce(StreamRemoved(name))
+        return stream
+
+    def apply(self, event: Publication) -> StreamStore | None:
+        """Replay a publisher's event onto this replica (see :meth:`StreamStore.apply`)."""
+        if isinstance(event, StreamOpened):
+            return self.open(event.stream, event.timing, event.started_utc_s)
+        if isinstance(event, StreamRemoved):
+            return self.remove(event.stream)
+        stream = self.streams.get(event.stream)
+        if stream is not None:
+            stream.apply(event)
         return stream
 
     def get(self, name: str) -> StreamStore | None:
@@ -588,7 +531,3 @@ class Store:
 
     def __iter__(self) -> Iterator[StreamStore]:
         return iter(list(self.streams.values()))
-
-    def close(self) -> None:
-        if self.disk:
-            self.disk.close()

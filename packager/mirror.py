@@ -1,0 +1,142 @@
+"""Mirrors a store to a folder: media first, then the manifests that name it.
+
+A :class:`DiskMirror` is one listener of the store's publications. Media files
+(init, parts, segments) are queued on the :class:`~packager.disk.DiskWriter`
+as they are announced; the manifests of a changed stream are rendered at most
+once per event-loop turn and queued after them. The writer works in order, so
+every media file a manifest names is on disk before the manifest is. When a
+stream ends its final manifests are queued at once, and listeners of
+:meth:`DiskMirror.when_final` hear when they are on disk (``vod.ready``).
+Retired media is deleted (live streams only); a removed stream's folder goes
+after every write queued for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+from packager.disk import DiskWriter
+from packager.manifest.dash import render_mpd
+from packager.manifest.hls import render_master, render_media
+from packager.model import INIT_NAME, MASTER_NAME, MEDIA_PLAYLIST_NAME, MPD_NAME, part_name, segment_name
+from packager.publication import (
+    InitPublished,
+    MediaRetired,
+    PartPublished,
+    Publication,
+    SegmentClosed,
+    StreamEnded,
+    StreamOpened,
+    StreamRemoved,
+)
+from packager.store import Store
+
+FinalListener = Callable[[str, Path], None]  # (stream, folder), called on the writer thread
+
+
+class DiskMirror:
+    """Writes what ``store`` publishes under ``root``/{stream}/; subscribe it with :meth:`attach`."""
+
+    def __init__(self, store: Store, root: Path, *, utc_timing_url: str = "/time") -> None:
+        self.store = store
+        self.root = root
+        self.utc_timing_url = utc_timing_url
+        self.disk = DiskWriter()
+        self._scheduled: set[str] = set()
+        self._removed: set[str] = set()
+        self._final: list[FinalListener] = []
+        self._live: dict[str, bool] = {}
+
+    def attach(self) -> DiskMirror:
+        self.store.subscribe(self)
+        self.store.files = self
+        return self
+
+    def when_final(self, listener: FinalListener) -> None:
+        """``listener(stream, folder)`` runs once an ended stream's final manifests are on disk."""
+        self._final.append(listener)
+
+    def folder(self, stream: str) -> Path | None:
+        return None if stream in self._removed else self.root / stream
+
+    def file(self, stream: str, track: str, name: str) -> Path | None:
+        folder = self.folder(stream)
+        path = folder / track / name if folder is not None else None
+        return path if path is not None and path.is_file() else None
+
+    # -- the listener
+    def on_publication(self, event: Publication) -> None:
+        if isinstance(event, StreamOpened):
+            self._removed.discard(event.stream)
+            self._live[event.stream] = event.timing.live
+            return
+        folder = self.folder(event.stream)
+        if folder is None:
+            return
+        match event:
+            case InitPublished(info=info, data=data):
+                self.disk.write(folder / info.name / INIT_NAME, data)
+            case PartPublished(part=part):
+                self.disk.write(folder / part.track / part_name(part.msn, part.index), part.data)
+            case SegmentClosed(segment=seg):
+                data = self.store.get(event.stream).segment_bytes(seg.track, seg.msn)  # type: ignore[union-attr]
+                if data is not None:
+                    self.disk.write(folder / seg.track / segment_name(seg.msn), data)
+            case MediaRetired(track=track, msn=msn, parts=parts):
+                if self._live.get(event.stream, True):
+                    self.disk.delete(folder / track / segment_name(msn))
+                    for m, i in parts:
+                        self.disk.delete(folder / track / part_name(m, i))
+            case StreamEnded():
+                self._finalize(event.stream, folder)
+                return
+            case StreamRemoved():
+                self._removed.add(event.stream)
+                self._live.pop(event.stream, None)
+                self.disk.remove_tree(folder)
+                return
+        self._schedule(event.stream)
+
+    # -- manifests
+    def _schedule(self, stream: str) -> None:
+        if stream in self._scheduled:
+            return
+        self._scheduled.add(stream)
+        try:
+            asyncio.get_running_loop().call_soon(self._write, stream)
+        except RuntimeError:
+            self._write(stream)
+
+    def _write(self, stream: str) -> None:
+        if stream in self._scheduled:  # not already written by the stream's end
+            self._scheduled.discard(stream)
+            self.write_manifests(stream)
+
+    def write_manifests(self, stream: str) -> None:
+        s = self.store.get(stream)
+        folder = self.folder(stream)
+        if s is None or folder is None:
+            return
+        view = s.view()
+        if not view.tracks:
+            return
+        for track in view.tracks:
+            self.disk.write(folder / track.info.name / MEDIA_PLAYLIST_NAME, render_media(view, track.info.name).encode())
+        self.disk.write(folder / MASTER_NAME, render_master(view).encode())
+        self.disk.write(folder / MPD_NAME, render_mpd(view, utc_timing_url=self.utc_timing_url, low_latency=False))
+
+    def _finalize(self, stream: str, folder: Path) -> None:
+        """The final (VOD-complete) manifests now, then tell who waits once they are on disk."""
+        self._scheduled.discard(stream)
+        self.write_manifests(stream)
+        for listener in list(self._final):
+            self.disk.notify(lambda listener=listener: listener(stream, folder))
+
+    def close(self) -> None:
+        """Flush and stop the writer thread (blocks: call off the loop or at shutdown)."""
+        self.store.unsubscribe(self)
+        if self.store.files is self:
+            self.store.files = None
+        self.disk.close()
