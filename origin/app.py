@@ -25,10 +25,12 @@ from origin.metrics import OriginMetrics
 from origin.policy import Kind
 from origin.serverlog import ServerLog
 from origin.webhooks import Webhooks
-from packager.events import EventBus, StreamEvents
-from packager.model import Part
+from packager.events import EventBus
+from packager.lifecycle import FinalNotices, StreamEvents
+from packager.publication import PartPublished, Publication
+from packager.reader import StoreReader
 from packager.settings import WebhookSettings
-from packager.store import Store, StreamStore
+from packager.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +84,11 @@ async def observe(request: web.Request, handler: Any) -> web.StreamResponse:
 
 
 def create_app(
-    store: Store | None = None,
+    store: StoreReader | None = None,
     *,
     root: Path | None = None,
+    files: FinalNotices | None = None,
+    dead_letter_dir: Path | None = None,
     cors_origin: str = "*",
     players_dir: Path | None = None,
     pipelines: dict[str, Any] | None = None,
@@ -93,7 +97,9 @@ def create_app(
     webhooks: Sequence[WebhookSettings] = (),
     dead_letter: Path | None = None,
 ) -> web.Application:
-    """``events``: publish stream events (``/events``, webhooks) for ``store``; needs a store."""
+    """``events``: publish stream events (``/events``, webhooks) for ``store`` (a publishing :class:`Store`);
+    ``files``: its disk mirror (``vod.ready`` waits for the final manifests); ``dead_letter_dir``: where the
+    webhooks' dead-letter file goes by default."""
     if (store is None) == (root is None):
         raise ValueError("create_app needs exactly one of store or root")
     app = web.Application(
@@ -102,8 +108,8 @@ def create_app(
         # logger: a malformed request is one rate-limited line, not a traceback per request
         handler_args={"max_line_size": MAX_LINE, "max_field_size": MAX_FIELD, "logger": ServerLog()},
     )
-    state = OriginState(store=store or Store(None), cors_origin=cors_origin, pipelines=pipelines or {})
-    if events is not None and store is not None:
+    state = OriginState(store=store or Store(), cors_origin=cors_origin, pipelines=pipelines or {})
+    if events is not None and isinstance(store, Store):
         state.events = events
     app[STATE] = state
     app[players.PLAYERS] = players.PlayerFiles(players_dir) if players_dir is not None else players.PlayerFiles()
@@ -124,32 +130,39 @@ def create_app(
         r.add_get("/live/{stream}/manifest.mpd", handlers.mpd)
         r.add_get("/live/{stream}/{track}/{name}", handlers.media_object)
         if ingest is not None:
-            from origin import ingest as ingest_handlers
-
-            app[ingest_handlers.GATE], app[ingest_handlers.MANAGER] = ingest
-            r.add_put("/ingest/{stream}", ingest_handlers.ingest)
-            r.add_post("/ingest/{stream}", ingest_handlers.ingest)
+            state.ingest = ingest
+            r.add_put("/ingest/{stream}", handlers.push)
+            r.add_post("/ingest/{stream}", handlers.push)
         _wire_store_metrics(state)
         if state.events is not None:
             r.add_get("/events", sse.events)
             app.on_shutdown.append(sse.close_feeds)
-            app.cleanup_ctx.append(_event_services(state, webhooks, dead_letter))
+            dead = dead_letter or _dead_letter(dead_letter_dir)
+            app.cleanup_ctx.append(_event_services(state, files, webhooks, dead))
     r.add_route("OPTIONS", "/{tail:.*}", handlers.preflight)
     r.add_get("/{tail:.*}", handlers.not_found)
     app.cleanup_ctx.append(_background)
     return app
 
 
-def _wire_store_metrics(state: OriginState) -> None:
-    m = state.metrics
+class _PublishLatency:
+    """Observes capture-to-publish of every part the store publishes (a store listener)."""
 
-    def on_part(stream: StreamStore, part: Part) -> None:
-        if part.capture_utc_s:
-            m.publish_latency.observe(
-                max(0.0, part.published_utc_s - part.capture_utc_s), stream=stream.name, rendition=part.track
+    def __init__(self, metrics: OriginMetrics) -> None:
+        self.metrics = metrics
+
+    def on_publication(self, event: Publication) -> None:
+        if isinstance(event, PartPublished) and event.part.capture_utc_s:
+            part = event.part
+            self.metrics.publish_latency.observe(
+                max(0.0, part.published_utc_s - part.capture_utc_s), stream=event.stream, rendition=part.track
             )
 
-    state.store.part_listeners.append(on_part)
+
+def _wire_store_metrics(state: OriginState) -> None:
+    m = state.metrics
+    if isinstance(state.store, Store):
+        state.store.subscribe(_PublishLatency(m))
 
     def encoder_speed():  # type: ignore[no-untyped-def]
         for name, pipeline in state.pipelines.items():
@@ -163,21 +176,26 @@ def _wire_store_metrics(state: OriginState) -> None:
 
     def waiters():  # type: ignore[no-untyped-def]
         for stream in state.store:
-            for track in stream.tracks.values():
-                yield {"stream": stream.name, "rendition": track.info.name}, float(track.waiter_count)
+            for track in stream.view().tracks:
+                name = track.info.name
+                yield {"stream": stream.name, "rendition": name}, float(stream.waiting_positions(name))
 
     m.registry.gauge("packager_encoder_realtime_factor", "Media seconds encoded per busy second", encoder_speed)
     m.registry.gauge("packager_frames_dropped_total", "Frames an encoder could not take in time", dropped)
     m.registry.gauge("origin_blocking_positions", "Distinct positions requests are waiting for", waiters)
 
 
+def _dead_letter(folder: Path | None) -> Path:
+    return (folder or Path()) / DEAD_LETTER_NAME
+
+
 def _event_services(
-    state: OriginState, webhooks: Sequence[WebhookSettings], dead_letter: Path | None
+    state: OriginState, files: FinalNotices | None, webhooks: Sequence[WebhookSettings], dead_letter: Path
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        assert state.events is not None
+        assert state.events is not None and isinstance(state.store, Store)
         async with event_services(
-            state.store, state.events, webhooks=webhooks, dead_letter=dead_letter, metrics=state.metrics
+            state.store, state.events, files=files, webhooks=webhooks, dead_letter=dead_letter, metrics=state.metrics
         ) as lifecycle:
             state.lifecycle = lifecycle
             yield
@@ -194,20 +212,20 @@ async def event_services(
     store: Store,
     bus: EventBus,
     *,
+    files: FinalNotices | None = None,
     webhooks: Sequence[WebhookSettings] = (),
     dead_letter: Path | None = None,
     metrics: OriginMetrics | None = None,
 ) -> AsyncIterator[StreamEvents]:
     """Stream events and the rendition watchdog for ``store``, plus the webhook workers, while inside.
 
-    ``dead_letter`` defaults to ``webhooks-dead-letter.jsonl`` in the store's output folder."""
-    lifecycle = StreamEvents(bus, store)
+    ``dead_letter`` defaults to ``webhooks-dead-letter.jsonl`` in the current folder."""
+    lifecycle = StreamEvents(bus, store, files=files)
     lifecycle.attach()
     hooks = None
     try:
         if webhooks:
-            path = dead_letter or (store.root or Path()) / DEAD_LETTER_NAME
-            hooks = Webhooks(webhooks, bus, dead_letter=path, metrics=metrics)
+            hooks = Webhooks(webhooks, bus, dead_letter=dead_letter or _dead_letter(None), metrics=metrics)
             await hooks.start()
         yield lifecycle
     finally:
@@ -226,9 +244,11 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
 
 
 async def serve_store(
-    store: Store,
+    store: StoreReader,
     *,
     sock: socket.socket,
+    files: FinalNotices | None = None,
+    dead_letter_dir: Path | None = None,
     cors_origin: str = "*",
     pipelines: dict[str, Any] | None = None,
     ingest: tuple[Any, Any] | None = None,
@@ -238,6 +258,8 @@ async def serve_store(
 ) -> web.AppRunner:
     app = create_app(
         store,
+        files=files,
+        dead_letter_dir=dead_letter_dir,
         cors_origin=cors_origin,
         pipelines=pipelines,
         ingest=ingest,

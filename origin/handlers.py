@@ -25,9 +25,10 @@ from origin.metrics import OriginMetrics, RequestRates
 from origin.policy import Kind
 from origin.render import RenderCache
 from origin.responses import Body, error, send
-from packager.events import EventBus, StreamEvents
-from packager.model import INIT_NAME, MEDIA_PLAYLIST_NAME
-from packager.store import Store, StreamStore, TrackStore
+from packager.events import EventBus
+from packager.lifecycle import StreamEvents
+from packager.model import INIT_NAME, MEDIA_PLAYLIST_NAME, StreamView, TrackView, part_name, segment_name
+from packager.reader import Position, StoreReader, StreamReader
 from packager.timebase import iso_from_epoch_s
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ UINT = re.compile(r"^[0-9]{1,18}\Z")
 
 @dataclass
 class OriginState:
-    store: Store
+    store: StoreReader
     cors_origin: str = "*"
     metrics: OriginMetrics = field(default_factory=OriginMetrics)
     cache: RenderCache = field(default_factory=RenderCache)
@@ -49,6 +50,7 @@ class OriginState:
     lifecycle: StreamEvents | None = None  # stream events and rendition watchdog, while the app runs
     rates: RequestRates = field(default_factory=RequestRates)  # requests per stream, for the dashboard
     sse_keepalive_s: float = 15.0
+    ingest: tuple[Any, Any] | None = None  # (IngestGate, IngestManager) when HTTP push is on
 
 
 STATE = web.AppKey("origin_state", OriginState)
@@ -61,47 +63,59 @@ def _state(request: web.Request) -> OriginState:
     return request.app[STATE]
 
 
-def _timing(stream: StreamStore) -> policy.Timing:
-    return policy.Timing(float(stream.segment_s), float(stream.part_s), stream.target_duration, True)
+def _timing(view: StreamView) -> policy.Timing:
+    return policy.Timing(float(view.segment_s), float(view.part_s), view.target_duration, True)
 
 
 def _fail(
-    request: web.Request, status: int, reason: str, kind: Kind = Kind.OTHER, stream: StreamStore | None = None
+    request: web.Request, status: int, reason: str, kind: Kind = Kind.OTHER, stream: StreamReader | None = None
 ) -> web.Response:
     request[KIND] = kind
     st = _state(request)
-    headers = policy.response_headers(kind, status, _timing(stream) if stream else None, allow_origin=st.cors_origin)
+    timing = _timing(stream.view()) if stream else None
+    headers = policy.response_headers(kind, status, timing, allow_origin=st.cors_origin)
     return error(status, reason, headers)
 
 
-def _headers(request: web.Request, kind: Kind, stream: StreamStore | None = None) -> dict[str, str]:
+def _headers(request: web.Request, kind: Kind, stream: StreamReader | None = None) -> dict[str, str]:
     request[KIND] = kind
     st = _state(request)
+    view = stream.view() if stream else None
     return policy.response_headers(
         kind,
         200,
-        _timing(stream) if stream else None,
+        _timing(view) if view else None,
         allow_origin=st.cors_origin,
-        ended=bool(stream and stream.ended),
+        ended=bool(view and view.ended),
     )
 
 
-def _stream(request: web.Request) -> StreamStore | web.Response:
+def _stream(request: web.Request) -> StreamReader | web.Response:
     name = request.match_info["stream"]
     if not NAME.match(name):
         return _fail(request, 404, "no such stream")
-    stream = _state(request).store.get(name)
+    store = _state(request).store
+    stream = store.get(name)
     if stream is None:
+        if not store.available:
+            return _fail(request, 503, "the store is unreachable; try again shortly", Kind.PLAYLIST)
         return _fail(request, 404, f"no stream named {name!r}")
     return stream
 
 
-def _track(request: web.Request, stream: StreamStore) -> TrackStore | web.Response:
+def _track(request: web.Request, stream: StreamReader) -> TrackView | web.Response:
     name = request.match_info["track"]
-    track = stream.track(name) if NAME.match(name) else None
-    if track is None or track.init is None:
+    track = stream.view().track(name) if NAME.match(name) else None
+    if track is None:
         return _fail(request, 404, "no such rendition in this stream", stream=stream)
     return track
+
+
+def _unknowable(request: web.Request, kind: Kind, stream: StreamReader) -> web.Response | None:
+    """503 for what cannot be known while the store's backend is unreachable (the live edge may have moved on)."""
+    if _state(request).store.available:
+        return None
+    return _fail(request, 503, "the store is unreachable; try again shortly", kind, stream)
 
 
 # --------------------------------------------------------------------------- manifests
@@ -124,6 +138,8 @@ async def mpd(request: web.Request) -> web.StreamResponse:
     view = stream.view()
     if not view.tracks:
         return _fail(request, 404, "stream has no media yet", Kind.MPD, stream)
+    if (refused := _unknowable(request, Kind.MPD, stream)) is not None:
+        return refused
     low_latency = request.query.get("ll", "1") not in ("0", "no", "false")
     return send(request, _state(request).cache.mpd(view, low_latency), _headers(request, Kind.MPD, stream))
 
@@ -156,6 +172,39 @@ def parse_directives(query: Any) -> Directives | str:
     )
 
 
+def _awaited(view: StreamView, d: Directives) -> Position:
+    """The position a blocking reload waits for (past a segment's last part: part 0 of the next one)."""
+    assert d.msn is not None
+    if d.part is None:
+        return Position(d.msn)
+    if d.part >= int(view.segment_s / view.part_s):
+        return Position(d.msn + 1, 0)
+    return Position(d.msn, d.part)
+
+
+async def _block(
+    request: web.Request, stream: StreamReader, track: TrackView, d: Directives
+) -> web.Response | Position:
+    """Hold a blocking playlist reload until its position is published; the position, or the error answer."""
+    kind = Kind.PLAYLIST_BLOCKING
+    if (refused := _unknowable(request, kind, stream)) is not None:
+        return refused
+    view = stream.view()
+    want = _awaited(view, d)
+    last = track.last_part
+    last_msn = last[0] if last else (track.next_part[0] if track.next_part else None)
+    if last_msn is None:
+        return _fail(request, 503, "no media published yet", kind, stream)
+    if want.msn > last_msn + 2 or (want.index is not None and want.msn == last_msn + 2 and want.index > 0):
+        return _fail(request, 400, f"_HLS_msn={d.msn} is too far ahead of the live edge ({last_msn})", kind, stream)
+    request[HELD] = True
+    if not await stream.wait(track.info.name, want, 3 * view.target_duration):
+        if not _state(request).store.available:
+            return _fail(request, 503, "the store is unreachable; try again shortly", kind, stream)
+        return _fail(request, 503, "the requested segment/part did not become available in time", kind, stream)
+    return want
+
+
 async def media_playlist(request: web.Request) -> web.StreamResponse:
     stream = _stream(request)
     if isinstance(stream, web.Response):
@@ -167,34 +216,23 @@ async def media_playlist(request: web.Request) -> web.StreamResponse:
     if isinstance(d, str):
         return _fail(request, 400, d, Kind.PLAYLIST, stream)
     kind = Kind.PLAYLIST
-    if d.msn is not None and not stream.ended:
+    awaited: Position | None = None
+    if d.msn is not None and not stream.view().ended:
         kind = Kind.PLAYLIST_BLOCKING
-        msn, part = d.msn, d.part
-        pps = track.segment_ticks // track.part_ticks
-        if part is not None and part >= pps:
-            msn, part = msn + 1, 0  # past the segment's last part: part 0 of the next one
-        last = track.last_position()
-        last_msn = last[0] if last else (track.next_part[0] if track.next_part else None)
-        if last_msn is None:
-            return _fail(request, 503, "no media published yet", kind, stream)
-        if msn > last_msn + 2 or (part is not None and msn == last_msn + 2 and part > 0):
-            return _fail(request, 400, f"_HLS_msn={d.msn} is too far ahead of the live edge ({last_msn})", kind, stream)
-        timeout = 3 * stream.target_duration
-        request[HELD] = True
-        if part is None:
-            ok = await track.wait_segment(msn, timeout)
-        else:
-            ok = await track.wait_part(msn, part, timeout)
-        if not ok:
-            return _fail(request, 503, "the requested segment/part did not become available in time", kind, stream)
+        held = await _block(request, stream, track, d)
+        if isinstance(held, web.Response):
+            return held
+        awaited = held
+    elif (refused := _unknowable(request, kind, stream)) is not None:
+        return refused
     view = stream.view()
     skip = d.skip and view.live
     st = _state(request)
     response = send(request, st.cache.media(view, track.info.name, skip), _headers(request, kind, stream))
-    if kind is Kind.PLAYLIST_BLOCKING:
-        awaited = track.get_part(msn, part if part is not None else 0) if part is not None else None
-        if awaited is not None and awaited.published_utc_s:
-            st.metrics.release.observe(max(0.0, time.time() - awaited.published_utc_s))
+    if awaited is not None and awaited.index is not None:
+        part = stream.part(track.info.name, awaited.msn, awaited.index)
+        if part is not None and part.published_utc_s:
+            st.metrics.release.observe(max(0.0, time.time() - part.published_utc_s))
     return response
 
 
@@ -210,9 +248,10 @@ async def media_object(request: web.Request) -> web.StreamResponse:
         return track
     name = request.match_info["name"]
     if name == INIT_NAME:
-        assert track.init is not None
-        body = Body.of(track.init, stream.started_utc_s)
-        return send(request, body, _headers(request, Kind.INIT, stream))
+        init = stream.init(track.info.name)
+        if init is None:
+            return _fail(request, 404, "no such rendition in this stream", Kind.INIT, stream)
+        return send(request, Body.of(init, stream.started_utc_s), _headers(request, Kind.INIT, stream))
     if name == MEDIA_PLAYLIST_NAME:
         return await media_playlist(request)
     m = PART_FILE.match(name)
@@ -224,15 +263,9 @@ async def media_object(request: web.Request) -> web.StreamResponse:
     return _fail(request, 404, "no such object", Kind.OTHER, stream)
 
 
-def _from_disk(stream: StreamStore, track: TrackStore, name: str) -> Path | None:
-    folder = track.folder
-    if folder is None:
+async def _disk_body(path: Path | None) -> Body | None:
+    if path is None:
         return None
-    path = folder / name
-    return path if path.is_file() else None
-
-
-async def _disk_body(path: Path) -> Body | None:
     try:
         data = await asyncio.to_thread(path.read_bytes)
         mtime = path.stat().st_mtime
@@ -242,104 +275,97 @@ async def _disk_body(path: Path) -> Body | None:
 
 
 async def _part(
-    request: web.Request, stream: StreamStore, track: TrackStore, msn: int, index: int
+    request: web.Request, stream: StreamReader, track: TrackView, msn: int, index: int
 ) -> web.StreamResponse:
-    part = track.get_part(msn, index)
-    if part is None and not stream.ended and _is_hinted(track, msn, index):
+    name = track.info.name
+    part = stream.part(name, msn, index)
+    if part is None and not stream.view().ended and track.next_part == (msn, index):
+        # the part advertised by EXT-X-PRELOAD-HINT (or the one being produced right now)
         request[HELD] = True
-        await track.wait_part(msn, index, 3 * stream.target_duration)
-        part = track.get_part(msn, index)
+        await stream.wait(name, Position(msn, index), 3 * stream.view().target_duration)
+        part = stream.part(name, msn, index)
     if part is not None:
-        body = Body.of(part.data, part.published_utc_s, tag=f"{track.info.name}-{msn}.{index}-{part.size}")
+        body = Body.of(part.data, part.published_utc_s, tag=f"{name}-{msn}.{index}-{part.size}")
         return send(request, body, _headers(request, Kind.PART, stream))
-    path = _from_disk(stream, track, f"{msn}.{index}.m4s")
-    if path is not None and (body := await _disk_body(path)) is not None:
+    if (body := await _disk_body(stream.file(name, part_name(msn, index)))) is not None:
         return send(request, body, _headers(request, Kind.PART, stream))
+    if (refused := _unknowable(request, Kind.PART, stream)) is not None:
+        return refused
     return _fail(request, 404, "part not available", Kind.PART, stream)
 
 
-def _is_hinted(track: TrackStore, msn: int, index: int) -> bool:
-    """The part advertised by EXT-X-PRELOAD-HINT (or the one being produced right now)."""
-    hint = track.next_part
-    return hint is not None and (msn, index) == hint
-
-
-async def _segment(request: web.Request, stream: StreamStore, track: TrackStore, msn: int) -> web.StreamResponse:
-    data = track.get_segment_bytes(msn)
-    if data is None and not stream.ended:
-        progress = track.in_progress_chunks(msn)
-        upcoming = track.next_part is not None and track.next_part[0] == msn and track.pending_msn != msn
-        if progress is not None or upcoming:
-            return await _stream_segment(request, stream, track, msn)
+async def _segment(request: web.Request, stream: StreamReader, track: TrackView, msn: int) -> web.StreamResponse:
+    name = track.info.name
+    data = stream.segment_bytes(name, msn)
+    if data is None and not stream.view().ended:
+        in_production = track.pending_msn == msn
+        upcoming = track.next_part is not None and track.next_part[0] == msn and not in_production
+        if in_production or upcoming:
+            return await _stream_segment(request, stream, name, msn)
     if data is not None:
-        seg = track.segment(msn)
+        seg = stream.segment(name, msn)
         modified = seg.published_utc_s if seg else time.time()
-        body = Body.of(data, modified, tag=f"{track.info.name}-{msn}-{len(data)}")
+        body = Body.of(data, modified, tag=f"{name}-{msn}-{len(data)}")
         return send(request, body, _headers(request, Kind.SEGMENT, stream))
-    path = _from_disk(stream, track, f"{msn}.m4s")
-    if path is not None and (body := await _disk_body(path)) is not None:
+    if (body := await _disk_body(stream.file(name, segment_name(msn)))) is not None:
         return send(request, body, _headers(request, Kind.SEGMENT, stream))
+    if (refused := _unknowable(request, Kind.SEGMENT, stream)) is not None:
+        return refused
     return _fail(request, 404, "segment not available", Kind.SEGMENT, stream)
 
 
-async def _stream_segment(request: web.Request, stream: StreamStore, track: TrackStore, msn: int) -> web.StreamResponse:
+async def _stream_segment(request: web.Request, stream: StreamReader, track: str, msn: int) -> web.StreamResponse:
     """Send the segment in production with chunked transfer, each CMAF chunk as it is published."""
     request[HELD] = True
     headers = _headers(request, Kind.SEGMENT_LIVE, stream)
-    deadline = time.monotonic() + float(stream.segment_s) * 2 + 3 * stream.target_duration
+    view = stream.view()
+    deadline = time.monotonic() + float(view.segment_s) * 2 + 3 * view.target_duration
     # The segment may not have started yet (requested one part early): wait for its first part.
-    if track.in_progress_chunks(msn) is None:
-        await track.wait_part(msn, 0, max(0.1, deadline - time.monotonic()))
-        if track.in_progress_chunks(msn) is None:
+    if stream.progress(track, msn) is None:
+        await stream.wait(track, Position(msn, 0), max(0.1, deadline - time.monotonic()))
+        if stream.progress(track, msn) is None:
             return _fail(request, 404, "segment not available", Kind.SEGMENT, stream)
     resp = web.StreamResponse(status=200, headers=headers)
     resp.enable_chunked_encoding()
     await resp.prepare(request)
     if request.method == "HEAD":
         return resp
-    sent = 0
     started = time.monotonic()
+    sent = 0
     try:
-        while True:
-            progress = track.in_progress_chunks(msn)
-            if progress is None:
-                break  # the segment left memory (cannot happen while it is this fresh)
-            chunks, complete = progress
-            offset = 0
-            for chunk in chunks:
-                end = offset + len(chunk)
-                if end > sent:
-                    await resp.write(chunk[sent - offset :] if sent > offset else chunk)
-                    sent = end
-                offset = end
-            if complete or stream.ended:
-                break
-            last = track.pending[-1] if track.pending_msn == msn and track.pending else None
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            if last is None:
-                await track.wait_segment(msn, remaining)
-            else:
-                await track.wait_part(last.msn, last.index + 1, remaining)
+        sent = await _send_progress(resp, stream, track, msn, deadline)
         request[SENT] = sent
         await resp.write_eof()
     except (ConnectionResetError, asyncio.CancelledError):
         # The client went away mid-segment (a player abandoning a download): nothing to clean up.
-        log.debug(
-            "%s/%s/%d.m4s: client left after %d bytes, %.2f s",
-            stream.name,
-            track.info.name,
-            msn,
-            sent,
-            time.monotonic() - started,
-        )
-        request[SENT] = sent
+        log.debug("%s/%s/%d.m4s: client left after %.2f s", stream.name, track, msn, time.monotonic() - started)
         return resp
-    log.debug(
-        "%s/%s/%d.m4s: streamed %d bytes in %.2f s", stream.name, track.info.name, msn, sent, time.monotonic() - started
-    )
+    log.debug("%s/%s/%d.m4s: streamed %d bytes in %.2f s", stream.name, track, msn, sent, time.monotonic() - started)
     return resp
+
+
+async def _send_progress(resp: web.StreamResponse, stream: StreamReader, track: str, msn: int, deadline: float) -> int:
+    """Write segment ``msn``'s chunks as they are published until it is complete; the bytes sent."""
+    sent = 0
+    while True:
+        progress = stream.progress(track, msn)
+        if progress is None:
+            return sent  # the segment left memory (cannot happen while it is this fresh)
+        offset = 0
+        for chunk in progress.chunks:
+            end = offset + len(chunk)
+            if end > sent:
+                await resp.write(chunk[sent - offset :] if sent > offset else chunk)
+                sent = end
+            offset = end
+        view = stream.view()
+        remaining = deadline - time.monotonic()
+        if progress.complete or view.ended or remaining <= 0:
+            return sent
+        tv = view.track(track)
+        last = tv.pending[-1] if tv is not None and tv.pending_msn == msn and tv.pending else None
+        want = Position(msn) if last is None else Position(last.msn, last.index + 1)
+        await stream.wait(track, want, remaining)
 
 
 # --------------------------------------------------------------------------- pages, time, health
@@ -352,76 +378,98 @@ async def time_now(request: web.Request) -> web.StreamResponse:
 
 async def healthz(request: web.Request) -> web.StreamResponse:
     st = _state(request)
-    streams = {s.name: {"live": not s.ended, "version": s.version} for s in st.store}
-    return web.Response(text=json.dumps({"status": "ok", "streams": streams}), headers=_headers(request, Kind.HEALTH))
+    streams = {s.name: {"live": not s.view().ended, "version": s.view().version} for s in st.store}
+    body = {"status": "ok" if st.store.available else "store unreachable", "streams": streams}
+    return web.Response(text=json.dumps(body), headers=_headers(request, Kind.HEALTH))
 
 
-def _latency_s(track: TrackStore | None) -> float | None:
+def _latency_s(stream: StreamReader, track: TrackView) -> float | None:
     """Capture to publish of the newest part (None without a capture time)."""
-    last = track.last_position() if track is not None else None
-    part = track.get_part(*last) if track is not None and last is not None else None
+    last = track.last_part
+    part = stream.part(track.info.name, *last) if last is not None else None
     if part is None or not part.capture_utc_s or not part.published_utc_s:
         return None
     return round(max(0.0, part.published_utc_s - part.capture_utc_s), 3)
 
 
-def _measured_bps(track: TrackStore | None, segments: int = 3) -> int | None:
+def _measured_bps(track: TrackView, segments: int = 3) -> int | None:
     """Bits per second of the newest complete segments, as published."""
-    if track is None or not track.segments:
-        return None
-    recent = list(track.segments)[-segments:]
+    recent = track.segments[-segments:]
     seconds = sum(seg.duration for seg in recent) / track.info.timescale
     return round(sum(seg.size for seg in recent) * 8 / seconds) if seconds > 0 else None
 
 
+def _stream_json(s: StreamReader, stalled: list[str], rate: float | None) -> dict[str, Any]:
+    view = s.view()
+    renditions = [
+        {
+            "name": t.info.name,
+            "kind": t.info.kind,
+            "width": t.info.width,
+            "height": t.info.height,
+            "bitrate": t.info.bitrate,
+            "codec": t.info.codec,
+            "measured_bitrate": _measured_bps(t),
+            "latency_s": _latency_s(s, t),
+            "stalled": t.info.name in stalled,
+        }
+        for t in view.tracks
+    ]
+    latencies = [r["latency_s"] for r in renditions if r["latency_s"] is not None]
+    return {
+        "name": s.name,
+        "live": not view.ended,
+        "state": "ended" if view.ended else "stalled" if stalled else "live",
+        "end_reason": s.end_reason or None,
+        "node": s.node,
+        "started": iso_from_epoch_s(s.started_utc_s),
+        "updated": iso_from_epoch_s(view.published_utc_s),
+        "publish_latency_s": max(latencies) if latencies else None,
+        "requests_per_s": round(rate, 2) if rate is not None else None,
+        "hls": f"/live/{s.name}/master.m3u8",
+        "dash": f"/live/{s.name}/manifest.mpd",
+        "renditions": renditions,
+    }
+
+
 def streams_json(
-    store: Store, *, lifecycle: StreamEvents | None = None, rates: RequestRates | None = None
+    store: StoreReader, *, lifecycle: StreamEvents | None = None, rates: RequestRates | None = None
 ) -> dict[str, Any]:
-    out = []
-    for s in store:
-        view = s.view()
-        stalled = lifecycle.stalled(s) if lifecycle is not None else []
-        renditions = []
-        for t in view.tracks:
-            track = s.track(t.info.name)
-            renditions.append(
-                {
-                    "name": t.info.name,
-                    "kind": t.info.kind,
-                    "width": t.info.width,
-                    "height": t.info.height,
-                    "bitrate": t.info.bitrate,
-                    "codec": t.info.codec,
-                    "measured_bitrate": _measured_bps(track),
-                    "latency_s": _latency_s(track),
-                    "stalled": t.info.name in stalled,
-                }
-            )
-        latencies = [r["latency_s"] for r in renditions if r["latency_s"] is not None]
-        out.append(
-            {
-                "name": s.name,
-                "live": not s.ended,
-                "state": "ended" if s.ended else "stalled" if stalled else "live",
-                "end_reason": s.end_reason or None,
-                "started": iso_from_epoch_s(s.started_utc_s),
-                "updated": iso_from_epoch_s(s.published_utc_s),
-                "publish_latency_s": max(latencies) if latencies else None,
-                "requests_per_s": round(rates.rate(s.name), 2) if rates is not None else None,
-                "hls": f"/live/{s.name}/master.m3u8",
-                "dash": f"/live/{s.name}/manifest.mpd",
-                "renditions": renditions,
-            }
+    out = [
+        _stream_json(
+            s,
+            lifecycle.stalled(s.name) if lifecycle is not None else [],
+            rates.rate(s.name) if rates is not None else None,
         )
+        for s in store
+    ]
     if rates is not None:
         rates.forget_except({s["name"] for s in out})
-    return {"streams": out}
+    return {"streams": out, "store": "ok" if store.available else "unreachable"}
 
 
 async def api_streams(request: web.Request) -> web.StreamResponse:
     st = _state(request)
     data = streams_json(st.store, lifecycle=st.lifecycle, rates=st.rates)
     return web.Response(text=json.dumps(data), headers=_headers(request, Kind.API))
+
+
+async def push(request: web.Request) -> web.StreamResponse:
+    """``PUT``/``POST /ingest/{stream}``: routed to the HTTP push ingest (:mod:`packager.ingest.http`)."""
+    from packager.ingest import http as push_ingest
+
+    request[KIND] = Kind.OTHER
+    st = _state(request)
+    stream = request.match_info["stream"]
+    if not NAME.match(stream) or st.ingest is None:
+        peer = request.remote or "?"
+        push_ingest.refusals.warning(("ingest-name", peer), "ingest from %s refused: not a stream name", peer)
+        status, reason = 404, "no such stream"
+    else:
+        gate, manager = st.ingest
+        status, reason = await push_ingest.receive(request, stream, gate, manager)
+    headers = {"Cache-Control": "no-store", "Access-Control-Allow-Origin": st.cors_origin}
+    return web.Response(status=status, text=f"{status}: {reason}\n", headers=headers)
 
 
 async def preflight(request: web.Request) -> web.StreamResponse:

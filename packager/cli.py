@@ -228,12 +228,12 @@ def _open_source(args: argparse.Namespace, config: StreamConfig, *, paced: bool)
 
 
 def _new_store(out: Path):  # type: ignore[no-untyped-def]
-    from packager.publisher import ManifestFiles
+    """The in-memory store and its disk mirror (media first, then the manifests naming it) under ``out``."""
+    from packager.mirror import DiskMirror
     from packager.store import Store
 
-    store = Store(out)
-    ManifestFiles(store)
-    return store
+    store = Store()
+    return store, DiskMirror(store, out).attach()
 
 
 async def _start_pipeline(args: argparse.Namespace, config: StreamConfig, source: object, store: object):
@@ -265,28 +265,22 @@ async def _package(args: argparse.Namespace, config: StreamConfig) -> int:
     if is_testsrc and args.duration is None and args.fast:
         raise ConfigError("package testsrc --fast needs --duration (the test source never ends)")
     source = _open_source(args, config, paced=not args.fast)
-    store = _new_store(out)
+    store, mirror = _new_store(out)
     pipeline = await _start_pipeline(args, config, source, store)
     if pipeline is None:
-        store.close()
+        mirror.close()
         return 1
     _install_signals(pipeline)
     reason = await pipeline.wait()
-    await _finalize(store)
+    await _finalize(mirror)
     ok = not reason.startswith(("source error",)) and "failed" not in reason
     print(f"packager: {config.name}: {reason}; output in {out / config.name}", file=sys.stderr)
     return 0 if ok else 1
 
 
-async def _finalize(store: object) -> None:
-    from packager.publisher import ManifestFiles
-
-    for listener in store.change_listeners:  # type: ignore[attr-defined]
-        owner = getattr(listener, "__self__", None)
-        if isinstance(owner, ManifestFiles):
-            for stream in store:  # type: ignore[attr-defined]
-                owner.write_now(stream)
-    await asyncio.to_thread(store.close)  # type: ignore[attr-defined]
+async def _finalize(mirror: object) -> None:
+    """Wait (off the loop) until everything queued for disk, final manifests included, is written."""
+    await asyncio.to_thread(mirror.close)  # type: ignore[attr-defined]
 
 
 def _ingest_settings(args: argparse.Namespace, config: StreamConfig):  # type: ignore[no-untyped-def]
@@ -326,7 +320,7 @@ async def _run(args: argparse.Namespace, config: StreamConfig) -> int:
         args.source = "testsrc"
     out = _prepare_out(args.out, config.name)
     source = _open_source(args, config, paced=True) if args.source is not None else None
-    store = _new_store(out)
+    store, mirror = _new_store(out)
     bus = EventBus(
         backlog=ingest.event_backlog, rejection_interval_s=ingest.rejection_interval_s
     )  # stream events: /events, webhooks
@@ -336,7 +330,7 @@ async def _run(args: argparse.Namespace, config: StreamConfig) -> int:
         # every port is bound before any pipeline starts: a busy one stops the start with one line
         ports = await _listen(args, ingest, gate, manager)
     except ListenError as exc:
-        store.close()
+        mirror.close()
         print(f"packager: {exc}", file=sys.stderr)
         return 1
     stop = asyncio.Event()
@@ -345,7 +339,7 @@ async def _run(args: argparse.Namespace, config: StreamConfig) -> int:
         pipeline = await _start_pipeline(args, config, source, store)
         if pipeline is None:
             await ports.close()
-            store.close()
+            mirror.close()
             return 1
         pipelines[config.name] = pipeline
         if not ingest.streams:
@@ -353,30 +347,39 @@ async def _run(args: argparse.Namespace, config: StreamConfig) -> int:
     _stop_on_signals(stop)
     async with contextlib.AsyncExitStack() as services:
         if args.no_serve and ingest.webhooks:  # no origin to run them: webhooks still go out
-            from origin.app import event_services
+            from origin.app import DEAD_LETTER_NAME, event_services
 
             await services.enter_async_context(
-                event_services(store, bus, webhooks=ingest.webhooks, dead_letter=ingest.dead_letter)
+                event_services(
+                    store,
+                    bus,
+                    files=mirror,
+                    webhooks=ingest.webhooks,
+                    dead_letter=ingest.dead_letter or out / DEAD_LETTER_NAME,
+                )
             )
-        runner = await _serve(args, ports, store, pipelines, gate, manager, bus, ingest)
+        runner = await _serve(args, ports, (store, mirror), pipelines, gate, manager, bus, ingest)
         await stop.wait()
         if pipeline is not None:
             pipeline.stop()
             reason = await pipeline.wait()
             print(f"packager: {config.name}: {reason}; VOD in {out / config.name}", file=sys.stderr)
-        await _shutdown(ports, manager, store, runner)
+        await _shutdown(ports, manager, (store, mirror), runner)
     return 0
 
 
-async def _serve(args, ports, store, pipelines, gate, manager, bus, ingest):  # type: ignore[no-untyped-def]
+async def _serve(args, ports, stores, pipelines, gate, manager, bus, ingest):  # type: ignore[no-untyped-def]
     """The origin on the socket bound for it (None with --no-serve)."""
     if ports.http is None:
         return None
     from origin.app import serve_store
 
+    store, mirror = stores
     runner = await serve_store(
         store,
         sock=ports.http,
+        files=mirror,
+        dead_letter_dir=mirror.root,
         cors_origin=args.cors_origin,
         pipelines=pipelines,
         ingest=(gate, manager) if gate is not None and manager is not None else None,
@@ -389,14 +392,15 @@ async def _serve(args, ports, store, pipelines, gate, manager, bus, ingest):  # 
     return runner
 
 
-async def _shutdown(ports: _Ports, manager: object, store: object, runner: object) -> None:
+async def _shutdown(ports: _Ports, manager: object, stores: tuple[object, object], runner: object) -> None:
     await ports.close()
     if manager is not None:
         await manager.shutdown()  # type: ignore[attr-defined]
+    store, mirror = stores
     for stream in store:  # type: ignore[attr-defined]
         if not stream.ended:
             stream.on_end("stopped")
-    await _finalize(store)
+    await _finalize(mirror)
     if runner is not None:
         await runner.cleanup()  # type: ignore[attr-defined]
 

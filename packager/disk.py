@@ -19,7 +19,6 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
-
 class DiskWriter:
     """One thread that writes and deletes files in submission order, atomically.
 

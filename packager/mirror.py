@@ -123,7 +123,9 @@ class DiskMirror:
         if not view.tracks:
             return
         for track in view.tracks:
-            self.disk.write(folder / track.info.name / MEDIA_PLAYLIST_NAME, render_media(view, track.info.name).encode())
+            self.disk.write(
+                folder / track.info.name / MEDIA_PLAYLIST_NAME, render_media(view, track.info.name).encode()
+            )
         self.disk.write(folder / MASTER_NAME, render_master(view).encode())
         self.disk.write(folder / MPD_NAME, render_mpd(view, utc_timing_url=self.utc_timing_url, low_latency=False))
 

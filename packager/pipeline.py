@@ -115,8 +115,8 @@ class Pipeline:
                 on_samples=self._threadsafe(self._on_samples("audio")),
                 blocking=blocking,
             )
-        self.stream.expected_tracks = frozenset(
-            [w.rendition.name for w in self.video_workers] + (["audio"] if self.audio_worker else [])
+        self.stream.expect_tracks(
+            frozenset([w.rendition.name for w in self.video_workers] + (["audio"] if self.audio_worker else []))
         )
         for w in self._workers:
             w.start()

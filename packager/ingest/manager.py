@@ -185,9 +185,8 @@ class IngestManager:
         s = self.store.get(stream)
         if s is None or not s.ended or stream in self.feeds:
             return
-        self.store.streams.pop(stream, None)
+        self.store.remove(stream)  # listeners hear it: the disk mirror removes its folder behind queued writes
         self.pipelines.pop(stream, None)
-        s.remove_files()  # on the disk-writer thread, after every write still queued for the stream
         self.memory.after_free()  # the stream's encoders and media are gone
         log.info("%s: VOD removed after keep period", stream)
 

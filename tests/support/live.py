@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
+from packager.mirror import DiskMirror
 from packager.model import Part, TrackInfo
 from packager.store import Store, StreamStore
 from packager.timebase import SYSTEM_CLOCK, Clock, MediaClock
@@ -27,6 +28,7 @@ class Driver:
     msn: int = 1000
     index: int = 0
     published: list[tuple[int, int]] = field(default_factory=list)
+    mirror: DiskMirror | None = None  # the disk mirror, when the store was made with a folder
 
     @property
     def parts_per_segment(self) -> int:
@@ -74,7 +76,8 @@ def make_live(
     live: bool = True,
     clock: Clock = SYSTEM_CLOCK,
 ) -> tuple[Store, Driver]:
-    store = Store(root, clock=clock)
+    store = Store(clock=clock)
+    mirror = DiskMirror(store, root).attach() if root is not None else None
     target = max(1, -(-segment_s.numerator // segment_s.denominator))
     stream = store.open_stream(
         name,
@@ -86,4 +89,4 @@ def make_live(
     )
     for info in tracks:
         stream.on_init(info, b"ftyp+moov " + info.name.encode())
-    return store, Driver(stream, tracks, segment_s, part_s)
+    return store, Driver(stream, tracks, segment_s, part_s, mirror=mirror)

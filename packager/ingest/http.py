@@ -1,5 +1,7 @@
 """HTTP push ingest: ``PUT``/``POST /ingest/{stream}`` with a chunked body of TS, FLV, MKV or fMP4.
 
+The origin routes the request here (:func:`receive`) and sends the answer this returns.
+
 The key comes as ``?key=KEY`` or ``Authorization: Bearer KEY``. The first
 bytes decide the container (:func:`packager.admission.sniff`); anything else
 is refused with 415 before any pipeline work. The body is then streamed into
@@ -23,8 +25,6 @@ import logging
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from origin.handlers import KIND, NAME, STATE
-from origin.policy import Kind
 from packager.admission import SNIFF_BYTES, UnsupportedPush, sniff
 from packager.ingest.gate import IngestGate, Ticket
 from packager.ingest.manager import IngestManager, PublishResult
@@ -33,9 +33,6 @@ from packager.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 refusals = RateLimitedLog(log)  # one owner: the event loop
-
-GATE = web.AppKey("ingest_gate", IngestGate)
-MANAGER = web.AppKey("ingest_manager", IngestManager)
 
 FRAMING_POLL_S = 0.2  # how often a waiting read checks for a broken chunked framing
 
@@ -47,16 +44,6 @@ class PushEnded(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
-
-
-def _reply(request: web.Request, status: int, reason: str) -> web.Response:
-    request[KIND] = Kind.OTHER
-    cors = request.app[STATE].cors_origin
-    return web.Response(
-        status=status,
-        text=f"{status}: {reason}\n",
-        headers={"Cache-Control": "no-store", "Access-Control-Allow-Origin": cors},
-    )
 
 
 def _key(request: web.Request) -> str | None:
@@ -108,27 +95,25 @@ async def read_head(request: web.Request, idle_s: float) -> bytes:
     return head
 
 
-async def ingest(request: web.Request) -> web.StreamResponse:
-    stream = request.match_info["stream"]
+async def receive(request: web.Request, stream: str, gate: IngestGate, manager: IngestManager) -> tuple[int, str]:
+    """Take the push of ``stream`` (a name already checked against the name pattern) to its end.
+
+    Returns the answer's status and one-line reason."""
     peer = request.remote or "?"
-    if not NAME.match(stream):
-        refusals.warning(("ingest-name", peer), "ingest from %s refused: not a stream name", peer)
-        return _reply(request, 404, "no such stream")
-    gate, manager = request.app[GATE], request.app[MANAGER]
     verdict = gate.check(stream, _key(request), protocol="http", peer=peer)
     if not verdict.ok:
         shown = stream if stream in gate.settings.streams else "***"  # an unknown name may be a pasted key
         refusals.warning(
             ("ingest-refused", peer, verdict.status), "ingest %s from %s refused: %s", shown, peer, verdict.reason
         )
-        return _reply(request, verdict.status, verdict.reason)
+        return verdict.status, verdict.reason
     ticket = gate.begin(stream, "http", peer)
     try:
         status, reason = await _push(request, gate, manager, ticket)
     finally:
         gate.end(ticket)
     log.info("ingest %s ended: %s (%d bytes)", stream, reason, ticket.bytes_in)
-    return _reply(request, status, f"push ended: {reason}; {ticket.bytes_in} bytes received")
+    return status, f"push ended: {reason}; {ticket.bytes_in} bytes received"
 
 
 async def _push(request: web.Request, gate: IngestGate, manager: IngestManager, ticket: Ticket) -> tuple[int, str]:
