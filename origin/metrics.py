@@ -204,6 +204,11 @@ class OriginMetrics:
             "Part published to blocking playlist response handed to the transport",
             (0.001, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 2.0),
         )
+        self.servable = r.histogram(
+            "origin_publish_to_servable_seconds",
+            "Part published by the encoder to servable on this origin (through the shared store)",
+            (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0),
+        )
         self.lag_p99 = r.gauge(
             "origin_event_loop_lag_p99_seconds",
             "p99 event-loop lag over the last minute",

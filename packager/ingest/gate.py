@@ -100,6 +100,8 @@ class IngestGate:
         self._recent: deque[tuple[float, int, Ticket]] = deque()  # every publisher's samples within the window
         self._total_bytes = 0  # running sum of ``_recent`` over open tickets
         self._now = float("-inf")  # newest time seen: the window only moves forward
+        # with a shared store: the node that publishes a stream elsewhere (None: nobody, or this node)
+        self.owner_elsewhere: Callable[[str], str | None] | None = None
 
     # ------------------------------------------------------------------ admission
 
@@ -138,6 +140,9 @@ class IngestGate:
             return Verdict(403, "unknown stream or wrong key")
         if stream in self.live and not configured.takeover:
             return Verdict(409, f"stream {stream!r} already has a publisher")
+        elsewhere = self.owner_elsewhere(stream) if self.owner_elsewhere is not None else None
+        if elsewhere is not None:
+            return Verdict(409, f"stream {stream!r} is live on node {elsewhere}")
         others = sum(1 for s in self.live if s != stream)
         if others >= self.settings.max_publishers:
             return Verdict(503, f"publisher limit reached ({self.settings.max_publishers})")

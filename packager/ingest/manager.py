@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from typing import Protocol
 
 from packager.ingest.pipe import ByteQueue
 from packager.memory import MemoryReturner
@@ -43,6 +44,16 @@ class PublishResult:
     status: int = 200  # HTTP-style: 200 published; 408 no media in time; 415 not usable media; 422 over the limits
 
 
+class StreamClaims(Protocol):
+    """Who may publish a stream when several nodes share one store (the Redis registry's leases)."""
+
+    async def claim(self, stream: str) -> str | None:
+        """Take ``stream`` for this node; None when taken (or already ours), else the node holding it."""
+        ...
+
+    async def release(self, stream: str) -> None: ...
+
+
 @dataclass
 class _Feed:
     pipeline: Pipeline
@@ -57,8 +68,10 @@ class IngestManager:
         store: Store,
         pipelines: dict[str, Pipeline] | None = None,
         memory: MemoryReturner | None = None,
+        claims: StreamClaims | None = None,
     ) -> None:
         self.settings = settings
+        self.claims = claims
         self.memory = memory if memory is not None else MemoryReturner()
         self.store = store
         self.pipelines = pipelines if pipelines is not None else {}
@@ -89,10 +102,16 @@ class IngestManager:
             limits=self.settings.input_limits,
         )
         feed = self.feeds.get(stream)
-        if feed is not None and not feed.pipeline.stop_event.is_set() and not feed.source.finished:
-            source.want_fps = feed.source.info.fps  # a returning feed keeps the stream's frame rate
+        running = feed is not None and not feed.pipeline.stop_event.is_set() and not feed.source.finished
+        if running:
+            source.want_fps = feed.source.info.fps  # type: ignore[union-attr]  # a returning feed keeps its fps
+        elif (holder := await self._claim(stream)) is not None:
+            source.close()
+            return self._refuse(stream, queue, 409, f"stream {stream!r} is live on node {holder}")
         refused = await self._probe(stream, source, queue)
         if refused is not None:
+            if not running:
+                await self._release(stream)
             return refused  # an ended stream's VOD keeps its removal timer
         timer = self._drop_timers.pop(stream, None)
         if timer is not None:
@@ -106,6 +125,13 @@ class IngestManager:
         reason = await entry.finished()
         queue.abort()  # the input is done reading; unblock a writer still pushing
         return PublishResult(True, reason)
+
+    async def _claim(self, stream: str) -> str | None:
+        return await self.claims.claim(stream) if self.claims is not None else None
+
+    async def _release(self, stream: str) -> None:
+        if self.claims is not None and stream not in self.feeds:
+            await self.claims.release(stream)
 
     async def _probe(self, stream: str, source: MediaSource, queue: ByteQueue) -> PublishResult | None:
         """Open and probe ``source`` on its own thread; a refusal, or None when it is usable media."""
@@ -160,6 +186,7 @@ class IngestManager:
             await pipeline.start()
         except SourceError as exc:
             source.close()
+            await self._release(stream)
             return self._refuse(stream, queue, 415, str(exc))
         feed = _Feed(pipeline, feed_source, queue)
         self.feeds[stream] = feed
@@ -175,6 +202,7 @@ class IngestManager:
         reason = await feed.pipeline.wait()
         if self.feeds.get(stream) is feed:
             del self.feeds[stream]
+            await self._release(stream)  # another node may publish it now
         log.info("%s: ended (%s); kept as VOD for %.0f s", stream, reason, self.settings.keep_s)
         self.memory.after_free()  # its input's decoder and frame pools are gone
         loop = asyncio.get_running_loop()
