@@ -207,7 +207,7 @@ async def test_over_http_a_flooding_peer_gets_429_and_a_newcomer_over_the_total_
         srt_port=0,
         max_ingest_kbps=3000,
     )
-    store = Store(None)
+    store = Store()
     manager = IngestManager(settings, store)
     gate = IngestGate(settings, clock=clock)
     client = await aiohttp_client(TestServer(create_app(store, ingest=(gate, manager))))

@@ -50,7 +50,7 @@ def test_dropping_an_ended_stream_returns_its_memory(tmp_path) -> None:
     d.stream.on_end("feed lost")
     manager._drop("demo")  # what the keep timer calls
     assert store.get("demo") is None and len(spawned) == 1
-    store.close()
+    d.mirror.close()
 
 
 def test_a_trim_first_collects_cycles_that_hold_codec_objects() -> None:

@@ -20,7 +20,7 @@ async def live(aiohttp_client, tmp_path):
     driver.publish(2)
     client = await aiohttp_client(create_app(store))
     yield client, driver
-    store.close()
+    driver.mirror.close()
 
 
 # ---------------------------------------------------------------- headers
@@ -363,7 +363,7 @@ async def test_segment_in_production_streams_chunks(live):
     d.publish(2)  # 1003.2, 1003.3 completes the segment
     rest = await asyncio.wait_for(r.content.read(), 2)
     whole = first + rest
-    assert whole == d.stream.track("360p").get_segment_bytes(1003)
+    assert whole == d.stream.segment_bytes("360p", 1003)
 
 
 async def test_next_segment_request_is_held_until_it_starts(live):
@@ -374,7 +374,7 @@ async def test_next_segment_request_is_held_until_it_starts(live):
     assert not req.done()
     d.publish(4)
     r = await asyncio.wait_for(req, 2)
-    assert await r.read() == d.stream.track("360p").get_segment_bytes(1004)
+    assert await r.read() == d.stream.segment_bytes("360p", 1004)
 
 
 async def test_far_future_segment_404(live):
@@ -403,7 +403,7 @@ async def test_chunked_segment_finishes_cleanly_at_end_of_stream(live):
     d.publish(1)
     d.stream.on_end("stopped")
     rest = await asyncio.wait_for(r.content.read(), 2)
-    assert SEGMENT_HEADER + rest == d.stream.track("360p").get_segment_bytes(1003)
+    assert SEGMENT_HEADER + rest == d.stream.segment_bytes("360p", 1003)
 
 
 async def test_slow_client_does_not_stall_others(aiohttp_client):

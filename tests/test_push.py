@@ -201,7 +201,7 @@ async def make_origin(aiohttp_client) -> Callable[..., Awaitable[Origin]]:  # ty
             max_publishers=64,
             **fields,  # type: ignore[arg-type]
         )
-        store = Store(None)
+        store = Store()
         manager = IngestManager(settings, store)
         managers.append(manager)
         server = TestServer(create_app(store, ingest=(IngestGate(settings), manager)))

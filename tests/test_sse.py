@@ -61,7 +61,6 @@ async def live(aiohttp_client):
     app = create_app(store, events=bus)
     client = await aiohttp_client(app)
     yield client, driver, bus, app
-    store.close()
 
 
 async def open_feed(client, path="/events", **headers):
@@ -192,14 +191,12 @@ async def test_server_shutdown_ends_open_feeds(aiohttp_client):
     with pytest.raises(EOFError):
         await feed.next()
     resp.close()
-    store.close()
 
 
 async def test_no_event_feed_without_a_bus(aiohttp_client):
     store, _d = make_live()
     client = await aiohttp_client(create_app(store))
     assert (await client.get("/events")).status == 404
-    store.close()
 
 
 async def test_http_ingest_refusal_is_an_event_without_the_key(aiohttp_client):
@@ -220,7 +217,6 @@ async def test_http_ingest_refusal_is_an_event_without_the_key(aiohttp_client):
     assert first["json"]["data"]["protocol"] == "http" and first["json"]["data"]["status"] == 403
     assert key not in first["data"] + second["data"] and "not-the-key" not in first["data"]
     resp.close()
-    store.close()
 
 
 async def test_a_reader_behind_an_11000_refusal_flood_stays_connected(aiohttp_client):
@@ -243,7 +239,6 @@ async def test_a_reader_behind_an_11000_refusal_flood_stays_connected(aiohttp_cl
     ready = bus.publish("vod.ready", "cam")
     assert (await feed.next())["id"] == ready.id  # still connected, still live
     resp.close()
-    store.close()
 
 
 # ---------------------------------------------------------------- /api/streams for the dashboard
@@ -267,11 +262,10 @@ async def test_api_streams_state_latency_and_request_rate(aiohttp_client):
     assert 'origin_stream_requests_total{stream="demo"} 5' in metrics and 'stream="nope"' not in metrics
     clock.advance(0.1)  # > 3 part targets (60 ms) without a part
     lifecycle = client.server.app[STATE].lifecycle
-    await until(lambda: len(lifecycle.stalled(d.stream)) == 3)
+    await until(lambda: len(lifecycle.stalled(d.stream.name)) == 3)
     s = (await (await client.get("/api/streams")).json())["streams"][0]
     assert s["state"] == "stalled" and all(x["stalled"] for x in s["renditions"])
     d.publish(1)
     d.stream.on_end("feed lost")
     s = (await (await client.get("/api/streams")).json())["streams"][0]
     assert s["state"] == "ended" and s["end_reason"] == "feed lost" and not s["live"]
-    store.close()
