@@ -10,22 +10,23 @@ from fractions import Fraction
 import pytest
 
 from packager.config import StreamConfig
+from packager.disk import DiskWriter
 from packager.events import (
     DEFAULT_TYPES,
     EVENT_TYPES,
     EventBus,
-    StreamEvents,
     event_class,
     ingest_rejected,
     parse_event_id,
     parse_types,
 )
 from packager.ingest.gate import IngestGate, Refusal
-from packager.publisher import ManifestFiles
+from packager.lifecycle import StreamEvents
+from packager.model import Part
 from packager.settings import IngestSettings, StreamSettings
-from packager.store import DiskWriter
+from packager.timebase import MediaClock
 from tests.support.clock import ManualClock, until
-from tests.support.live import make_live
+from tests.support.live import VIDEO, make_live
 
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -195,12 +196,25 @@ async def test_started_segments_discontinuity_stopped_vod_ready_in_memory():
     d.stream.on_end("again")
     assert drain(sub) == []
     events.close()
-    assert events._changed not in store.change_listeners
+    other = _open_other(store)  # the emitter no longer listens: a new stream's media starts nothing
+    other.on_part(Part(VIDEO.name, 0, 0, 0, 90_000, True, b"x"), True, False)
+    assert other.view().track("360p").segments and drain(sub) == []
+
+
+def _open_other(store):
+    other = store.open_stream(
+        "other",
+        segment_s=Fraction(1),
+        part_s=Fraction(1),
+        window_s=Fraction(10),
+        target_duration=1,
+        clock=MediaClock(Fraction(0)),
+    )
+    other.on_init(VIDEO, b"ftyp+moov other")
+    return other
 
 
 def _part_like(d):
-    from packager.model import Part
-
     info = d.tracks[0]
     start = int((d.msn * d.segment_s + d.index * d.part_s) * info.timescale) + 10 * 90_000
     return Part(info.name, start // 90_000, 0, start, int(d.part_s * 90_000), True, b"x")
@@ -208,8 +222,7 @@ def _part_like(d):
 
 async def test_vod_ready_comes_after_the_final_manifests_are_on_disk(tmp_path):
     store, d = make_live(tmp_path)
-    ManifestFiles(store)
-    _bus, sub, _events = await attached(store)
+    _bus, sub, _events = await attached(store, files=d.mirror)
     d.publish_segments(2)
     d.stream.on_end("done")
     while (event := await next_event(sub)).type != "vod.ready":
@@ -218,17 +231,15 @@ async def test_vod_ready_comes_after_the_final_manifests_are_on_disk(tmp_path):
     for name in ("360p", "180p", "audio"):
         assert "#EXT-X-ENDLIST" in (tmp_path / "demo" / name / "index.m3u8").read_text()
     assert 'type="static"' in (tmp_path / "demo" / "manifest.mpd").read_text()
-    store.close()
+    d.mirror.close()
 
 
 async def test_vod_ready_still_arrives_when_the_disk_closes_at_shutdown(tmp_path):
     store, d = make_live(tmp_path)
-    files = ManifestFiles(store)
-    _bus, sub, _events = await attached(store)
+    _bus, sub, _events = await attached(store, files=d.mirror)
     d.publish(2)
-    d.stream.on_end("stopped")
-    files.write_now(d.stream)  # what `packager run` does right after ending every stream ...
-    await asyncio.to_thread(store.close)  # ... before the event loop got to the notification
+    d.stream.on_end("stopped")  # the mirror queues the final manifests at once ...
+    await asyncio.to_thread(d.mirror.close)  # ... and `packager run` closes it before the loop got to the notice
     types = []
     while "vod.ready" not in types:
         types.append((await next_event(sub)).type)
@@ -263,14 +274,14 @@ async def test_watchdog_reports_stall_and_recovery_per_rendition():
     assert {e.data["rendition"] for e in stalled} == {"360p", "180p", "audio"}
     assert all(e.data["silent_s"] == 0.06 and e.data["threshold_s"] == 0.06 for e in stalled)
     assert stalled[0].data["last_part"] == "1000.1"
-    assert events.stalled(d.stream) == ["180p", "360p", "audio"]
+    assert events.stalled(d.stream.name) == ["180p", "360p", "audio"]
     assert clock.sleeping == 0  # a stall is reported once: no timer checks again until a part comes
     clock.advance(0.1)
     d.publish(1)
     recovered = drain(sub)
     assert [e.type for e in recovered] == ["rendition.recovered"] * 3
     assert all(e.data["silent_s"] == 0.16 for e in recovered)
-    assert events.stalled(d.stream) == []
+    assert events.stalled(d.stream.name) == []
     d.stream.on_end("done")
     await until(lambda: clock.sleeping == 0)
     clock.advance(1)

@@ -4,8 +4,10 @@ import asyncio
 import threading
 from fractions import Fraction
 
+from packager.disk import DiskWriter, atomic_write
 from packager.model import part_name, segment_name
-from packager.store import SEGMENT_HEADER, DiskWriter, atomic_write
+from packager.reader import Position
+from packager.store import SEGMENT_HEADER
 from tests.support.clock import ManualClock, until
 from tests.support.live import make_live
 
@@ -22,7 +24,7 @@ def test_parts_segments_and_hint():
     assert len(v.segments) == 1 and v.pending == () and v.next_part == (1001, 0)
     seg = v.segments[0]
     track = d.stream.track("360p")
-    data = track.get_segment_bytes(1000)
+    data = d.stream.segment_bytes("360p", 1000)
     assert data.startswith(SEGMENT_HEADER)
     assert data == SEGMENT_HEADER + b"".join(d.part_bytes(track.info, 1000, i) for i in range(4))
     assert seg.size == len(data) and seg.duration == 90_000
@@ -81,7 +83,7 @@ async def test_waiters_share_one_future_and_wake_on_publish():
     _store, d = make_live()
     d.publish(1)
     track = d.stream.track("360p")
-    waits = [asyncio.create_task(track.wait_part(1000, 2, 5)) for _ in range(500)]
+    waits = [asyncio.create_task(track.wait(Position(1000, 2), 5)) for _ in range(500)]
     await asyncio.sleep(0)
     assert track.waiter_count == 1
     d.publish(1)  # (1000, 1): not yet
@@ -96,7 +98,7 @@ async def test_wait_times_out_on_the_store_clock():
     clock = ManualClock()
     _store, d = make_live(clock=clock)
     track = d.stream.track("360p")
-    waits = [asyncio.create_task(track.wait_part(1000, 0, 3)) for _ in range(3)]
+    waits = [asyncio.create_task(track.wait(Position(1000, 0), 3)) for _ in range(3)]
     await until(lambda: track.held_count == 3)
     clock.advance(2.9)
     await asyncio.sleep(0)
@@ -109,7 +111,7 @@ async def test_wait_times_out_on_the_store_clock():
 async def test_wait_segment():
     _store, d = make_live()
     track = d.stream.track("360p")
-    t = asyncio.create_task(track.wait_segment(1000, 5))
+    t = asyncio.create_task(track.wait(Position(1000), 5))
     d.publish(3)
     await asyncio.sleep(0)
     assert not t.done()
@@ -121,7 +123,7 @@ async def test_end_wakes_waiters():
     _store, d = make_live()
     d.publish(1)
     track = d.stream.track("360p")
-    t = asyncio.create_task(track.wait_part(1005, 0, 5))
+    t = asyncio.create_task(track.wait(Position(1005, 0), 5))
     await asyncio.sleep(0)
     d.stream.on_end("stop")
     assert await t is True
@@ -129,23 +131,23 @@ async def test_end_wakes_waiters():
 
 def test_files_written_in_order_and_deleted_after_grace(tmp_path):
     clock = ManualClock()
-    store, d = make_live(tmp_path, window_s=Fraction(3), clock=clock)
+    _store, d = make_live(tmp_path, window_s=Fraction(3), clock=clock)
     d.publish_segments(2)
-    assert store.disk.flush()
+    assert d.mirror.disk.flush()
     folder = tmp_path / "demo" / "360p"
     assert (folder / "init.mp4").read_bytes().startswith(b"ftyp")
     assert (folder / segment_name(1000)).is_file() and (folder / part_name(1000, 3)).is_file()
     d.publish_segments(6)
-    assert store.disk.flush()
+    assert d.mirror.disk.flush()
     assert (folder / segment_name(1000)).is_file()  # left the manifests, not yet the disk
     clock.advance(d.stream.grace_s)
     d.publish(1)
-    assert store.disk.flush()
+    assert d.mirror.disk.flush()
     assert not (folder / segment_name(1000)).exists()
     assert not (folder / part_name(1000, 0)).exists()
     assert (folder / segment_name(1007)).is_file()
     assert not list(folder.glob(".*.tmp"))
-    store.close()
+    d.mirror.close()
 
 
 def test_atomic_write_never_leaves_partial(tmp_path):
@@ -160,14 +162,14 @@ def test_removed_stream_folder_is_gone_after_queued_writes_and_stays_gone(tmp_pa
     store, d = make_live(tmp_path)
     d.publish_segments(20)  # hundreds of writes still queued when the removal is asked for
     d.stream.on_end("test")
-    d.stream.remove_files()
+    store.remove("demo")
     d.stream.on_init(d.tracks[0], b"ftyp+moov late")  # a late write for the removed stream is dropped
     d.publish(2)
-    assert d.stream.folder is None
-    assert store.disk.flush()
+    assert d.mirror.folder("demo") is None
+    assert d.mirror.disk.flush()
     assert not (tmp_path / "demo").exists()
-    assert store.disk.errors == 0
-    store.close()
+    assert d.mirror.disk.errors == 0
+    d.mirror.close()
     assert not (tmp_path / "demo").exists()
 
 
@@ -222,9 +224,9 @@ async def test_ingest_drops_an_ended_stream_on_the_writer_thread_behind_its_writ
     d.stream.on_end("feed lost")
     manager._drop("demo")  # what the keep timer calls
     assert store.get("demo") is None
-    assert store.disk.flush()
+    assert d.mirror.disk.flush()
     assert not (tmp_path / "demo").exists()
-    store.close()
+    d.mirror.close()
 
 
 async def test_a_refused_push_leaves_an_ended_streams_removal_timer(tmp_path):
@@ -249,4 +251,4 @@ async def test_a_refused_push_leaves_an_ended_streams_removal_timer(tmp_path):
     assert not result.published
     assert manager._drop_timers.get("demo") is timer and not timer.cancelled()
     timer.cancel()
-    store.close()
+    d.mirror.close()
