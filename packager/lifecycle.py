@@ -134,9 +134,11 @@ class StreamEvents:
             self._forget(event.stream)
             return
         stream = self.store.get(event.stream)
-        state = self._states.get(event.stream)
-        if stream is None or state is None:
+        if stream is None:
             return
+        state = self._states.get(event.stream)
+        if state is None:  # a stream that was publishing before we attached
+            state = self._states[event.stream] = _StreamState()
         match event:
             case PartPublished(part=part, discontinuity=discontinuity):
                 self._maybe_start(stream, state)
