@@ -13,11 +13,13 @@ import contextlib
 import functools
 import logging
 import os
+import re
 import signal
 import socket
 import sys
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from packager.config import (
     DEFAULT_LADDER,
@@ -29,6 +31,9 @@ from packager.config import (
     check_name,
     parse_seconds,
 )
+
+if TYPE_CHECKING:
+    from packager.redisstore import RedisTarget
 
 log = logging.getLogger("packager")
 
@@ -125,6 +130,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, default=8080, help="HTTP port (default: %(default)s)")
     run.add_argument("--cors-origin", default="*", help="Access-Control-Allow-Origin value (default: %(default)s)")
     run.add_argument("--no-serve", action="store_true", help="only write the output folder, start no HTTP server")
+    shared = run.add_argument_group("shared store (several encoders and origins on one Redis)")
+    shared.add_argument(
+        "--store",
+        default=None,
+        metavar="redis://HOST:PORT/DB",
+        help="also publish every stream into this Redis, for `packager origin --store` processes to serve",
+    )
+    shared.add_argument(
+        "--node-id", default=None, help="this encoder's name in the stream leases (default: HOSTNAME-PID)"
+    )
+    shared.add_argument(
+        "--origin-workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="serve --port with N origin processes reading the store (needs --store) instead of in-process",
+    )
     _add_stream_flags(run)
 
     pkg = sub.add_parser(
@@ -140,10 +162,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     org = sub.add_parser(
         "origin",
-        help="serve an existing output folder",
-        description="Serve OUT folders written by `packager run`/`package` (manifests read from disk).",
+        help="serve an output folder, or the streams of a shared store",
+        description="Serve OUT folders written by `packager run`/`package` (manifests read from disk), or, "
+        "with --store, every stream `packager run --store` publishes into Redis (stateless: run as many as needed).",
     )
-    org.add_argument("--root", required=True, help="output folder to serve")
+    org.add_argument("--root", default=None, help="output folder to serve")
+    org.add_argument("--store", default=None, metavar="redis://HOST:PORT/DB", help="shared store to serve")
+    org.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --store: N processes share the port (SO_REUSEPORT), restarted if they die (default: 1)",
+    )
+    org.add_argument("--worker-of", type=int, default=None, help=argparse.SUPPRESS)  # set by the supervisor
     org.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     org.add_argument("--port", type=int, default=8080, help="HTTP port (default: %(default)s)")
     org.add_argument("--cors-origin", default="*", help="Access-Control-Allow-Origin value (default: %(default)s)")
@@ -299,8 +331,10 @@ def _ingest_settings(args: argparse.Namespace, config: StreamConfig):  # type: i
     )
 
 
-def _ingest_control(ingest: object, store: object, pipelines: dict[str, object], bus: object):  # type: ignore[no-untyped-def]
-    """The ingest gate (keys, limits) and manager (one pipeline per pushed stream); (None, None) without streams."""
+def _ingest_control(ingest: object, store: object, pipelines: dict[str, object], bus: object, claims: object = None):  # type: ignore[no-untyped-def]
+    """The ingest gate (keys, limits) and manager (one pipeline per pushed stream); (None, None) without streams.
+
+    ``claims``: with a shared store, the stream leases a push must take before its pipeline starts."""
     if not ingest.streams:  # type: ignore[attr-defined]
         return None, None
     from packager.events import ingest_rejected
@@ -309,23 +343,112 @@ def _ingest_control(ingest: object, store: object, pipelines: dict[str, object],
 
     gate = IngestGate(ingest)  # type: ignore[arg-type]
     gate.refusal_listeners.append(functools.partial(ingest_rejected, bus))
-    return gate, IngestManager(ingest, store, pipelines)  # type: ignore[arg-type]
+    return gate, IngestManager(ingest, store, pipelines, claims=claims)  # type: ignore[arg-type]
+
+
+class SharedStore:
+    """``run --store``: the publisher into Redis, this node's stream leases, and the origin workers.
+
+    Also the ingest manager's :class:`~packager.ingest.manager.StreamClaims`: a push takes the stream's
+    lease before its pipeline starts, and is refused (409) while another node holds it."""
+
+    def __init__(self, store: object, target: RedisTarget, node_id: str) -> None:
+        from packager.redisstore import RedisPublisher
+
+        self.target = target
+        self.node_id = node_id
+        self.publisher = RedisPublisher(store, self.target, node_id)  # type: ignore[arg-type]
+        self.pool: object | None = None
+
+    async def claim(self, stream: str) -> str | None:
+        """Take ``stream``'s lease: None when this node has it, else the node holding it."""
+        from redis.exceptions import RedisError
+
+        try:
+            claim = await self.publisher.registry.claim(stream)
+        except (RedisError, OSError) as exc:  # unreachable: publish; the publisher claims once it is back
+            log.warning("%s: cannot reach %s to claim it (%s); publishing", stream, self.target.url, exc)
+            return None
+        return None if claim.ok else (claim.node or "unknown")
+
+    async def release(self, stream: str) -> None:
+        from redis.exceptions import RedisError
+
+        with contextlib.suppress(RedisError, OSError):
+            await self.publisher.registry.release(stream)
+
+    async def claim_source(self, stream: str) -> str | None:
+        """Claim the command line's stream; the line to print when this node may not publish it."""
+        from redis.exceptions import RedisError
+
+        try:
+            claim = await self.publisher.registry.claim(stream)
+        except (RedisError, OSError) as exc:
+            return f"error: --store: cannot reach {self.target.url}: {exc}"
+        return None if claim.ok else f"error: stream {stream!r} is live on node {claim.node}"
+
+    async def start(self, args: argparse.Namespace) -> None:
+        """Start publishing; with ``--origin-workers``, start the origins serving ``--port``."""
+        await self.publisher.start()
+        if args.origin_workers:
+            from origin.workers import WorkerPool
+
+            command = worker_command(self.target.url, args.host, args.port, args.cors_origin, args.log_level)
+            self.pool = pool = WorkerPool(command, args.origin_workers)
+            await pool.start()
+            print(
+                f"packager: serving http://{args.host}:{args.port}/ from {args.origin_workers} origin workers",
+                file=sys.stderr,
+            )
+
+    async def close(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()  # type: ignore[attr-defined]
+        await self.publisher.close()
+
+
+def _check_shared(args: argparse.Namespace) -> RedisTarget | None:
+    """The ``--store`` target (None without one), after the flags that go with it are checked."""
+    if args.store is None:
+        if args.origin_workers:
+            raise ConfigError("--origin-workers needs --store (the workers serve what the store holds)")
+        if args.node_id is not None:
+            raise ConfigError("--node-id needs --store (it names this node in the store's leases)")
+        return None
+    from packager.redisstore import RedisTarget
+
+    target = RedisTarget.parse(args.store)
+    if args.origin_workers and args.no_serve:
+        raise ConfigError("--origin-workers serves --port: it cannot go with --no-serve")
+    if not 0 <= args.origin_workers <= 256:
+        raise ConfigError(f"--origin-workers: {args.origin_workers} must be between 0 and 256")
+    if args.node_id is not None:
+        check_name(args.node_id, "--node-id")
+    return target
+
+
+def default_node_id() -> str:
+    """HOSTNAME-PID, with anything a name may not hold replaced by '-'."""
+    host = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:48].strip("-") or "node"
+    return f"{host}-{os.getpid()}"
 
 
 async def _run(args: argparse.Namespace, config: StreamConfig) -> int:
     from packager.events import EventBus
 
+    target = _check_shared(args)
     ingest = _ingest_settings(args, config)
     if args.source is None and not ingest.streams:
         args.source = "testsrc"
     out = _prepare_out(args.out, config.name)
     source = _open_source(args, config, paced=True) if args.source is not None else None
     store, mirror = _new_store(out)
+    shared = SharedStore(store, target, args.node_id or default_node_id()) if target is not None else None
     bus = EventBus(
         backlog=ingest.event_backlog, rejection_interval_s=ingest.rejection_interval_s
     )  # stream events: /events, webhooks
     pipelines: dict[str, object] = {}
-    gate, manager = _ingest_control(ingest, store, pipelines, bus)
+    gate, manager = _ingest_control(ingest, store, pipelines, bus, claims=shared)
     try:
         # every port is bound before any pipeline starts: a busy one stops the start with one line
         ports = await _listen(args, ingest, gate, manager)
@@ -333,6 +456,35 @@ async def _run(args: argparse.Namespace, config: StreamConfig) -> int:
         mirror.close()
         print(f"packager: {exc}", file=sys.stderr)
         return 1
+    failure = await _start_shared(args, config, shared, source)
+    if failure is not None:
+        await ports.close()
+        mirror.close()
+        print(f"packager: {failure}", file=sys.stderr)
+        return 1
+    control = (gate, manager, bus, ingest, pipelines)
+    return await _serve_until_stopped(args, config, (source, store, mirror, out), ports, control, shared)
+
+
+async def _start_shared(
+    args: argparse.Namespace, config: StreamConfig, shared: SharedStore | None, source: object
+) -> str | None:
+    """Claim the command line's stream and start publishing; the line to print when this node may not."""
+    if shared is None:
+        return None
+    if source is not None:
+        failure = await shared.claim_source(config.name)
+        if failure is not None:
+            await shared.publisher.client.aclose()
+            return failure
+    await shared.start(args)
+    return None
+
+
+async def _serve_until_stopped(args, config, media, ports, control, shared):  # type: ignore[no-untyped-def]
+    """Run the command line's pipeline (if any) and the origin until a signal or the source's end."""
+    source, store, mirror, out = media
+    gate, manager, bus, ingest, pipelines = control
     stop = asyncio.Event()
     pipeline = None
     if source is not None:
@@ -340,6 +492,8 @@ async def _run(args: argparse.Namespace, config: StreamConfig) -> int:
         if pipeline is None:
             await ports.close()
             mirror.close()
+            if shared is not None:
+                await shared.close()
             return 1
         pipelines[config.name] = pipeline
         if not ingest.streams:
@@ -359,12 +513,17 @@ async def _run(args: argparse.Namespace, config: StreamConfig) -> int:
                 )
             )
         runner = await _serve(args, ports, (store, mirror), pipelines, gate, manager, bus, ingest)
+        if runner is not None and shared is not None:
+            from origin.cluster import publisher_gauges
+            from origin.handlers import STATE
+
+            publisher_gauges(runner.app[STATE].metrics, shared.publisher)
         await stop.wait()
         if pipeline is not None:
             pipeline.stop()
             reason = await pipeline.wait()
             print(f"packager: {config.name}: {reason}; VOD in {out / config.name}", file=sys.stderr)
-        await _shutdown(ports, manager, (store, mirror), runner)
+        await _shutdown(ports, manager, (store, mirror), runner, shared)
     return 0
 
 
@@ -392,7 +551,9 @@ async def _serve(args, ports, stores, pipelines, gate, manager, bus, ingest):  #
     return runner
 
 
-async def _shutdown(ports: _Ports, manager: object, stores: tuple[object, object], runner: object) -> None:
+async def _shutdown(
+    ports: _Ports, manager: object, stores: tuple[object, object], runner: object, shared: SharedStore | None
+) -> None:
     await ports.close()
     if manager is not None:
         await manager.shutdown()  # type: ignore[attr-defined]
@@ -403,6 +564,8 @@ async def _shutdown(ports: _Ports, manager: object, stores: tuple[object, object
     await _finalize(mirror)
     if runner is not None:
         await runner.cleanup()  # type: ignore[attr-defined]
+    if shared is not None:
+        await shared.close()  # the ends are published, then the leases released
 
 
 def _stop_on_signals(stop: asyncio.Event) -> None:
@@ -458,25 +621,31 @@ def check_udp(host: str, port: int) -> None:
 
 
 class _Ports:
-    """Every port ``run`` listens on: the origin's socket and the ingest servers (RTMP, SRT)."""
+    """Every port ``run`` listens on: the origin's socket and the ingest servers (RTMP, SRT).
+
+    With ``--origin-workers`` the HTTP port is only *reserved* (bound, never listening) while workers serve it."""
 
     def __init__(self) -> None:
         self.http: socket.socket | None = None
+        self.reserved: socket.socket | None = None
         self.servers: list[object] = []
 
     async def close(self) -> None:
         for server in self.servers:
             await server.close()  # type: ignore[attr-defined]
         self.servers.clear()
-        if self.http is not None:
-            self.http.close()
-            self.http = None
+        for sock in (self.http, self.reserved):
+            if sock is not None:
+                sock.close()
+        self.http = self.reserved = None
 
 
 async def _listen(args: argparse.Namespace, ingest: object, gate: object, manager: object) -> _Ports:
     ports = _Ports()
     try:
-        if not args.no_serve:
+        if args.origin_workers:
+            ports.reserved = _reserve(args.host, args.port)
+        elif not args.no_serve:
             ports.http = bind_tcp(args.host, args.port)
         if gate is not None and ingest.rtmp_port:  # type: ignore[attr-defined]
             ports.servers.append(await _start_rtmp(args.host, ingest.rtmp_port, gate, manager))  # type: ignore[attr-defined]
@@ -488,6 +657,15 @@ async def _listen(args: argparse.Namespace, ingest: object, gate: object, manage
         await ports.close()
         raise
     return ports
+
+
+def _reserve(host: str, port: int) -> socket.socket:
+    from origin.workers import reuseport_socket
+
+    try:
+        return reuseport_socket(host, port, listen=False)
+    except OSError as exc:
+        raise ListenError.of(host, port, exc) from None
 
 
 async def _start_srt(host: str, port: int, gate: object, manager: object) -> object:
@@ -514,6 +692,12 @@ async def _start_rtmp(host: str, port: int, gate: object, manager: object) -> ob
 
 
 def _origin(args: argparse.Namespace) -> int:
+    if (args.root is None) == (args.store is None):
+        raise ConfigError("origin: give exactly one of --root DIR or --store redis://HOST:PORT/DB")
+    if args.store is not None:
+        return _origin_store(args)
+    if args.workers != 1:
+        raise ConfigError("--workers needs --store (a folder is served by one process)")
     from origin.app import serve_folder
 
     root = Path(args.root)
@@ -526,3 +710,61 @@ def _origin(args: argparse.Namespace) -> int:
         print(f"packager: {exc}", file=sys.stderr)
         return 1
     return serve_folder(root, sock=sock, host=args.host, port=args.port, cors_origin=args.cors_origin)
+
+
+def _origin_store(args: argparse.Namespace) -> int:
+    """A stateless origin over the shared store: in-process (one worker) or a supervisor of ``--workers``."""
+    from origin.cluster import serve_replica
+    from origin.workers import die_with_parent, supervise
+    from packager.redisstore import RedisTarget
+
+    target = RedisTarget.parse(args.store)
+    if not 1 <= args.workers <= 256:
+        raise ConfigError(f"--workers: {args.workers} must be between 1 and 256")
+    if args.worker_of is not None:
+        die_with_parent(args.worker_of)
+    try:
+        sock = _origin_socket(args)
+    except ListenError as exc:
+        print(f"packager: {exc}", file=sys.stderr)
+        return 1
+    if args.workers > 1 and args.worker_of is None:
+        command = worker_command(target.url, args.host, args.port, args.cors_origin, args.log_level)
+        print(f"packager: {args.workers} origin workers for {target.url} on http://{args.host}:{args.port}/")
+        with sock:  # the reservation: held (never listening) while the workers serve
+            return _run_async(supervise(command, args.workers))
+    return _run_async(serve_replica(target, sock=sock, host=args.host, port=args.port, cors_origin=args.cors_origin))
+
+
+def _origin_socket(args: argparse.Namespace) -> socket.socket:
+    """A worker's shared listening socket, a supervisor's reservation, or one process's own socket."""
+    from origin.workers import reuseport_socket
+
+    if args.worker_of is None and args.workers == 1:
+        return bind_tcp(args.host, args.port)
+    try:
+        return reuseport_socket(args.host, args.port, listen=args.worker_of is not None)
+    except OSError as exc:
+        raise ListenError.of(args.host, args.port, exc) from None
+
+
+def worker_command(store_url: str, host: str, port: int, cors_origin: str, log_level: str) -> list[str]:
+    """The command line of one origin worker of this process (it binds ``host:port`` with SO_REUSEPORT)."""
+    return [
+        sys.executable,
+        "-m",
+        "packager",
+        "origin",
+        "--store",
+        store_url,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--cors-origin",
+        cors_origin,
+        "--log-level",
+        log_level,
+        "--worker-of",
+        str(os.getpid()),
+    ]
