@@ -27,6 +27,7 @@ from packager.config import ConfigError, Encoding, Ladder, StreamConfig, Timing
 from packager.ingest.gate import IngestGate
 from packager.ingest.manager import IngestManager
 from packager.ingest.pipe import ByteQueue
+from packager.publication import PartPublished, Publication
 from packager.settings import IngestSettings, StreamSettings, load
 from packager.store import Store
 
@@ -143,11 +144,12 @@ class Origin:
         self.store = store
         self.parts: Counter[str] = Counter()
         self._changed = asyncio.Event()
-        store.part_listeners.append(self._on_part)
+        store.subscribe(self)
 
-    def _on_part(self, stream, part) -> None:  # type: ignore[no-untyped-def]
-        self.parts[stream.name] += 1
-        self._changed.set()
+    def on_publication(self, event: Publication) -> None:
+        if isinstance(event, PartPublished):
+            self.parts[event.stream] += 1
+            self._changed.set()
 
     async def until(self, condition: Callable[[], bool], timeout_s: float = 20.0) -> None:
         """Wait until ``condition()`` holds after a part was published (or fail after ``timeout_s``)."""
