@@ -9,6 +9,7 @@ from pathlib import Path
 
 from packager.mirror import DiskMirror
 from packager.model import Part, TrackInfo
+from packager.publication import PublicationListener
 from packager.store import Store, StreamStore
 from packager.timebase import SYSTEM_CLOCK, Clock, MediaClock
 
@@ -37,8 +38,9 @@ class Driver:
     def part_bytes(self, info: TrackInfo, msn: int, index: int) -> bytes:
         return f"moof+mdat {info.name} {msn}.{index} ".encode() * 8
 
-    def publish(self, count: int = 1) -> None:
-        for _ in range(count):
+    def publish(self, count: int = 1, *, discontinuity: bool = False) -> None:
+        """Publish ``count`` part positions; ``discontinuity`` flags the first of them in every track."""
+        for n in range(count):
             for info in self.tracks:
                 ts = info.timescale
                 start = int((self.msn * self.segment_s + self.index * self.part_s) * ts)
@@ -54,7 +56,7 @@ class Driver:
                     capture_utc_s=time.time() - 0.1,
                     published_utc_s=time.time(),
                 )
-                self.stream.on_part(part, self.index == self.parts_per_segment - 1, False)
+                self.stream.on_part(part, self.index == self.parts_per_segment - 1, discontinuity and n == 0)
             self.published.append((self.msn, self.index))
             self.index += 1
             if self.index == self.parts_per_segment:
@@ -75,8 +77,16 @@ def make_live(
     name: str = "demo",
     live: bool = True,
     clock: Clock = SYSTEM_CLOCK,
+    listeners: tuple[PublicationListener, ...] = (),
+    expect_tracks: bool = False,
 ) -> tuple[Store, Driver]:
+    """A store with stream ``name`` open and every track's init published.
+
+    ``listeners`` hear everything from the stream's opening on (before the disk mirror, when ``root`` is
+    given); ``expect_tracks``: announce the tracks before their inits, as a pipeline does."""
     store = Store(clock=clock)
+    for listener in listeners:
+        store.subscribe(listener)
     mirror = DiskMirror(store, root).attach() if root is not None else None
     target = max(1, -(-segment_s.numerator // segment_s.denominator))
     stream = store.open_stream(
@@ -87,6 +97,8 @@ def make_live(
         target_duration=target,
         clock=MediaClock(Fraction(0), live=live),
     )
+    if expect_tracks:
+        stream.expect_tracks(frozenset(info.name for info in tracks))
     for info in tracks:
         stream.on_init(info, b"ftyp+moov " + info.name.encode())
     return store, Driver(stream, tracks, segment_s, part_s, mirror=mirror)
