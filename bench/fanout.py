@@ -11,7 +11,13 @@ CDN: ``--cdn-clients`` (default 10,000) players' blocking requests go through
 nginx (cache keyed on the full URL, ``proxy_cache_lock on``); reports origin
 requests per playlist state and the client p99.
 
-    .venv/bin/python bench/fanout.py [--clients 2000] [--cdn-clients 10000] [--seconds 15]
+Both phases run against the single process (``packager run``) and, with
+``--store redis``, against one encoder plus ``--workers`` origin processes
+over a real Redis (``both``, the default, runs the two in one go); the Redis
+mode also reports publish-to-servable on the origins
+(``origin_publish_to_servable_seconds``, summed over the workers).
+
+    .venv/bin/python bench/fanout.py [--store both|memory|redis] [--clients 2000] [--cdn-clients 10000]
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.cluster import cluster  # noqa: E402
 from tests.support.procs import get, nginx_cdn, packager, wait_segments  # noqa: E402
 
 HINT = re.compile(rb'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="(\d+)\.(\d+)\.m4s"')
@@ -114,8 +121,7 @@ def pct(values: list[float], q: float) -> float:
     return v[min(len(v) - 1, int(q * len(v)))] if v else float("nan")
 
 
-def metric(base: str, name: str, labels: str = "") -> float:
-    text = get(f"{base}/metrics")[2].decode()
+def metric_text(text: str, name: str, labels: str = "") -> float:
     total = 0.0
     for line in text.splitlines():
         if line.startswith(name) and labels in line:
@@ -123,13 +129,31 @@ def metric(base: str, name: str, labels: str = "") -> float:
     return total
 
 
-def release_quantiles(base: str) -> dict[str, float]:
-    text = get(f"{base}/metrics")[2].decode()
-    buckets = [
-        (float(m.group(1)) if m.group(1) != "+Inf" else float("inf"), float(m.group(2)))
-        for m in re.finditer(r'origin_blocking_release_seconds_bucket\{le="([^"]+)"\} (\S+)', text)
-    ]
+def scrape_workers(base: str, workers: int) -> list[str]:
+    """One /metrics text per origin worker (several share the port: scrape until each has answered)."""
+    seen: dict[str, str] = {}
+    for _ in range(20 * workers):
+        text = get(f"{base}/metrics")[2].decode()
+        m = re.search(r"^origin_process_id (\S+)", text, re.M)
+        seen[m.group(1) if m else "?"] = text
+        if len(seen) >= workers:
+            break
+    return list(seen.values())
+
+
+def histogram(texts: list[str], name: str) -> dict[str, float]:
+    """A histogram's buckets summed over workers."""
+    sums: dict[float, float] = {}
+    for text in texts:
+        for m in re.finditer(rf'{name}_bucket\{{(?:[^}}]*,)?le="([^"]+)"\}} (\S+)', text):
+            le = float(m.group(1)) if m.group(1) != "+Inf" else float("inf")
+            sums[le] = sums.get(le, 0.0) + float(m.group(2))
+    buckets = sorted(sums.items())
     return {"count": buckets[-1][1] if buckets else 0.0, "buckets": buckets}  # type: ignore[dict-item]
+
+
+def release_quantiles(base: str, workers: int = 1) -> dict[str, float]:
+    return histogram(scrape_workers(base, workers), "origin_blocking_release_seconds")
 
 
 def quantile_from(before: dict, after: dict, q: float) -> float:
@@ -142,9 +166,79 @@ def quantile_from(before: dict, after: dict, q: float) -> float:
     return float("nan")
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def direct_phase(base: str, pids: list[int], workers: int, args: argparse.Namespace) -> dict[str, float]:
+    url = f"{base}/live/demo/270p/index.m3u8"
+    before, cpu0 = release_quantiles(base, workers), cpu_seconds(pids)
+    recs = run_clients(url, args.clients, args.procs, args.seconds)
+    after, cpu1 = release_quantiles(base, workers), cpu_seconds(pids)
+    sp, states, errors = spread(recs)
+    released = after["count"] - before["count"]
+    return {
+        "clients": args.clients,
+        "responses": len(sp),
+        "states": states,
+        "errors": errors,
+        "server_p50_ms": quantile_from(before, after, 0.5) * 1000,
+        "server_p99_ms": quantile_from(before, after, 0.99) * 1000,
+        "client_spread_p50_ms": pct(sp, 0.5) * 1000,
+        "client_spread_p99_ms": pct(sp, 0.99) * 1000,
+        "origin_cpu_ms_per_release": (cpu1 - cpu0) * 1000 / max(1.0, released),
+    }
+
+
+def cdn_phase(base: str, workdir: Path, workers: int, args: argparse.Namespace) -> dict[str, float]:
+    port = int(base.rsplit(":", 1)[1])
+
+    def blocking() -> float:
+        texts = scrape_workers(base, workers)
+        return sum(metric_text(t, "origin_requests_total", 'kind="playlist_blocking"') for t in texts)
+
+    with nginx_cdn(port, workdir) as cdn:
+        blocking0 = blocking()
+        recs = run_clients(f"{cdn}/live/demo/270p/index.m3u8", args.cdn_clients, args.procs, args.seconds)
+        blocking1 = blocking()
+    sp, states, errors = spread(recs)
+    return {
+        "clients": args.cdn_clients,
+        "responses": len(sp),
+        "states": states,
+        "errors": errors,
+        "origin_blocking_requests": blocking1 - blocking0,
+        "origin_requests_per_state": (blocking1 - blocking0) / max(1, states),
+        "client_spread_p50_ms": pct(sp, 0.5) * 1000,
+        "client_spread_p99_ms": pct(sp, 0.99) * 1000,
+    }
+
+
+def servable_quantiles(base: str, workers: int) -> dict[str, float]:
+    h = histogram(scrape_workers(base, workers), "origin_publish_to_servable_seconds")
+    empty = {"count": 0.0, "buckets": []}
+    return {
+        "parts": h["count"],
+        "p50_ms": quantile_from(empty, h, 0.5) * 1000,
+        "p99_ms": quantile_from(empty, h, 0.99) * 1000,
+    }
+
+
+def phases(base: str, pids: list[int], workers: int, workdir: Path, args: argparse.Namespace) -> dict:
+    wait_segments(f"{base}/live/demo/270p/index.m3u8", 2, 60)
+    out: dict[str, object] = {}
+    if args.clients:
+        out["direct"] = direct_phase(base, pids, workers, args)
+    if args.cdn_clients:
+        out["cdn"] = cdn_phase(base, workdir / "nginx", workers, args)
+    return out
 
 
 def main() -> None:
@@ -154,53 +248,26 @@ def main() -> None:
     ap.add_argument("--procs", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=15)
     ap.add_argument("--ladder", default="480x270@500k,320x180@250k")
+    ap.add_argument("--store", choices=["memory", "redis", "both"], default="both")
+    ap.add_argument("--workers", type=int, default=2, help="origin worker processes in the redis mode")
     args = ap.parse_args()
     raise_nofile()
     report = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "out"
-        with packager(["testsrc:480x270@30", "--ladder", args.ladder, "--preset", "ultrafast"], out=out) as (
-            proc,
-            base,
-        ):
-            wait_segments(f"{base}/live/demo/270p/index.m3u8", 2, 60)
-            url = f"{base}/live/demo/270p/index.m3u8"
-            if args.clients:
-                before, cpu0 = release_quantiles(base), cpu_seconds(proc.pid)
-                recs = run_clients(url, args.clients, args.procs, args.seconds)
-                after, cpu1 = release_quantiles(base), cpu_seconds(proc.pid)
-                sp, states, errors = spread(recs)
-                released = after["count"] - before["count"]
-                report["direct"] = {
-                    "clients": args.clients,
-                    "responses": len(sp),
-                    "states": states,
-                    "errors": errors,
-                    "server_p50_ms": quantile_from(before, after, 0.5) * 1000,
-                    "server_p99_ms": quantile_from(before, after, 0.99) * 1000,
-                    "client_spread_p50_ms": pct(sp, 0.5) * 1000,
-                    "client_spread_p99_ms": pct(sp, 0.99) * 1000,
-                    "origin_cpu_ms_per_release": (cpu1 - cpu0) * 1000 / max(1.0, released),
-                }
-            if args.cdn_clients:
-                port = int(base.rsplit(":", 1)[1])
-                with nginx_cdn(port, Path(tmp) / "nginx") as cdn:
-                    blocking0 = metric(base, "origin_requests_total", 'kind="playlist_blocking"')
-                    recs = run_clients(f"{cdn}/live/demo/270p/index.m3u8", args.cdn_clients, args.procs, args.seconds)
-                    blocking1 = metric(base, "origin_requests_total", 'kind="playlist_blocking"')
-                    sp, states, errors = spread(recs)
-                    report["cdn"] = {
-                        "clients": args.cdn_clients,
-                        "responses": len(sp),
-                        "states": states,
-                        "errors": errors,
-                        "origin_blocking_requests": blocking1 - blocking0,
-                        "origin_requests_per_state": (blocking1 - blocking0) / max(1, states),
-                        "client_spread_p50_ms": pct(sp, 0.5) * 1000,
-                        "client_spread_p99_ms": pct(sp, 0.99) * 1000,
-                    }
+    source = ["testsrc:480x270@30", "--ladder", args.ladder, "--preset", "ultrafast"]
+    with tempfile.TemporaryDirectory() as tmp_s:
+        tmp = Path(tmp_s)
+        if args.store in ("memory", "both"):
+            (tmp / "memory").mkdir()
+            with packager(source, out=tmp / "memory" / "out") as (proc, base):
+                report["single process"] = phases(base, [proc.pid], 1, tmp / "memory", args)
+        if args.store in ("redis", "both"):
+            (tmp / "redis").mkdir()
+            with cluster(source, tmp / "redis", workers=args.workers, ready_path="/live/demo/270p/index.m3u8") as c:
+                label = f"redis, {args.workers} origin workers"
+                report[label] = phases(c.base, c.worker_pids(), args.workers, tmp / "redis", args)
+                report[label]["publish_to_servable"] = servable_quantiles(c.base, args.workers)
     print(
-        f"machine: {os.cpu_count()} cores; origin transcoding {args.ladder}; {args.procs} client processes; "
+        f"machine: {os.cpu_count()} cores; encoder transcoding {args.ladder}; {args.procs} client processes; "
         f"{args.seconds:.0f} s per phase"
     )
     print(json.dumps(report, indent=2, default=lambda x: round(x, 2)))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterable
@@ -209,6 +210,8 @@ class OriginMetrics:
             "Part published by the encoder to servable on this origin (through the shared store)",
             (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0),
         )
+        # which worker answered this scrape (several origin workers share one port)
+        self.process = r.gauge("origin_process_id", "Process id of the origin worker", lambda: [({}, os.getpid())])
         self.lag_p99 = r.gauge(
             "origin_event_loop_lag_p99_seconds",
             "p99 event-loop lag over the last minute",
