@@ -43,6 +43,7 @@ from packager.redisstore.logid import LogIds, parse_id
 from packager.redisstore.registry import Registry
 from packager.redisstore.snapshot import capture
 from packager.redisstore.target import RedisTarget
+from packager.redisstore.tasks import stop
 from packager.store import Store, StreamStore
 from packager.timebase import SYSTEM_CLOCK, Clock
 
@@ -122,6 +123,7 @@ class RedisPublisher:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     # -- lifecycle
     async def start(self) -> None:
@@ -139,10 +141,10 @@ class RedisPublisher:
                 while self._queue or not self._idle.is_set():
                     self._wake.set()
                     await asyncio.sleep(0.01)
+        self._closing = True
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop(self._task, self.client)
+            self._task = None
         await self.registry.close()
         with contextlib.suppress(RedisError, OSError, TimeoutError):
             async with asyncio.timeout(timeout_s):
@@ -333,7 +335,7 @@ class RedisPublisher:
     # -- the writer
     async def _run(self) -> None:
         backoff_s = 0.1
-        while True:
+        while not self._closing:
             try:
                 if not self.connected:
                     await self._connect()

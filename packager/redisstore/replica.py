@@ -14,7 +14,6 @@ rebuilt in place so held requests are woken, never stranded.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -28,6 +27,7 @@ from packager.redisstore.keys import Keys
 from packager.redisstore.logid import parse_id
 from packager.redisstore.snapshot import media_keys, parse, restore, wake_all
 from packager.redisstore.target import RedisTarget
+from packager.redisstore.tasks import stop
 from packager.store import Store, StreamStore
 from packager.timebase import SYSTEM_CLOCK, Clock
 
@@ -78,6 +78,7 @@ class RedisReplica:
         self._follow: dict[str, _Follow] = {}
         self._ctl_id = "0-0"
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     # -- StoreReader
     def get(self, name: str) -> StreamStore | None:
@@ -100,10 +101,9 @@ class RedisReplica:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def close(self) -> None:
+        self._closing = True
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop(self._task, self.client)
             self._task = None
         self.store.available = False
         await self.client.aclose()
@@ -160,7 +160,7 @@ class RedisReplica:
     # -- following
     async def _run(self) -> None:
         backoff_s = 0.1
-        while True:
+        while not self._closing:
             try:
                 if not self.store.available:
                     await self._bootstrap()

@@ -136,6 +136,8 @@ def restore(store: Store, snap: Snapshot, media: dict[str, bytes], keys: Keys, n
         track = stream.tracks.get(info.name) or TrackStore(stream, info)
         track.info = info
         _fill_track(track, t, media, keys)
+        # A snapshot taken at SegmentClosed precedes the window slide that follows it on the publisher.
+        track._trim()
         tracks[info.name] = track
     dropped = [t for name, t in stream.tracks.items() if name not in tracks]
     stream.tracks = tracks
