@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -18,9 +19,12 @@ from typing import Any
 import pytest
 
 from packager.reader import Position, Progress, StoreReader, StreamReader
-from packager.store import SEGMENT_HEADER
+from packager.redisstore import RedisPublisher, RedisReplica, RedisTarget
+from packager.store import SEGMENT_HEADER, Store
 from tests.support.clock import ManualClock, until
 from tests.support.live import VIDEO, Driver, make_live
+from tests.support.redis import RedisServer, running_redis
+from tests.support.redis import available as redis_available
 
 
 @dataclass(frozen=True)
@@ -39,9 +43,6 @@ class Pair:
         return stream
 
 
-Factory = Callable[[ManualClock], contextlib.AbstractAsyncContextManager[Pair]]
-
-
 @contextlib.asynccontextmanager
 async def memory(clock: ManualClock) -> AsyncIterator[Pair]:
     """The in-memory store reads what it publishes."""
@@ -53,11 +54,56 @@ async def memory(clock: ManualClock) -> AsyncIterator[Pair]:
     yield Pair(store, d, clock, settle)
 
 
-FACTORIES: dict[str, Factory] = {"memory": memory}
+@contextlib.asynccontextmanager
+async def redis(clock: ManualClock, server: RedisServer) -> AsyncIterator[Pair]:
+    """The origin's replica of a Redis store reads what a publisher node publishes into Redis."""
+    server.flush()
+    target = RedisTarget.parse(server.url)
+    store = Store(clock=clock)
+    publisher = RedisPublisher(store, target, "node-a")
+    await publisher.start()
+    replica = RedisReplica(target, clock=clock)
+    await replica.start()
+    _, d = make_live(tracks=(VIDEO,), window_s=Fraction(4), clock=clock, store=store)
+
+    def caught_up() -> bool:
+        mirror = replica.get("demo")
+        mine = store.get("demo")
+        if mirror is None or mine is None:
+            return False
+        return dataclasses.replace(mirror.view(), version=0) == dataclasses.replace(mine.view(), version=0)
+
+    async def settle() -> None:
+        await until(caught_up, timeout_s=5)
+
+    try:
+        await settle()  # the stream and its inits have reached the replica
+        yield Pair(replica, d, clock, settle, node="node-a")
+    finally:
+        await replica.close()
+        await publisher.close(timeout_s=1.0)
+
+
+FACTORIES: dict[str, Callable[..., contextlib.AbstractAsyncContextManager[Pair]]] = {"memory": memory, "redis": redis}
+
+
+@pytest.fixture(scope="module")
+def redis_for_readers() -> Iterator[RedisServer | None]:
+    if not redis_available():
+        yield None
+        return
+    with running_redis() as server:
+        yield server
 
 
 @pytest.fixture(params=sorted(FACTORIES))
-async def pair(request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
+async def pair(request: pytest.FixtureRequest, redis_for_readers: RedisServer | None) -> AsyncIterator[Pair]:
+    if request.param == "redis":
+        if redis_for_readers is None:
+            pytest.skip("redis-server is not installed")
+        async with redis(ManualClock(), redis_for_readers) as made:
+            yield made
+        return
     async with FACTORIES[request.param](ManualClock()) as made:
         yield made
 

@@ -79,12 +79,14 @@ def make_live(
     clock: Clock = SYSTEM_CLOCK,
     listeners: tuple[PublicationListener, ...] = (),
     expect_tracks: bool = False,
+    store: Store | None = None,
 ) -> tuple[Store, Driver]:
     """A store with stream ``name`` open and every track's init published.
 
     ``listeners`` hear everything from the stream's opening on (before the disk mirror, when ``root`` is
-    given); ``expect_tracks``: announce the tracks before their inits, as a pipeline does."""
-    store = Store(clock=clock)
+    given); ``expect_tracks``: announce the tracks before their inits, as a pipeline does; ``store``: open
+    the stream in this store (its listeners already subscribed) instead of a new one."""
+    store = store if store is not None else Store(clock=clock)
     for listener in listeners:
         store.subscribe(listener)
     mirror = DiskMirror(store, root).attach() if root is not None else None
