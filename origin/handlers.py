@@ -138,8 +138,8 @@ async def mpd(request: web.Request) -> web.StreamResponse:
     view = stream.view()
     if not view.tracks:
         return _fail(request, 404, "stream has no media yet", Kind.MPD, stream)
-    if (refused := _unknowable(request, Kind.MPD, stream)) is not None:
-        return refused
+    # while the shared store is unreachable the last MPD stays served: all it names is in memory, and a
+    # player retrying a 503 MPD gives up after a few tries (dash.js), while a stale one only shows no news
     low_latency = request.query.get("ll", "1") not in ("0", "no", "false")
     return send(request, _state(request).cache.mpd(view, low_latency), _headers(request, Kind.MPD, stream))
 
@@ -223,8 +223,6 @@ async def media_playlist(request: web.Request) -> web.StreamResponse:
         if isinstance(held, web.Response):
             return held
         awaited = held
-    elif (refused := _unknowable(request, kind, stream)) is not None:
-        return refused
     view = stream.view()
     skip = d.skip and view.live
     st = _state(request)
