@@ -322,6 +322,8 @@ async def _stream_segment(request: web.Request, stream: StreamReader, track: str
     if stream.progress(track, msn) is None:
         await stream.wait(track, Position(msn, 0), max(0.1, deadline - time.monotonic()))
         if stream.progress(track, msn) is None:
+            if (refused := _unknowable(request, Kind.SEGMENT, stream)) is not None:
+                return refused  # it may well exist by now: the store cannot say
             return _fail(request, 404, "segment not available", Kind.SEGMENT, stream)
     resp = web.StreamResponse(status=200, headers=headers)
     resp.enable_chunked_encoding()

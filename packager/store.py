@@ -192,6 +192,12 @@ class TrackStore:
             self.segment_data.pop(r.msn, None)
             self.stream.announce(MediaRetired(self.stream.name, self.info.name, r.msn, r.part_keys))
 
+    def keep_through_grace(self, msn: int, data: bytes, part_keys: tuple[tuple[int, int], ...] = ()) -> None:
+        """Keep the bytes of a segment no manifest lists any more for the deletion grace (a replica's resync
+        moved its window on at once: players may still hold manifests that name the segment)."""
+        self.segment_data[msn] = data
+        self.retired.append(_Retired(self.stream.store.clock.monotonic_s() + self.stream.grace_s, msn, part_keys))
+
     # -- lookups
     def segment(self, msn: int) -> Segment | None:
         for seg in reversed(self.segments):

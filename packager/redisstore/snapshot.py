@@ -14,7 +14,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from packager.model import Part
+from packager.model import Part, Segment
 from packager.redisstore.codec import (
     dumps,
     info_from,
@@ -92,20 +92,39 @@ def media_keys(keys: Keys, snap: Snapshot) -> list[str]:
 def _fill_track(track: TrackStore, t: dict[str, Any], media: dict[str, bytes], keys: Keys) -> None:
     name, tname = track.stream.name, track.info.name
     track.init = media.get(keys.init(name, tname)) if t["init"] else None
+    before = {seg.msn: seg for seg in track.segments}
+    old_data, old_parts, old_retired = track.segment_data, track.parts, list(track.retired)
     track.segments = deque(segment_from(s) for s in t["segments"])
     track.segment_data = {s.msn: media[keys.seg(name, tname, s.msn)] for s in track.segments}
     parts: dict[tuple[int, int], Part] = {}
     for meta in t["parts"]:
         msn, index = int(meta[1]), int(meta[2])
         parts[(msn, index)] = part_from(meta, media[keys.part(name, tname, msn, index)])
-    track.parts = parts
+    # what manifests served before the resync named stays servable; the window trim drops old parts
+    track.parts = {**{k: p for k, p in old_parts.items() if k not in parts}, **parts}
+    _keep_what_was_named(track, before, old_data, old_retired)
     track.pending = [parts[(int(m), int(i))] for m, i in t["pending"]]
     track.pending_msn = t["pending_msn"]
     track.pending_discontinuity = bool(t["pending_discontinuity"])
     track.next_part = None if t["next_part"] is None else (int(t["next_part"][0]), int(t["next_part"][1]))
     track.discontinuity_sequence = int(t["discontinuity_sequence"])
     track.last_completed_msn = t["last_completed_msn"]
+
+
+def _keep_what_was_named(
+    track: TrackStore, listed: dict[int, Segment], data: dict[int, bytes], retired: list[Any]
+) -> None:
+    """Segments the replica held before a resync and the snapshot no longer lists stay for the deletion grace:
+    those already retired keep their due time, those it still listed start theirs now (oldest due first)."""
     track.retired.clear()
+    for r in retired:
+        if r.msn not in track.segment_data and r.msn in data:
+            track.segment_data[r.msn] = data[r.msn]
+            track.retired.append(r)
+    for msn in sorted(listed):
+        if msn not in track.segment_data and msn in data:
+            keys = tuple((p.msn, p.index) for p in listed[msn].parts)
+            track.keep_through_grace(msn, data[msn], keys)
 
 
 def _fresh(store: Store, snap: Snapshot) -> StreamStore:
