@@ -109,7 +109,7 @@ def create_app(
         handler_args={"max_line_size": MAX_LINE, "max_field_size": MAX_FIELD, "logger": ServerLog()},
     )
     state = OriginState(store=store or Store(), cors_origin=cors_origin, pipelines=pipelines or {})
-    if events is not None and isinstance(store, Store):
+    if events is not None and local_store(state.store) is not None:
         state.events = events
     app[STATE] = state
     app[players.PLAYERS] = players.PlayerFiles(players_dir) if players_dir is not None else players.PlayerFiles()
@@ -145,6 +145,15 @@ def create_app(
     return app
 
 
+def local_store(reader: StoreReader) -> Store | None:
+    """The store whose publications this process hears: the store itself, or a replica's local copy of one
+    (its stream events and metrics then cover every node's streams)."""
+    if isinstance(reader, Store):
+        return reader
+    local = getattr(reader, "store", None)
+    return local if isinstance(local, Store) else None
+
+
 class _PublishLatency:
     """Observes capture-to-publish of every part the store publishes (a store listener)."""
 
@@ -161,8 +170,9 @@ class _PublishLatency:
 
 def _wire_store_metrics(state: OriginState) -> None:
     m = state.metrics
-    if isinstance(state.store, Store):
-        state.store.subscribe(_PublishLatency(m))
+    local = local_store(state.store)
+    if local is not None:
+        local.subscribe(_PublishLatency(m))
 
     def encoder_speed():  # type: ignore[no-untyped-def]
         for name, pipeline in state.pipelines.items():
@@ -193,9 +203,10 @@ def _event_services(
     state: OriginState, files: FinalNotices | None, webhooks: Sequence[WebhookSettings], dead_letter: Path
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        assert state.events is not None and isinstance(state.store, Store)
+        local = local_store(state.store)
+        assert state.events is not None and local is not None
         async with event_services(
-            state.store, state.events, files=files, webhooks=webhooks, dead_letter=dead_letter, metrics=state.metrics
+            local, state.events, files=files, webhooks=webhooks, dead_letter=dead_letter, metrics=state.metrics
         ) as lifecycle:
             state.lifecycle = lifecycle
             yield

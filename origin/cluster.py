@@ -21,6 +21,7 @@ from aiohttp import web
 from origin.app import create_app
 from origin.handlers import STATE
 from origin.metrics import OriginMetrics
+from packager.events import EventBus
 from packager.redisstore import RedisPublisher, RedisReplica, RedisTarget
 
 
@@ -54,7 +55,8 @@ def publisher_gauges(metrics: OriginMetrics, publisher: RedisPublisher) -> None:
 def replica_app(target: RedisTarget, *, cors_origin: str = "*") -> web.Application:
     """The origin application over a replica of ``target`` (started and closed with the app)."""
     replica = RedisReplica(target)
-    app = create_app(replica, cors_origin=cors_origin)
+    # /events from the replayed publications: every node's streams (webhooks stay with the publishing node)
+    app = create_app(replica, cors_origin=cors_origin, events=EventBus())
     metrics = app[STATE].metrics
 
     def servable(stream: str, track: str, seconds: float) -> None:
