@@ -27,13 +27,14 @@ from tests.support.redis import RedisServer  # noqa: E402
 
 @dataclass(frozen=True)
 class Cluster:
-    base: str  # the origin workers' shared http://127.0.0.1:PORT
-    origin_pid: int  # the supervisor; its children are the workers
+    base: str  # the first origin's http://127.0.0.1:PORT (its workers share the port)
+    origin_pids: tuple[int, ...]  # one per origin command; a supervisor's children are its workers
     encoder_pid: int
     redis_url: str
+    ports: tuple[int, ...]  # one per origin command
 
     def worker_pids(self) -> list[int]:
-        return descendants(self.origin_pid) or [self.origin_pid]
+        return [w for pid in self.origin_pids for w in (descendants(pid) or [pid])]
 
 
 def descendants(pid: int) -> list[int]:
@@ -80,33 +81,36 @@ def metric_max(base: str, name: str, samples: int = 6) -> float:
 
 
 @contextlib.contextmanager
-def cluster(source_args: list[str], tmp: Path, *, workers: int = 2, ready_path: str) -> Iterator[Cluster]:
+def cluster(
+    source_args: list[str], tmp: Path, *, workers: int = 2, origins: int = 1, ready_path: str
+) -> Iterator[Cluster]:
+    """Redis, the encoder, and ``origins`` origin commands (each on its own port, ``workers`` processes each)."""
     redis = RedisServer()
     redis.start()
     url = redis.url
-    port = free_port()
-    enc_log = open(tmp / "encoder.log", "wb")  # noqa: SIM115
-    org_log = open(tmp / "origin.log", "wb")  # noqa: SIM115
+    logs = [open(tmp / name, "wb") for name in ("encoder.log", *(f"origin-{i}.log" for i in range(origins)))]  # noqa: SIM115
     run = ["run", *source_args, "--store", url, "--no-serve", "--out", str(tmp / "enc")]
     encoder = subprocess.Popen(
-        [sys.executable, "-m", "packager", *run],
-        cwd=REPO,
-        stdout=enc_log,
-        stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "packager", *run], cwd=REPO, stdout=logs[0], stderr=subprocess.STDOUT
     )
-    origin = subprocess.Popen(
-        [sys.executable, "-m", "packager", "origin", "--store", url, "--workers", str(workers), "--port", str(port)],
-        cwd=REPO,
-        stdout=org_log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
+    ports = tuple(free_port() for _ in range(origins))
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "packager", "origin", "--store", url, "--workers", str(workers), "--port", str(p)],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        for p, log in zip(ports, logs[1:], strict=True)
+    ]
     try:
-        wait_http(base + ready_path, 90, origin)
-        yield Cluster(base, origin.pid, encoder.pid, url)
+        for p, proc in zip(ports, procs, strict=True):
+            wait_http(f"http://127.0.0.1:{p}{ready_path}", 90, proc)
+        yield Cluster(f"http://127.0.0.1:{ports[0]}", tuple(p.pid for p in procs), encoder.pid, url, ports)
     finally:
-        interrupt(origin)
+        for proc in procs:
+            interrupt(proc)
         interrupt(encoder)
-        enc_log.close()
-        org_log.close()
+        for log in logs:
+            log.close()
         redis.close()
