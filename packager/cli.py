@@ -357,7 +357,10 @@ class SharedStore:
 
         self.target = target
         self.node_id = node_id
+        from packager.redisstore.registry import Owners
+
         self.publisher = RedisPublisher(store, self.target, node_id)  # type: ignore[arg-type]
+        self.owners = Owners(self.publisher.registry)  # the ingest gate's early refusal of others' streams
         self.pool: object | None = None
 
     async def claim(self, stream: str) -> str | None:
@@ -390,6 +393,7 @@ class SharedStore:
     async def start(self, args: argparse.Namespace) -> None:
         """Start publishing; with ``--origin-workers``, start the origins serving ``--port``."""
         await self.publisher.start()
+        self.owners.start()
         if args.origin_workers:
             from origin.workers import WorkerPool
 
@@ -404,6 +408,7 @@ class SharedStore:
     async def close(self) -> None:
         if self.pool is not None:
             await self.pool.close()  # type: ignore[attr-defined]
+        await self.owners.close()
         await self.publisher.close()
 
 
@@ -449,6 +454,8 @@ async def _run(args: argparse.Namespace, config: StreamConfig) -> int:
     )  # stream events: /events, webhooks
     pipelines: dict[str, object] = {}
     gate, manager = _ingest_control(ingest, store, pipelines, bus, claims=shared)
+    if gate is not None and shared is not None:
+        gate.owner_elsewhere = shared.owners.elsewhere
     try:
         # every port is bound before any pipeline starts: a busy one stops the start with one line
         ports = await _listen(args, ingest, gate, manager)

@@ -331,3 +331,37 @@ async def test_an_overflowing_buffer_drops_media_then_heals(target: RedisTarget,
     finally:
         await replica.close()
         await pub.close(timeout_s=1.0)
+
+
+async def test_the_ingest_gate_refuses_a_stream_another_node_holds_before_any_await(target: RedisTarget) -> None:
+    from packager.config import StreamConfig
+    from packager.ingest.gate import IngestGate
+    from packager.redisstore.registry import Owners
+    from packager.settings import IngestSettings, StreamSettings
+
+    keys = Keys()
+    a_client, b_client = target.client(), target.client()
+    a, b = Registry(a_client, "node-a"), Registry(b_client, "node-b")
+    stream = StreamSettings(StreamConfig(name="demo"), "key-for-demo-123")
+    gate = IngestGate(IngestSettings(streams={"demo": stream}))
+    owners = Owners(b)
+    gate.owner_elsewhere = owners.elsewhere
+    try:
+        assert gate.check("demo", "key-for-demo-123").ok  # nobody holds it
+        assert (await a.claim("demo")).ok
+        await a_client.hset(keys.streams, "demo", '{"node": "node-a"}')  # what a's publisher registers
+        await owners.refresh()
+        verdict = gate.check("demo", "key-for-demo-123")
+        assert verdict.status == 409 and "node-a" in verdict.reason
+        assert owners.elsewhere("demo") == "node-a"
+        await a.release("demo")
+        await owners.refresh()
+        assert gate.check("demo", "key-for-demo-123").ok  # free again
+        assert (await b.claim("demo")).ok
+        await owners.refresh()
+        assert owners.elsewhere("demo") is None  # held by this node: not "elsewhere"
+    finally:
+        await a.close()
+        await b.close()
+        await a_client.aclose()
+        await b_client.aclose()

@@ -138,3 +138,45 @@ class Registry:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+
+class Owners:
+    """Which streams other nodes hold right now, read every ``interval_s``: a synchronous answer for the
+    ingest gate, which decides on a push (an RTMP ``publish``, an SRT handshake) before anything awaits.
+
+    The lease claim that follows stays the authority; this only refuses early and in the protocol's own way."""
+
+    def __init__(self, registry: Registry, *, interval_s: float = 1.0, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.registry = registry
+        self.interval_s = interval_s
+        self.clock = clock
+        self._others: dict[str, str] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def elsewhere(self, stream: str) -> str | None:
+        """The node holding ``stream`` when it is not this one (as of the last read)."""
+        return self._others.get(stream)
+
+    async def refresh(self) -> None:
+        client, keys = self.registry.client, self.registry.keys
+        names = [n.decode() for n in await client.hkeys(keys.streams)]
+        holders = await client.mget([keys.lease(n) for n in names]) if names else []
+        held = {n: h.decode() for n, h in zip(names, holders, strict=True) if h is not None}
+        self._others = {n: node for n, node in held.items() if node != self.registry.node_id}
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="lease owners")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except (RedisError, OSError):
+                self._others = {}  # unknown: the claim decides
+            await self.clock.sleep(self.interval_s)
