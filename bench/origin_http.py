@@ -23,37 +23,26 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+QUIET_S = 30.0  # of no HTTP load before the quiet loop-lag reading (its window is the last minute)
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.cluster import cluster, cpu_seconds, metric_max  # noqa: E402
-from tests.support.procs import free_port, packager, wait_http, wait_segments  # noqa: E402
+from bench.cluster import cluster, cpu_seconds, descendants, metric_max  # noqa: E402
+from tests.support.procs import free_port, nginx_conf, packager, run_nginx, wait_segments  # noqa: E402
 
 NGINX_STATIC = """
-{user}
-worker_processes 1;
-daemon off;
-error_log {dir}/error.log warn;
-pid {dir}/nginx.pid;
-events {{ worker_connections 4096; }}
-http {{
   access_log off;
   sendfile on;
   tcp_nopush on;
-  client_body_temp_path {dir}/tmp-body;
-  proxy_temp_path {dir}/tmp-proxy;
-  fastcgi_temp_path {dir}/tmp-fcgi;
-  uwsgi_temp_path {dir}/tmp-uwsgi;
-  scgi_temp_path {dir}/tmp-scgi;
   types {{ application/vnd.apple.mpegurl m3u8; video/iso.segment m4s; }}
   server {{
     listen 127.0.0.1:{port};
     location /live/ {{ alias {root}/; }}
   }}
-}}
 """
 
 
@@ -109,32 +98,32 @@ def measure(label: str, base: str, folder: Path, seconds: int, pids: list[int], 
     return seg.stat().st_size
 
 
+def quiet_lag(base: str, label: str, samples: int, lags: dict) -> None:
+    """The origin's loop-lag p99 over a minute-long window with no HTTP load, the encoder transcoding."""
+    time.sleep(QUIET_S)
+    lags[f"{label}, no HTTP load"] = [lag_p99(base, samples)]
+
+
 @contextlib.contextmanager
-def static_nginx(nginx: str, tmp: Path, root: Path) -> Iterator[tuple[str, int]]:
+def static_nginx(tmp: Path, root: Path) -> Iterator[tuple[str, list[int]]]:
     ndir = tmp / "nginx"
-    ndir.mkdir(exist_ok=True)
     nport = free_port()
-    user = "user root;" if os.geteuid() == 0 else ""
-    (ndir / "nginx.conf").write_text(NGINX_STATIC.format(dir=ndir, port=nport, root=root, user=user))
-    proc = subprocess.Popen([nginx, "-c", str(ndir / "nginx.conf"), "-p", str(ndir)])
-    nbase = f"http://127.0.0.1:{nport}"
-    try:
-        wait_http(f"{nbase}/live/demo/master.m3u8", 10)
-        yield nbase, proc.pid
-    finally:
-        proc.terminate()
-        proc.wait()
+    conf = nginx_conf(ndir, NGINX_STATIC.format(port=nport, root=root), connections=4096)
+    with run_nginx(ndir, conf, nport, "/live/demo/master.m3u8") as nbase:
+        master = int((ndir / "nginx.pid").read_text())
+        yield nbase, [master, *descendants(master)]
 
 
-def run_single(args: argparse.Namespace, nginx: str, tmp: Path, rows: dict, lags: dict) -> int:
+def run_single(args: argparse.Namespace, tmp: Path, rows: dict, lags: dict) -> int:
     out = tmp / "out"
     size = 0
     with packager(["testsrc", "--ladder", args.ladder, "--window", "120"], out=out) as (proc, base):
         wait_segments(f"{base}/live/demo/720p/index.m3u8", 4, 60)
-        with static_nginx(nginx, tmp, out) as (nbase, npid):
+        quiet_lag(base, "single", 1, lags)
+        with static_nginx(tmp, out) as (nbase, npids):
             for _ in range(args.rounds):
                 size = measure("single", base, out / "demo" / "720p", args.seconds, [proc.pid], rows, lags)
-                measure("nginx", nbase, out / "demo" / "720p", args.seconds, [npid], rows, lags)
+                measure("nginx", nbase, out / "demo" / "720p", args.seconds, npids, rows, lags)
     return size
 
 
@@ -144,6 +133,7 @@ def run_redis(args: argparse.Namespace, tmp: Path, rows: dict, lags: dict) -> in
     with cluster(source, tmp, workers=args.workers, ready_path="/live/demo/720p/index.m3u8") as c:
         wait_segments(f"{c.base}/live/demo/720p/index.m3u8", 4, 60)
         label = f"redis x{args.workers}"
+        quiet_lag(c.base, label, 6, lags)
         for _ in range(args.rounds):
             size = measure(label, c.base, tmp / "enc" / "demo" / "720p", args.seconds, c.worker_pids(), rows, lags)
     return size
@@ -163,7 +153,7 @@ def main() -> None:
     )
     ap.add_argument("--workers", type=int, default=2, help="origin worker processes in the redis mode")
     args = ap.parse_args()
-    nginx = need("nginx", "nginx-light")
+    need("nginx", "nginx-light")
     need("wrk", "wrk")
     rows: dict[str, list[dict[str, float]]] = {}
     lags: dict[str, list[float]] = {}
@@ -173,7 +163,7 @@ def main() -> None:
         for mode in ("memory", "redis"):
             if args.store in (mode, "both"):
                 (tmp / mode).mkdir()
-                run = run_single(args, nginx, tmp / mode, rows, lags) if mode == "memory" else None
+                run = run_single(args, tmp / mode, rows, lags) if mode == "memory" else None
                 seg_size = run if run is not None else run_redis(args, tmp / mode, rows, lags)
     report(args, rows, lags, seg_size)
 
@@ -193,7 +183,8 @@ def report(args: argparse.Namespace, rows: dict, lags: dict, seg_size: int) -> N
             if k.startswith(what) and nginx and k != f"{what} nginx":
                 print(f"{k}: /nginx = {v['rps'] / nginx['rps']:.2f}x")
     for label, values in lags.items():
-        print(f"event-loop lag p99 during playlist runs ({label}): {statistics.median(values) * 1000:.1f} ms")
+        when = label if "no HTTP load" in label else f"{label}, during the playlist runs"
+        print(f"event-loop lag p99 ({when}): {statistics.median(values) * 1000:.1f} ms")
 
 
 if __name__ == "__main__":

@@ -12,8 +12,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
-import re
 import signal
 import socket
 import sys
@@ -31,9 +29,10 @@ from packager.config import (
     check_name,
     parse_seconds,
 )
+from packager.ports import ListenError, Ports, bind_tcp, listen
 
 if TYPE_CHECKING:
-    from packager.redisstore import RedisTarget
+    from packager.shared import SharedStore
 
 log = logging.getLogger("packager")
 
@@ -346,102 +345,11 @@ def _ingest_control(ingest: object, store: object, pipelines: dict[str, object],
     return gate, IngestManager(ingest, store, pipelines, claims=claims)  # type: ignore[arg-type]
 
 
-class SharedStore:
-    """``run --store``: the publisher into Redis, this node's stream leases, and the origin workers.
-
-    Also the ingest manager's :class:`~packager.ingest.manager.StreamClaims`: a push takes the stream's
-    lease before its pipeline starts, and is refused (409) while another node holds it."""
-
-    def __init__(self, store: object, target: RedisTarget, node_id: str) -> None:
-        from packager.redisstore import RedisPublisher
-
-        self.target = target
-        self.node_id = node_id
-        from packager.redisstore.registry import Owners
-
-        self.publisher = RedisPublisher(store, self.target, node_id)  # type: ignore[arg-type]
-        self.owners = Owners(self.publisher.registry)  # the ingest gate's early refusal of others' streams
-        self.pool: object | None = None
-
-    async def claim(self, stream: str) -> str | None:
-        """Take ``stream``'s lease: None when this node has it, else the node holding it."""
-        from redis.exceptions import RedisError
-
-        try:
-            claim = await self.publisher.registry.claim(stream)
-        except (RedisError, OSError) as exc:  # unreachable: publish; the publisher claims once it is back
-            log.warning("%s: cannot reach %s to claim it (%s); publishing", stream, self.target.url, exc)
-            return None
-        return None if claim.ok else (claim.node or "unknown")
-
-    async def release(self, stream: str) -> None:
-        from redis.exceptions import RedisError
-
-        with contextlib.suppress(RedisError, OSError):
-            await self.publisher.registry.release(stream)
-
-    async def claim_source(self, stream: str) -> str | None:
-        """Claim the command line's stream; the line to print when this node may not publish it."""
-        from redis.exceptions import RedisError
-
-        try:
-            claim = await self.publisher.registry.claim(stream)
-        except (RedisError, OSError) as exc:
-            return f"error: --store: cannot reach {self.target.url}: {exc}"
-        return None if claim.ok else f"error: stream {stream!r} is live on node {claim.node}"
-
-    async def start(self, args: argparse.Namespace) -> None:
-        """Start publishing; with ``--origin-workers``, start the origins serving ``--port``."""
-        await self.publisher.start()
-        self.owners.start()
-        if args.origin_workers:
-            from origin.workers import WorkerPool
-
-            command = worker_command(self.target.url, args.host, args.port, args.cors_origin, args.log_level)
-            self.pool = pool = WorkerPool(command, args.origin_workers)
-            await pool.start()
-            print(
-                f"packager: serving http://{args.host}:{args.port}/ from {args.origin_workers} origin workers",
-                file=sys.stderr,
-            )
-
-    async def close(self) -> None:
-        if self.pool is not None:
-            await self.pool.close()  # type: ignore[attr-defined]
-        await self.owners.close()
-        await self.publisher.close()
-
-
-def _check_shared(args: argparse.Namespace) -> RedisTarget | None:
-    """The ``--store`` target (None without one), after the flags that go with it are checked."""
-    if args.store is None:
-        if args.origin_workers:
-            raise ConfigError("--origin-workers needs --store (the workers serve what the store holds)")
-        if args.node_id is not None:
-            raise ConfigError("--node-id needs --store (it names this node in the store's leases)")
-        return None
-    from packager.redisstore import RedisTarget
-
-    target = RedisTarget.parse(args.store)
-    if args.origin_workers and args.no_serve:
-        raise ConfigError("--origin-workers serves --port: it cannot go with --no-serve")
-    if not 0 <= args.origin_workers <= 256:
-        raise ConfigError(f"--origin-workers: {args.origin_workers} must be between 0 and 256")
-    if args.node_id is not None:
-        check_name(args.node_id, "--node-id")
-    return target
-
-
-def default_node_id() -> str:
-    """HOSTNAME-PID, with anything a name may not hold replaced by '-'."""
-    host = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:48].strip("-") or "node"
-    return f"{host}-{os.getpid()}"
-
-
 async def _run(args: argparse.Namespace, config: StreamConfig) -> int:
     from packager.events import EventBus
+    from packager.shared import SharedStore, check_shared, default_node_id
 
-    target = _check_shared(args)
+    target = check_shared(args)
     ingest = _ingest_settings(args, config)
     if args.source is None and not ingest.streams:
         args.source = "testsrc"
@@ -458,7 +366,7 @@ async def _run(args: argparse.Namespace, config: StreamConfig) -> int:
         gate.owner_elsewhere = shared.owners.elsewhere
     try:
         # every port is bound before any pipeline starts: a busy one stops the start with one line
-        ports = await _listen(args, ingest, gate, manager)
+        ports = await listen(args, ingest, gate, manager)
     except ListenError as exc:
         mirror.close()
         print(f"packager: {exc}", file=sys.stderr)
@@ -559,7 +467,7 @@ async def _serve(args, ports, stores, pipelines, gate, manager, bus, ingest):  #
 
 
 async def _shutdown(
-    ports: _Ports, manager: object, stores: tuple[object, object], runner: object, shared: SharedStore | None
+    ports: Ports, manager: object, stores: tuple[object, object], runner: object, shared: SharedStore | None
 ) -> None:
     await ports.close()
     if manager is not None:
@@ -587,115 +495,6 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
 async def _stop_when_done(pipeline: object, stop: asyncio.Event) -> None:
     await pipeline.wait()  # type: ignore[attr-defined]
     stop.set()
-
-
-class ListenError(Exception):
-    """A port could not be listened on; the message is the line the user sees (after ``packager: ``)."""
-
-    @classmethod
-    def of(cls, host: str, port: int, exc: OSError) -> ListenError:
-        # asyncio wraps bind errors in a long message; the errno's own text is the useful part
-        reason = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else (exc.strerror or str(exc))
-        return cls(f"cannot listen on {host}:{port}: {reason.lower()}")
-
-
-def bind_tcp(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host:port`` (the first address ``host`` resolves to)."""
-    sock: socket.socket | None = None
-    try:
-        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[
-            0
-        ]
-        sock = socket.socket(family, kind, proto)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # restart at once after a stop (TIME_WAIT)
-        sock.bind(addr)
-        sock.listen(4096)
-    except OSError as exc:
-        if sock is not None:
-            sock.close()
-        raise ListenError.of(host, port, exc) from None
-    sock.setblocking(False)
-    return sock
-
-
-def check_udp(host: str, port: int) -> None:
-    """ListenError when UDP ``host:port`` is taken: libsrt's own bind error does not say why."""
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.bind((socket.gethostbyname(host), port))
-    except OSError as exc:
-        raise ListenError.of(host, port, exc) from None
-
-
-class _Ports:
-    """Every port ``run`` listens on: the origin's socket and the ingest servers (RTMP, SRT).
-
-    With ``--origin-workers`` the HTTP port is only *reserved* (bound, never listening) while workers serve it."""
-
-    def __init__(self) -> None:
-        self.http: socket.socket | None = None
-        self.reserved: socket.socket | None = None
-        self.servers: list[object] = []
-
-    async def close(self) -> None:
-        for server in self.servers:
-            await server.close()  # type: ignore[attr-defined]
-        self.servers.clear()
-        for sock in (self.http, self.reserved):
-            if sock is not None:
-                sock.close()
-        self.http = self.reserved = None
-
-
-async def _listen(args: argparse.Namespace, ingest: object, gate: object, manager: object) -> _Ports:
-    ports = _Ports()
-    try:
-        if args.origin_workers:
-            ports.reserved = _reserve(args.host, args.port)
-        elif not args.no_serve:
-            ports.http = bind_tcp(args.host, args.port)
-        if gate is not None and ingest.rtmp_port:  # type: ignore[attr-defined]
-            ports.servers.append(await _start_rtmp(args.host, ingest.rtmp_port, gate, manager))  # type: ignore[attr-defined]
-        if gate is not None and ingest.srt_port:  # type: ignore[attr-defined]
-            srt = await _start_srt(args.host, ingest.srt_port, gate, manager)  # type: ignore[attr-defined]
-            if srt is not None:
-                ports.servers.append(srt)
-    except ListenError:
-        await ports.close()
-        raise
-    return ports
-
-
-def _reserve(host: str, port: int) -> socket.socket:
-    from origin.workers import reuseport_socket
-
-    try:
-        return reuseport_socket(host, port, listen=False)
-    except OSError as exc:
-        raise ListenError.of(host, port, exc) from None
-
-
-async def _start_srt(host: str, port: int, gate: object, manager: object) -> object:
-    from packager.ingest.bridge import start_srt
-    from packager.ingest.srt import SrtUnavailable
-
-    try:
-        check_udp(host, port)
-        return await start_srt(host, port, gate, manager)  # type: ignore[arg-type]
-    except SrtUnavailable as exc:
-        print(f"packager: warning: SRT ingest off: {exc}", file=sys.stderr)
-        return None
-    except OSError as exc:
-        raise ListenError(f"cannot listen on {host}:{port}: {str(exc).rsplit(': ', 1)[-1]}") from None
-
-
-async def _start_rtmp(host: str, port: int, gate: object, manager: object) -> object:
-    from packager.ingest.bridge import start_rtmp
-
-    try:
-        return await start_rtmp(host, port, gate, manager)  # type: ignore[arg-type]
-    except OSError as exc:
-        raise ListenError.of(host, port, exc) from None
 
 
 def _origin(args: argparse.Namespace) -> int:
@@ -736,6 +535,8 @@ def _origin_store(args: argparse.Namespace) -> int:
         print(f"packager: {exc}", file=sys.stderr)
         return 1
     if args.workers > 1 and args.worker_of is None:
+        from packager.shared import worker_command
+
         command = worker_command(target.url, args.host, args.port, args.cors_origin, args.log_level)
         print(f"packager: {args.workers} origin workers for {target.url} on http://{args.host}:{args.port}/")
         with sock:  # the reservation: held (never listening) while the workers serve
@@ -753,25 +554,3 @@ def _origin_socket(args: argparse.Namespace) -> socket.socket:
         return reuseport_socket(args.host, args.port, listen=args.worker_of is not None)
     except OSError as exc:
         raise ListenError.of(args.host, args.port, exc) from None
-
-
-def worker_command(store_url: str, host: str, port: int, cors_origin: str, log_level: str) -> list[str]:
-    """The command line of one origin worker of this process (it binds ``host:port`` with SO_REUSEPORT)."""
-    return [
-        sys.executable,
-        "-m",
-        "packager",
-        "origin",
-        "--store",
-        store_url,
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--cors-origin",
-        cors_origin,
-        "--log-level",
-        log_level,
-        "--worker-of",
-        str(os.getpid()),
-    ]

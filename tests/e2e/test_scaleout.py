@@ -27,8 +27,18 @@ import pytest
 
 from tests.e2e.playback import Playback, open_player, progress_ratio, wait_ready
 from tests.support import redis as redis_support
-from tests.support.lb import nginx_binary, nginx_lb
-from tests.support.procs import REPO, SMALL_LADDER, free_port, get, have_browser, interrupt, wait_http, wait_segments
+from tests.support.lb import nginx_lb
+from tests.support.procs import (
+    REPO,
+    SMALL_LADDER,
+    free_port,
+    get,
+    have_browser,
+    interrupt,
+    nginx_binary,
+    wait_http,
+    wait_segments,
+)
 from tests.support.redis import RedisServer, redis_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.cdn, pytest.mark.media]

@@ -12,28 +12,13 @@ upstream connections are HTTP/1.1 keep-alive; a dead origin is noticed within
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
-import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from tests.support.procs import free_port, wait_http
+from tests.support.procs import free_port, nginx_conf, run_nginx
 
-LB_CONF = """
-{user}
-worker_processes 1;
-daemon off;
-error_log {dir}/error.log warn;
-pid {dir}/nginx.pid;
-events {{ worker_connections 4096; }}
-http {{
+LB_HTTP = """
   access_log {dir}/access.log;
-  client_body_temp_path {dir}/tmp-body;
-  proxy_temp_path {dir}/tmp-proxy;
-  fastcgi_temp_path {dir}/tmp-fcgi;
-  uwsgi_temp_path {dir}/tmp-uwsgi;
-  scgi_temp_path {dir}/tmp-scgi;
   upstream origins {{
 {servers}
     keepalive 32;
@@ -53,43 +38,18 @@ http {{
       add_header X-Upstream $upstream_addr always;
     }}
   }}
-}}
 """
-
-
-def nginx_binary() -> str | None:
-    found = shutil.which("nginx")
-    if found is not None:
-        return found
-    return "/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None
 
 
 def lb_conf(upstream_ports: Sequence[int], port: int, workdir: Path) -> str:
     # max_fails=1 fail_timeout=2s: a dead origin is skipped for 2 s after one failure, then tried again
     servers = "\n".join(f"    server 127.0.0.1:{p} max_fails=1 fail_timeout=2s;" for p in upstream_ports)
-    user = "user root;" if os.geteuid() == 0 else ""  # as root, workers would drop to 'nobody'
-    return LB_CONF.format(dir=workdir, servers=servers, port=port, user=user)
+    return nginx_conf(workdir, LB_HTTP.format(dir=workdir, servers=servers, port=port), connections=4096)
 
 
 @contextlib.contextmanager
 def nginx_lb(upstream_ports: Sequence[int], workdir: Path, ready_path: str = "/healthz") -> Iterator[str]:
     """A round-robin balancer over ``upstream_ports`` on 127.0.0.1; yields its base URL."""
-    nginx = nginx_binary()
-    if nginx is None:
-        raise FileNotFoundError("nginx is not installed")
-    workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    conf = workdir / "nginx.conf"
-    conf.write_text(lb_conf(upstream_ports, port, workdir))
-    with open(workdir / "stderr.log", "wb") as err:
-        proc = subprocess.Popen([nginx, "-c", str(conf), "-p", str(workdir)], stdout=subprocess.DEVNULL, stderr=err)
-    try:
-        wait_http(f"http://127.0.0.1:{port}{ready_path}", 15, proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with run_nginx(workdir, lb_conf(upstream_ports, port, workdir), port, ready_path) as base:
+        yield base

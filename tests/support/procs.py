@@ -110,20 +110,23 @@ def interrupt(proc: subprocess.Popen, timeout_s: float = 20.0) -> None:
             proc.wait()
 
 
-NGINX_CONF = """
+NGINX_HEAD = """
 {user}
 worker_processes 1;
 daemon off;
 error_log {dir}/error.log warn;
 pid {dir}/nginx.pid;
-events {{ worker_connections 16384; }}
+events {{ worker_connections {connections}; }}
 http {{
-  access_log {dir}/access.log;
   client_body_temp_path {dir}/tmp-body;
   proxy_temp_path {dir}/tmp-proxy;
   fastcgi_temp_path {dir}/tmp-fcgi;
   uwsgi_temp_path {dir}/tmp-uwsgi;
   scgi_temp_path {dir}/tmp-scgi;
+"""
+
+CDN_HTTP = """
+  access_log {dir}/access.log;
   proxy_cache_path {dir}/cache levels=1:2 keys_zone=live:16m max_size=2g inactive=10m use_temp_path=off;
   upstream origin {{ server 127.0.0.1:{origin}; keepalive 64; }}
   server {{
@@ -141,24 +144,36 @@ http {{
       add_header X-Cache-Status $upstream_cache_status always;
     }}
   }}
-}}
 """
 
 
-@contextlib.contextmanager
-def nginx_cdn(origin_port: int, workdir: Path) -> Iterator[str]:
-    """A caching reverse proxy that obeys the origin's headers (no overrides)."""
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    conf = workdir / "nginx.conf"
+def nginx_binary() -> str | None:
+    found = shutil.which("nginx")
+    if found is not None:
+        return found
+    return "/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None
+
+
+def nginx_conf(workdir: Path, http: str, *, connections: int = 16384) -> str:
+    """A whole nginx.conf: one worker in the foreground, every path under ``workdir``, ``http`` inside ``http {}``."""
     # As root, nginx workers would drop to 'nobody' and lose access to the private temp dirs.
     user = "user root;" if os.geteuid() == 0 else ""
-    conf.write_text(NGINX_CONF.format(dir=workdir, origin=origin_port, port=port, user=user))
+    return NGINX_HEAD.format(user=user, dir=workdir, connections=connections) + http + "}\n"
+
+
+@contextlib.contextmanager
+def run_nginx(workdir: Path, conf: str, port: int, ready_path: str) -> Iterator[str]:
+    """nginx with ``conf`` until the block ends; yields its base URL once ``ready_path`` answers."""
+    nginx = nginx_binary()
+    if nginx is None:
+        raise FileNotFoundError("nginx is not installed")
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "nginx.conf").write_text(conf)
     with open(workdir / "stderr.log", "wb") as err:
-        proc = subprocess.Popen([nginx, "-c", str(conf), "-p", str(workdir)], stdout=subprocess.DEVNULL, stderr=err)
+        cmd = [nginx, "-c", str(workdir / "nginx.conf"), "-p", str(workdir)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
     try:
-        wait_http(f"http://127.0.0.1:{port}/healthz", 15, proc)
+        wait_http(f"http://127.0.0.1:{port}{ready_path}", 15, proc)
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
@@ -166,6 +181,16 @@ def nginx_cdn(origin_port: int, workdir: Path) -> Iterator[str]:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def nginx_cdn(origin_port: int, workdir: Path) -> Iterator[str]:
+    """A caching reverse proxy that obeys the origin's headers (no overrides)."""
+    port = free_port()
+    http = CDN_HTTP.format(dir=workdir, origin=origin_port, port=port)
+    with run_nginx(workdir, nginx_conf(workdir, http), port, "/healthz") as base:
+        yield base
 
 
 def nginx_access_log(workdir: Path) -> str:
