@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-QUIET_S = 30.0  # of no HTTP load before the quiet loop-lag reading (its window is the last minute)
+QUIET_S = 65.0  # of no HTTP load before the quiet loop-lag reading (its window is the last minute)
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
