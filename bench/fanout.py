@@ -221,13 +221,15 @@ def cdn_phase(base: str, workdir: Path, workers: int, args: argparse.Namespace) 
     }
 
 
-def servable_quantiles(base: str, workers: int) -> dict[str, float]:
-    h = histogram(scrape_workers(base, workers), "origin_publish_to_servable_seconds")
-    empty = {"count": 0.0, "buckets": []}
+def servable(base: str, workers: int) -> dict[str, float]:
+    return histogram(scrape_workers(base, workers), "origin_publish_to_servable_seconds")
+
+
+def servable_quantiles(before: dict, after: dict) -> dict[str, float]:
     return {
-        "parts": h["count"],
-        "p50_ms": quantile_from(empty, h, 0.5) * 1000,
-        "p99_ms": quantile_from(empty, h, 0.99) * 1000,
+        "parts": after["count"] - before["count"],
+        "p50_ms": quantile_from(before, after, 0.5) * 1000,
+        "p99_ms": quantile_from(before, after, 0.99) * 1000,
     }
 
 
@@ -264,8 +266,14 @@ def main() -> None:
             (tmp / "redis").mkdir()
             with cluster(source, tmp / "redis", workers=args.workers, ready_path="/live/demo/270p/index.m3u8") as c:
                 label = f"redis, {args.workers} origin workers"
+                wait_segments(f"{c.base}/live/demo/270p/index.m3u8", 2, 60)
+                start = servable(c.base, args.workers)
+                time.sleep(args.seconds)  # no HTTP load: the encoder transcodes, the origins follow the store
+                quiet = servable(c.base, args.workers)
                 report[label] = phases(c.base, c.worker_pids(), args.workers, tmp / "redis", args)
-                report[label]["publish_to_servable"] = servable_quantiles(c.base, args.workers)
+                loaded = servable(c.base, args.workers)
+                report[label]["publish_to_servable_no_load"] = servable_quantiles(start, quiet)
+                report[label]["publish_to_servable_under_load"] = servable_quantiles(quiet, loaded)
     print(
         f"machine: {os.cpu_count()} cores; encoder transcoding {args.ladder}; {args.procs} client processes; "
         f"{args.seconds:.0f} s per phase"
