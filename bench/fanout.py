@@ -37,7 +37,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.cluster import cluster  # noqa: E402
+from bench.cluster import cluster, cpu_seconds  # noqa: E402
 from tests.support.procs import get, nginx_cdn, packager, wait_segments  # noqa: E402
 
 HINT = re.compile(rb'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="(\d+)\.(\d+)\.m4s"')
@@ -164,17 +164,6 @@ def quantile_from(before: dict, after: dict, q: float) -> float:
         if total and n >= q * total:
             return le
     return float("nan")
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
 
 
 def direct_phase(base: str, pids: list[int], workers: int, args: argparse.Namespace) -> dict[str, float]:
