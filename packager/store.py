@@ -269,6 +269,15 @@ class TrackStore:
             if not fut.done():
                 fut.set_result(None)
 
+    def settle(self) -> None:
+        """After its state was set from outside (a replica's resync): slide the window, release who it satisfies."""
+        self._trim()
+        self._wake()
+
+    def release_all(self) -> None:
+        """Release every request held on this track (its stream ended, or is replaced or gone)."""
+        self._wake(all_=True)
+
     @property
     def waiter_count(self) -> int:
         """Distinct positions being waited for."""
@@ -370,6 +379,15 @@ class StreamStore:
         for track in self.tracks.values():
             track._wake(all_=True)
 
+    def restored(self, *, ended: bool, end_reason: str, started_utc_s: float, published_utc_s: float) -> None:
+        """The stream-wide state a replica's resync sets; the cached view goes."""
+        self.ended = ended
+        self._end_reason = end_reason
+        self._started_utc_s = started_utc_s
+        self.published_utc_s = published_utc_s
+        self.version += 1
+        self._view = None
+
     # -- replaying a publisher's events (a replica)
     def apply(self, event: Publication) -> None:
         """Make the change ``event`` announces, exactly as the publisher made it."""
@@ -384,8 +402,7 @@ class StreamStore:
                 track = self.tracks.get(seg.track)
                 if track is not None and track.pending_msn == seg.msn:
                     track.close_segment(seg.published_utc_s)
-                    track._trim()
-                    track._wake()
+                    track.settle()
             case InputSwitched():
                 self.on_input_switch()
             case StreamEnded(reason=reason, ended_utc_s=ended):

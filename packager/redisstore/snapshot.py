@@ -140,7 +140,7 @@ def _fresh(store: Store, snap: Snapshot) -> StreamStore:
 def wake_all(stream: StreamStore) -> None:
     """Release every request held on ``stream`` (it is being replaced or removed)."""
     for track in stream.tracks.values():
-        track._wake(all_=True)
+        track.release_all()
 
 
 def restore(store: Store, snap: Snapshot, media: dict[str, bytes], keys: Keys, node: str | None) -> StreamStore:
@@ -155,21 +155,21 @@ def restore(store: Store, snap: Snapshot, media: dict[str, bytes], keys: Keys, n
         track = stream.tracks.get(info.name) or TrackStore(stream, info)
         track.info = info
         _fill_track(track, t, media, keys)
-        # A snapshot taken at SegmentClosed precedes the window slide that follows it on the publisher.
-        track._trim()
         tracks[info.name] = track
     dropped = [t for name, t in stream.tracks.items() if name not in tracks]
     stream.tracks = tracks
     stream.expected_tracks = frozenset(state["expected"])
-    stream.ended = bool(state["ended"])
-    stream._end_reason = state["end_reason"]
-    stream.published_utc_s = float(state["published_utc_s"])
-    stream._started_utc_s = float(state["started_utc_s"])
+    stream.restored(
+        ended=bool(state["ended"]),
+        end_reason=state["end_reason"],
+        started_utc_s=float(state["started_utc_s"]),
+        published_utc_s=float(state["published_utc_s"]),
+    )
     stream.node = node
-    stream.version += 1
-    stream._view = None
     for track in dropped:
-        track._wake(all_=True)
+        track.release_all()
     for track in tracks.values():
-        track._wake(all_=stream.ended)
+        # a snapshot taken at SegmentClosed precedes the window slide that follows it on the publisher;
+        # an ended stream satisfies every waiter, so all of them go
+        track.settle()
     return stream
