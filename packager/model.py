@@ -98,6 +98,10 @@ class Segment:
     discontinuity: bool = False  # media before it is not continuous with it
     published_utc_s: float = 0.0
     gap: bool = False  # no media: stands for a segment the feed never delivered (HLS EXT-X-GAP)
+    # The encoder producing it stopped before its end (a failover to a redundant encoder): its parts are
+    # real, the rest of its time never existed. HLS lists it as an EXT-X-GAP segment of nominal duration
+    # whose missing parts carry GAP=YES; DASH lists the media it has, then a hole in the timeline.
+    cut: bool = False
 
     @property
     def end(self) -> int:

@@ -8,6 +8,11 @@ the order a player sees::
 
     StreamOpened, InitPublished, (PartPublished ... SegmentClosed)*, StreamEnded, StreamRemoved
 
+``OwnerChanged`` says another node now publishes the stream (a redundant
+encoder took over): the segments the old owner left unfinished were closed
+as *cut* right before it (``SegmentClosed`` with ``segment.cut``), and the new
+owner's media follows from ``resume_msn``.
+
 ``SegmentClosed`` for a segment comes right after the part that completed it
 (or right before the first part of the next segment when the feed skipped
 ahead). ``MediaRetired`` says a segment left memory, the deletion grace after
@@ -96,6 +101,25 @@ class InputSwitched:
 
 
 @dataclass(frozen=True)
+class OwnerChanged:
+    """Node ``to_node`` holds the stream's lease (epoch ``epoch``) and publishes it from segment ``resume_msn`` on.
+
+    ``reason``: why the lease moved ("lease expired": the old owner stopped renewing it; "input": the old
+    owner's input was on the slate while this one's was live; "released": the old owner gave it up;
+    "restart": the owner came back after being down). ``gap_s``: media time between the end of the old
+    owner's last part and the start of the new owner's first (0 for a hand-over on a segment boundary)."""
+
+    stream: str
+    from_node: str | None
+    to_node: str
+    epoch: int
+    reason: str
+    resume_msn: int
+    gap_s: float
+    changed_utc_s: float
+
+
+@dataclass(frozen=True)
 class StreamEnded:
     stream: str
     reason: str
@@ -117,6 +141,7 @@ Publication = (
     | SegmentClosed
     | MediaRetired
     | InputSwitched
+    | OwnerChanged
     | StreamEnded
     | StreamRemoved
 )

@@ -39,6 +39,7 @@ from packager.publication import (
     InitPublished,
     InputSwitched,
     MediaRetired,
+    OwnerChanged,
     PartPublished,
     Publication,
     PublicationListener,
@@ -141,8 +142,10 @@ class TrackStore:
         self._wake()
         return True
 
-    def close_segment(self, published_utc_s: float) -> None:
-        """Complete the segment in production (no-op without one) and announce it."""
+    def close_segment(self, published_utc_s: float, *, cut: bool = False) -> None:
+        """Complete the segment in production (no-op without one) and announce it.
+
+        ``cut``: its encoder stopped before the segment's end (a failover); see :attr:`Segment.cut`."""
         if self.pending_msn is None or not self.pending:
             return
         parts = self.pending
@@ -156,6 +159,7 @@ class TrackStore:
             size=len(data),
             discontinuity=self.pending_discontinuity,
             published_utc_s=published_utc_s,
+            cut=cut,
         )
         self.segments.append(seg)
         self.segment_data[seg.msn] = data
@@ -367,6 +371,17 @@ class StreamStore:
         no discontinuity because the encoders carried on."""
         self.announce(InputSwitched(self.name))
 
+    def hand_over(self, event: OwnerChanged) -> None:
+        """This process publishes the stream from now on (it took the lease over): every segment the old
+        owner left unfinished before ``event.resume_msn`` is closed as cut, then the change is announced."""
+        now = self.clock_utc_s()
+        for track in self.tracks.values():
+            if track.pending_msn is not None and track.pending_msn < event.resume_msn:
+                track.close_segment(now, cut=True)
+                track.settle()
+        self.node = None
+        self.announce(event)
+
     def on_end(self, reason: str, ended_utc_s: float | None = None) -> None:
         if self.ended:
             return
@@ -401,8 +416,11 @@ class StreamStore:
             case SegmentClosed(segment=seg):
                 track = self.tracks.get(seg.track)
                 if track is not None and track.pending_msn == seg.msn:
-                    track.close_segment(seg.published_utc_s)
+                    track.close_segment(seg.published_utc_s, cut=seg.cut)
                     track.settle()
+            case OwnerChanged(to_node=node):
+                self.node = node
+                self.announce(event)
             case InputSwitched():
                 self.on_input_switch()
             case StreamEnded(reason=reason, ended_utc_s=ended):

@@ -20,6 +20,7 @@ from packager.publication import (
     InitPublished,
     InputSwitched,
     MediaRetired,
+    OwnerChanged,
     PartPublished,
     Publication,
     SegmentClosed,
@@ -139,7 +140,7 @@ def ref_from(v: list[int]) -> PartRef:
 
 def segment_json(s: Segment) -> list[Any]:
     parts = [ref_list(p) for p in s.parts]
-    return [s.track, s.msn, s.start, s.duration, parts, s.size, s.discontinuity, s.published_utc_s, s.gap]
+    return [s.track, s.msn, s.start, s.duration, parts, s.size, s.discontinuity, s.published_utc_s, s.gap, s.cut]
 
 
 def segment_from(v: list[Any]) -> Segment:
@@ -153,6 +154,7 @@ def segment_from(v: list[Any]) -> Segment:
         discontinuity=bool(v[6]),
         published_utc_s=float(v[7]),
         gap=bool(v[8]),
+        cut=len(v) > 9 and bool(v[9]),
     )
 
 
@@ -199,11 +201,39 @@ def encode(event: Publication) -> Fields:
             return {b"t": b"r", b"s": s, b"tr": _s(track), b"m": _i(msn), b"ps": dumps([list(k) for k in parts])}
         case InputSwitched():
             return {b"t": b"w", b"s": s}
+        case OwnerChanged():
+            return {b"t": b"f", b"s": s, b"oc": dumps(_owner_json(event))}
         case StreamEnded(reason=reason, ended_utc_s=ended):
             return {b"t": b"e", b"s": s, b"re": _s(reason), b"eu": _f(ended)}
         case StreamRemoved():
             return {b"t": b"d", b"s": s}
     raise CodecError(f"cannot encode {type(event).__name__}")
+
+
+def _owner_json(e: OwnerChanged) -> dict[str, Any]:
+    return {
+        "from": e.from_node,
+        "to": e.to_node,
+        "epoch": e.epoch,
+        "reason": e.reason,
+        "msn": e.resume_msn,
+        "gap": e.gap_s,
+        "at": e.changed_utc_s,
+    }
+
+
+def _owner_from(stream: str, d: Mapping[str, Any]) -> OwnerChanged:
+    origin = d["from"]
+    return OwnerChanged(
+        stream,
+        str(origin) if origin is not None else None,
+        str(d["to"]),
+        int(d["epoch"]),
+        str(d["reason"]),
+        int(d["msn"]),
+        float(d["gap"]),
+        float(d["at"]),
+    )
 
 
 def _part(f: Mapping[bytes, bytes], stream: str) -> PartPublished:
@@ -238,6 +268,8 @@ def _other(kind: bytes, f: Mapping[bytes, bytes], stream: str) -> Publication:
             return InputSwitched(stream)
         case b"e":
             return StreamEnded(stream, f[b"re"].decode(), float(f[b"eu"]))
+        case b"f":
+            return _owner_from(stream, json.loads(f[b"oc"]))
         case b"d":
             return StreamRemoved(stream)
     raise CodecError(f"unknown entry type {kind!r}")
