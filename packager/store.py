@@ -196,6 +196,19 @@ class TrackStore:
             self.segment_data.pop(r.msn, None)
             self.stream.announce(MediaRetired(self.stream.name, self.info.name, r.msn, r.part_keys))
 
+    def adopt(self, segments: list[tuple[Segment, bytes]]) -> None:
+        """Seed an empty track's window with segments published before this process (a restart resuming the
+        window it had on disk), oldest first: they are listed and served as if just published. Nothing is
+        announced (they are not new); the view changes."""
+        if self.segments or self.pending:
+            raise ValueError(f"{self.stream.name}/{self.info.name}: adopt needs an empty track")
+        for seg, data in segments:
+            self.segments.append(seg)
+            self.segment_data[seg.msn] = data
+            self.last_completed_msn = seg.msn
+        self.stream.version += 1
+        self.stream._view = None
+
     def keep_through_grace(self, msn: int, data: bytes, part_keys: tuple[tuple[int, int], ...] = ()) -> None:
         """Keep the bytes of a segment no manifest lists any more for the deletion grace (a replica's resync
         moved its window on at once: players may still hold manifests that name the segment)."""
