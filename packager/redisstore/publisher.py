@@ -3,7 +3,10 @@
 :meth:`RedisPublisher.on_publication` encodes the event into *ops* (the log
 entry, its media key, a snapshot when one is due) and appends them to a
 bounded in-memory queue; one writer task drains the queue in order, a batch
-per MULTI/EXEC pipeline. While Redis is down the store carries on and the
+per pipeline of *fenced* writes: each stream's share of a batch is one Lua
+script that first checks the stream's lease epoch (``lp:epoch:{stream}``) is
+still the one this node claimed, so a paused node that wakes up after another
+took its lease over can never write over the new owner. While Redis is down the store carries on and the
 queue keeps filling; past ``buffer_bytes`` the oldest *media* items go and
 their stream is marked for resync. A stream is *healed* (its inits, the
 window's segments, the parts in memory and a fresh snapshot re-written from
@@ -11,6 +14,11 @@ the local store, with a sync marker in its log) when entries were dropped,
 when Redis came back without its data (the ``lp:boot`` token changed), or
 when a claim found an older log ahead of our ids. Only streams whose lease
 this node holds are published.
+
+Streams under failover control (:meth:`RedisPublisher.manage`) are never
+claimed here: the failover controller claims them and calls :meth:`promote`
+(publish from the log's end on), :meth:`demote` (stop at once) or
+:meth:`hand_off` (stop, flush what is queued, then release the lease).
 """
 
 from __future__ import annotations
@@ -54,6 +62,21 @@ BATCH_ITEMS = 512
 BATCH_BYTES = 8 << 20
 CTL_MAXLEN = 10_000
 
+# KEYS[1]: the stream's epoch counter. ARGV[1]: the epoch this node claimed; then, per command, its
+# argument count and its arguments. Nothing is written unless the epoch is still ours. A refused command
+# (an id at or below the log's top, after a heal) does not stop the others; the first error is returned.
+FENCED_WRITE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0, ''} end
+local i, n, err = 2, #ARGV, ''
+while i <= n do
+  local c = tonumber(ARGV[i])
+  local r = redis.pcall(unpack(ARGV, i + 1, i + c))
+  if type(r) == 'table' and r.err and err == '' then err = r.err end
+  i = i + c + 1
+end
+return {1, err}
+"""
+
 Op = tuple[Any, ...]
 
 
@@ -68,7 +91,7 @@ class _Item:
 
 @dataclass
 class _StreamState:
-    status: str = "claiming"  # claiming -> held | lost
+    status: str = "claiming"  # claiming -> held | lost; a managed stream: standby -> held -> standby
     prev_id: str = "0-0"
     first_id: str | None = None  # our first id (a claim checks the log holds nothing at or after it)
     resync: bool = False
@@ -119,6 +142,8 @@ class RedisPublisher:
         self._queue: deque[_Item] = deque()
         self._queued_bytes = 0
         self._streams: dict[str, _StreamState] = {}
+        self._managed: set[str] = set()
+        self._fenced_sha: str | None = None
         self._boot: bytes | None = None
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -167,10 +192,9 @@ class RedisPublisher:
     # -- listening (on the loop, never blocks)
     def on_publication(self, event: Publication) -> None:
         if isinstance(event, StreamOpened):
-            self._streams[event.stream] = _StreamState()
-            self._enqueue(_Item(event.stream, "claim"))
+            self._opened(event.stream)
         st = self._streams.get(event.stream)
-        if st is None or st.status == "lost" or isinstance(event, MediaRetired):
+        if st is None or st.status in ("lost", "standby") or isinstance(event, MediaRetired):
             return
         stream = self.store.get(event.stream)
         fields = encode(event)
@@ -190,6 +214,42 @@ class RedisPublisher:
             self._enqueue(_Item(event.stream, "release"))
             del self._streams[event.stream]
 
+    def _opened(self, name: str) -> None:
+        if name not in self._managed:
+            self._streams[name] = _StreamState()
+            self._enqueue(_Item(name, "claim"))
+            return
+        st = self._streams.get(name)
+        if st is None or st.status != "held":  # a standby's replayed opening: not ours to publish
+            self._streams[name] = _StreamState(status="standby")
+
+    # -- failover control (the controller claims; the publisher follows)
+    def manage(self, name: str) -> None:
+        """``name`` is under failover control: its lease is claimed by the controller, never here."""
+        self._managed.add(name)
+        self._streams.setdefault(name, _StreamState(status="standby"))
+
+    def promote(self, name: str, prev_id: str) -> None:
+        """Publish ``name`` from now on, continuing the log after entry ``prev_id`` (its last entry)."""
+        stream = self.store.get(name)
+        st = _StreamState(status="held", prev_id=prev_id, epoch=self.registry.epoch(name) or 0)
+        if stream is not None and stream.tracks:
+            st.first_track = next(iter(stream.tracks))
+        self._streams[name] = st
+        self._ids.floor(prev_id)
+
+    def demote(self, name: str) -> None:
+        """Stop publishing ``name`` at once (the lease is gone); what is queued for it is dropped."""
+        self._streams[name] = _StreamState(status="standby")
+        self._purge(name)
+
+    def hand_off(self, name: str) -> None:
+        """Stop publishing ``name``: what is queued for it is still written, then the lease is released."""
+        st = self._streams.get(name)
+        if st is not None and st.status == "held":
+            st.status = "standby"
+            self._enqueue(_Item(name, "release"))
+
     def _snapshot_due(self, event: Publication, st: _StreamState) -> bool:
         if isinstance(event, SegmentClosed):
             return event.segment.track == st.first_track
@@ -198,6 +258,7 @@ class RedisPublisher:
     def _entry(self, st: _StreamState, fields: Fields, snapshot: bool) -> str:
         entry_id = self._ids.next()
         fields[b"p"] = st.prev_id.encode()
+        fields[b"nd"] = self.node_id.encode()
         if snapshot:
             fields[b"k"] = b"1"
         st.prev_id = entry_id
@@ -285,8 +346,8 @@ class RedisPublisher:
 
     def _lost(self, stream: str, holder: str | None) -> None:
         st = self._streams.get(stream)
-        if st is not None and st.status != "lost":
-            st.status = "lost"
+        if st is not None and st.status not in ("lost", "standby"):
+            st.status = "standby" if stream in self._managed else "lost"
             log.warning("redis: stream %s is held by %s; not publishing it from %s", stream, holder, self.node_id)
             self._purge(stream)
 
@@ -329,7 +390,7 @@ class RedisPublisher:
 
     def _heal_due(self) -> None:
         for name, st in list(self._streams.items()):
-            if st.resync and st.status != "lost":
+            if st.resync and st.status not in ("lost", "standby"):
                 self._heal(name, st)
 
     # -- the writer
@@ -355,10 +416,11 @@ class RedisPublisher:
         if boot is None:
             await self.client.set(self.keys.boot, secrets.token_hex(8), nx=True)
             boot = await self.client.get(self.keys.boot)
+        self._fenced_sha = await self.client.script_load(FENCED_WRITE)
         if self._boot is not None and boot != self._boot:
             log.warning("redis: %s restarted without its data; re-publishing", self.target.url)
             for st in self._streams.values():
-                st.resync = st.status != "lost"
+                st.resync = st.status not in ("lost", "standby")
         self._boot = boot
         self.connected = True
 
@@ -377,6 +439,8 @@ class RedisPublisher:
             elif head.kind == "release":
                 await self.registry.release(head.stream)
                 self._pop(head)
+                if head.stream in self._managed:
+                    self._streams[head.stream] = _StreamState(status="standby")
             else:
                 await self._write(self._take_batch())
 
@@ -386,7 +450,7 @@ class RedisPublisher:
 
     async def _claim(self, name: str) -> None:
         st = self._streams.get(name)
-        if st is None or st.status == "lost":
+        if st is None or st.status in ("lost", "standby"):
             return
         claim = await self.registry.claim(name)
         if not claim.ok:
@@ -409,6 +473,8 @@ class RedisPublisher:
             st = self._streams.get(item.stream)
             if st is not None and st.status == "lost":
                 continue
+            if self.registry.epoch(item.stream) is None:
+                continue  # not (or no longer) ours: nothing of it may be written
             batch.append(item)
             size += item.size
         return batch
@@ -416,10 +482,16 @@ class RedisPublisher:
     async def _write(self, batch: list[_Item]) -> None:
         if not batch:
             return
-        pipe = self.client.pipeline(transaction=True)
-        for item in batch:
-            for op in item.ops:
-                self._add(pipe, op)
+        groups = _by_stream(batch)
+        pipe = self.client.pipeline(transaction=False)
+        for name, items in groups:
+            args: list[Any] = [str(self.registry.epoch(name) or 0)]
+            for item in items:
+                for op in item.ops:
+                    command = self._command(op, args[0])
+                    args.append(len(command))
+                    args.extend(command)
+            pipe.evalsha(self._fenced_sha, 1, self.keys.epoch(name), *args)
         try:
             results = await pipe.execute(raise_on_error=False)
         except BaseException:
@@ -427,44 +499,70 @@ class RedisPublisher:
                 self._queue.appendleft(item)
                 self._queued_bytes += item.size
             raise
-        self._count(batch, results)
+        self._count(groups, results)
 
-    def _count(self, batch: list[_Item], results: list[Any]) -> None:
-        for result in results:
-            if isinstance(result, ResponseError) and "equal or smaller" not in str(result):
-                log.warning("redis: write refused: %s", result)
-        for item in batch:
-            self.counters.entries += 1
-            self.counters.bytes += item.size
+    def _count(self, groups: list[tuple[str, list[_Item]]], results: list[Any]) -> None:
+        for (name, items), result in zip(groups, results, strict=True):
+            if isinstance(result, ResponseError):
+                if "NOSCRIPT" in str(result):
+                    raise ConnectionError("redis: the fenced-write script is gone (Redis restarted)")
+                log.warning("redis: write of %s refused: %s", name, result)
+                continue
+            ok, error = int(result[0]), result[1]
+            if not ok:
+                log.warning("redis: %s: write refused, the lease epoch moved on; not publishing it", name)
+                self.registry.fenced(name)
+                continue
+            if error and b"equal or smaller" not in error:
+                log.warning("redis: %s: a command was refused: %s", name, error.decode(errors="replace"))
+            for item in items:
+                self.counters.entries += 1
+                self.counters.bytes += item.size
 
-    def _add(self, pipe: Any, op: Op) -> None:
+    def _command(self, op: Op, epoch: str) -> list[Any]:
+        """The Redis command of one op; a log entry carries the epoch it is written under (field ``e``)."""
         match op:
             case ("xadd", key, fields, entry_id):
                 minid = f"{max(0, int(self.clock.utc_s() * 1000) - int(self.horizon_s * 1000))}"
-                pipe.xadd(key, fields, id=entry_id, minid=minid, approximate=True)
+                return ["XADD", key, "MINID", "~", minid, entry_id, *_flat(fields), b"ep", epoch]
             case ("set", key, value, px):
-                pipe.set(key, value, px=px)
+                return ["SET", key, value] if px is None else ["SET", key, value, "PX", px]
             case ("pexpire", key, px):
-                pipe.pexpire(key, px)
+                return ["PEXPIRE", key, px]
             case ("del", key):
-                pipe.delete(key)
+                return ["DEL", key]
             case ("hdel", key, name):
-                pipe.hdel(key, name)
+                return ["HDEL", key, name]
             case ("registry", name):
-                pipe.hset(self.keys.streams, name, self._registry_entry(name))
+                return ["HSET", self.keys.streams, name, self._registry_entry(name)]
             case ("ctl", what, name):
-                epoch = self._streams[name].epoch if name in self._streams else 0
-                fields = {"op": what, "s": name, "node": self.node_id, "epoch": str(epoch)}
-                pipe.xadd(self.keys.ctl, fields, maxlen=CTL_MAXLEN, approximate=True)
+                fields = {"op": what, "s": name, "node": self.node_id, "epoch": epoch}
+                return ["XADD", self.keys.ctl, "MAXLEN", "~", CTL_MAXLEN, "*", *_flat(fields)]
+        raise ValueError(f"unknown op {op[0]!r}")
 
     def _registry_entry(self, name: str) -> bytes:
         stream = self.store.get(name)
         st = self._streams.get(name)
         entry = {
             "node": self.node_id,
-            "epoch": st.epoch if st is not None else 0,
+            "epoch": self.registry.epoch(name) or (st.epoch if st is not None else 0),
             "state": "ended" if stream is None or stream.ended else "live",
             "started": stream.started_utc_s if stream is not None else 0.0,
             "updated": self.clock.utc_s(),
         }
         return json.dumps(entry, separators=(",", ":")).encode()
+
+
+def _by_stream(batch: list[_Item]) -> list[tuple[str, list[_Item]]]:
+    """Consecutive items of one stream, together (one fenced script each), in order."""
+    groups: list[tuple[str, list[_Item]]] = []
+    for item in batch:
+        if groups and groups[-1][0] == item.stream:
+            groups[-1][1].append(item)
+        else:
+            groups.append((item.stream, [item]))
+    return groups
+
+
+def _flat(fields: dict[Any, Any]) -> list[Any]:
+    return [x for pair in fields.items() for x in pair]

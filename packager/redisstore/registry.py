@@ -3,7 +3,7 @@
 ``lp:lease:{stream}`` holds the node id with a PX expiry; a claim (a Lua
 script: take it if free or already ours) increments ``lp:epoch:{stream}``, so
 every successful claim has a new epoch. A background task renews every claimed
-lease each ``lease_s / 3``. A lease that expired while no one else took it
+lease each ``lease_s / 4``. A lease that expired while no one else took it
 (Redis lost its data, or an outage outlasted the lease) is claimed again; one
 that another node now holds is *lost*: the ``on_lost`` callback hears it once.
 """
@@ -71,6 +71,7 @@ class Registry:
         self.keys = keys or Keys()
         self.on_lost = on_lost
         self.claimed: dict[str, int] = {}  # stream -> epoch of our claim
+        self.lost_listeners: list[Callable[[str, str | None], None]] = []  # after on_lost
         self._claim = client.register_script(_CLAIM)
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
@@ -117,14 +118,29 @@ class Registry:
         log.warning("redis: lease on stream %s lost to %s; this node stops publishing it", stream, holder)
         if self.on_lost is not None:
             self.on_lost(stream, holder)
+        for listener in list(self.lost_listeners):
+            listener(stream, holder)
+
+    def fenced(self, stream: str) -> None:
+        """A write of ours was refused: the stream's epoch moved on (another node claimed it)."""
+        self._lost(stream, None)
+
+    def epoch(self, stream: str) -> int | None:
+        """The epoch of our claim on ``stream``; None when we do not hold it."""
+        return self.claimed.get(stream)
 
     def _ensure_task(self) -> None:
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._renew_loop())
 
+    @property
+    def renew_interval_s(self) -> float:
+        """A quarter of the lease: with a two-part lease, renewed every half part."""
+        return self.lease_s / 4
+
     async def _renew_loop(self) -> None:
         while self.claimed:
-            await self.clock.sleep(self.lease_s / 3)
+            await self.clock.sleep(self.renew_interval_s)
             for stream in list(self.claimed):
                 try:
                     await self.renew(stream)
