@@ -38,6 +38,9 @@ class Keys:
     def epoch(self, stream: str) -> str:
         return f"{self.prefix}epoch:{stream}"
 
+    def nodes(self, stream: str) -> str:
+        return f"{self.prefix}nodes:{stream}"
+
     def init(self, stream: str, track: str) -> str:
         return f"{self.prefix}init:{stream}:{track}"
 
