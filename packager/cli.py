@@ -140,6 +140,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--node-id", default=None, help="this encoder's name in the stream leases (default: HOSTNAME-PID)"
     )
     shared.add_argument(
+        "--standby",
+        action="store_true",
+        help="redundant encoder: encode the stream in hot standby and publish it only while this node holds "
+        "its lease (run the same command on two nodes; either takes over from the other within a segment)",
+    )
+    shared.add_argument(
+        "--failover-after-slate",
+        type=float,
+        default=3.0,
+        metavar="SECONDS",
+        help="with --standby: hand the stream to a standby whose input is live once this node's input has "
+        "been on the slate this long (default: %(default)s)",
+    )
+    shared.add_argument(
         "--origin-workers",
         type=int,
         default=0,
@@ -330,7 +344,19 @@ def _ingest_settings(args: argparse.Namespace, config: StreamConfig):  # type: i
     )
 
 
-def _ingest_control(ingest: object, store: object, pipelines: dict[str, object], bus: object, claims: object = None):  # type: ignore[no-untyped-def]
+def _shared_store(args, config, store, target, pipelines):  # type: ignore[no-untyped-def]
+    """This node's side of ``--store`` (None without one); with ``--standby``, a redundant encoder."""
+    from packager.shared import SharedStore, default_node_id
+
+    if target is None:
+        return None
+    node_id = args.node_id or default_node_id()
+    if args.standby:
+        return SharedStore.redundant(store, target, node_id, config, args, pipelines)
+    return SharedStore(store, target, node_id)
+
+
+def _ingest_control(ingest, store, pipelines, bus, claims=None, stage=None):  # type: ignore[no-untyped-def]
     """The ingest gate (keys, limits) and manager (one pipeline per pushed stream); (None, None) without streams.
 
     ``claims``: with a shared store, the stream leases a push must take before its pipeline starts."""
@@ -342,12 +368,12 @@ def _ingest_control(ingest: object, store: object, pipelines: dict[str, object],
 
     gate = IngestGate(ingest)  # type: ignore[arg-type]
     gate.refusal_listeners.append(functools.partial(ingest_rejected, bus))
-    return gate, IngestManager(ingest, store, pipelines, claims=claims)  # type: ignore[arg-type]
+    return gate, IngestManager(ingest, store, pipelines, claims=claims, stage=stage)  # type: ignore[arg-type]
 
 
 async def _run(args: argparse.Namespace, config: StreamConfig) -> int:
     from packager.events import EventBus
-    from packager.shared import SharedStore, check_shared, default_node_id
+    from packager.shared import check_shared
 
     target = check_shared(args)
     ingest = _ingest_settings(args, config)
@@ -356,13 +382,16 @@ async def _run(args: argparse.Namespace, config: StreamConfig) -> int:
     out = _prepare_out(args.out, config.name)
     source = _open_source(args, config, paced=True) if args.source is not None else None
     store, mirror = _new_store(out)
-    shared = SharedStore(store, target, args.node_id or default_node_id()) if target is not None else None
+    pipelines: dict[str, object] = {}
+    shared = _shared_store(args, config, store, target, pipelines)
     bus = EventBus(
         backlog=ingest.event_backlog, rejection_interval_s=ingest.rejection_interval_s
     )  # stream events: /events, webhooks
-    pipelines: dict[str, object] = {}
-    gate, manager = _ingest_control(ingest, store, pipelines, bus, claims=shared)
-    if gate is not None and shared is not None:
+    redundancy = shared.redundancy if shared is not None else None
+    stage = redundancy.staging if redundancy is not None else None
+    claims = shared.claims if shared is not None else None
+    gate, manager = _ingest_control(ingest, store, pipelines, bus, claims=claims, stage=stage)
+    if gate is not None and shared is not None and redundancy is None:
         gate.owner_elsewhere = shared.owners.elsewhere
     try:
         # every port is bound before any pipeline starts: a busy one stops the start with one line
@@ -387,7 +416,7 @@ async def _start_shared(
     """Claim the command line's stream and start publishing; the line to print when this node may not."""
     if shared is None:
         return None
-    if source is not None:
+    if source is not None and shared.redundancy is None:  # a redundant node's lease is its controller's
         failure = await shared.claim_source(config.name)
         if failure is not None:
             await shared.publisher.client.aclose()
@@ -403,7 +432,8 @@ async def _serve_until_stopped(args, config, media, ports, control, shared):  # 
     stop = asyncio.Event()
     pipeline = None
     if source is not None:
-        pipeline = await _start_pipeline(args, config, source, store)
+        stage = shared.redundancy.staging if shared is not None and shared.redundancy is not None else store
+        pipeline = await _start_pipeline(args, config, source, stage)
         if pipeline is None:
             await ports.close()
             mirror.close()
@@ -434,6 +464,8 @@ async def _serve_until_stopped(args, config, media, ports, control, shared):  # 
 
             publisher_gauges(runner.app[STATE].metrics, shared.publisher)
         await stop.wait()
+        if shared is not None and shared.redundancy is not None:
+            await shared.redundancy.stand_down()  # an active stream goes to a live standby, not to its end
         if pipeline is not None:
             pipeline.stop()
             reason = await pipeline.wait()

@@ -17,9 +17,14 @@ import os
 import re
 import socket
 import sys
+from typing import TYPE_CHECKING
 
-from packager.config import ConfigError, check_name
+from packager.config import ConfigError, StreamConfig, check_name
 from packager.redisstore import RedisTarget
+
+if TYPE_CHECKING:
+    from packager.redundancy import Redundancy
+    from packager.store import Store
 
 log = logging.getLogger("packager")
 
@@ -30,16 +35,39 @@ class SharedStore:
     Also the ingest manager's :class:`~packager.ingest.manager.StreamClaims`: a push takes the stream's
     lease before its pipeline starts, and is refused (409) while another node holds it."""
 
-    def __init__(self, store: object, target: RedisTarget, node_id: str) -> None:
+    def __init__(self, store: object, target: RedisTarget, node_id: str, *, lease_s: float = 5.0) -> None:
         from packager.redisstore import RedisPublisher
+        from packager.redisstore.registry import Owners
 
         self.target = target
         self.node_id = node_id
-        from packager.redisstore.registry import Owners
-
-        self.publisher = RedisPublisher(store, self.target, node_id)  # type: ignore[arg-type]
+        self.publisher = RedisPublisher(store, self.target, node_id, lease_s=lease_s)  # type: ignore[arg-type]
         self.owners = Owners(self.publisher.registry)  # the ingest gate's early refusal of others' streams
         self.pool: object | None = None
+        self.redundancy: Redundancy | None = None  # --standby: this node is one of a stream's redundant encoders
+
+    @classmethod
+    def redundant(
+        cls,
+        store: Store,
+        target: RedisTarget,
+        node_id: str,
+        config: StreamConfig,
+        args: argparse.Namespace,
+        pipelines: dict[str, object],
+    ) -> SharedStore:
+        """``run --standby``: leases of two parts; pipelines publish through the standby staging."""
+        from packager.redundancy import Redundancy, failover_settings
+
+        settings = failover_settings(config.timing.part_s, args.failover_after_slate)
+        shared = cls(store, target, node_id, lease_s=settings.lease_s)
+        shared.redundancy = Redundancy(shared, store, settings, pipelines)
+        return shared
+
+    @property
+    def claims(self) -> object:
+        """What a push must get past: the lease here, or (a redundant node) nothing, the lease decides later."""
+        return self.redundancy if self.redundancy is not None else self
 
     async def claim(self, stream: str) -> str | None:
         """Take ``stream``'s lease: None when this node has it, else the node holding it."""
@@ -72,6 +100,8 @@ class SharedStore:
         """Start publishing; with ``--origin-workers``, start the origins serving ``--port``."""
         await self.publisher.start()
         self.owners.start()
+        if self.redundancy is not None:
+            await self.redundancy.start()
         if args.origin_workers:
             from origin.workers import WorkerPool
 
@@ -84,6 +114,8 @@ class SharedStore:
             )
 
     async def close(self) -> None:
+        if self.redundancy is not None:
+            await self.redundancy.close()
         if self.pool is not None:
             await self.pool.close()  # type: ignore[attr-defined]
         await self.owners.close()
@@ -97,6 +129,8 @@ def check_shared(args: argparse.Namespace) -> RedisTarget | None:
             raise ConfigError("--origin-workers needs --store (the workers serve what the store holds)")
         if args.node_id is not None:
             raise ConfigError("--node-id needs --store (it names this node in the store's leases)")
+        if args.standby:
+            raise ConfigError("--standby needs --store (the redundant encoders share its stream leases)")
         return None
     from packager.redisstore import RedisTarget
 
@@ -107,6 +141,8 @@ def check_shared(args: argparse.Namespace) -> RedisTarget | None:
         raise ConfigError(f"--origin-workers: {args.origin_workers} must be between 0 and 256")
     if args.node_id is not None:
         check_name(args.node_id, "--node-id")
+    if not 0.5 <= args.failover_after_slate <= 3600:
+        raise ConfigError(f"--failover-after-slate: {args.failover_after_slate:g} must be between 0.5 and 3600 s")
     return target
 
 

@@ -69,8 +69,12 @@ class IngestManager:
         pipelines: dict[str, Pipeline] | None = None,
         memory: MemoryReturner | None = None,
         claims: StreamClaims | None = None,
+        stage: object | None = None,
     ) -> None:
+        """``stage``: what pipelines publish into instead of ``store`` (a redundant node's standby staging,
+        which publishes into ``store`` only while this node holds the stream's lease)."""
         self.settings = settings
+        self.stage = stage if stage is not None else store
         self.claims = claims
         self.memory = memory if memory is not None else MemoryReturner()
         self.store = store
@@ -181,7 +185,12 @@ class IngestManager:
         self, stream: str, source: MediaSource, queue: ByteQueue, protocol: str
     ) -> Attached | PublishResult:
         feed_source = FeedSource(source, window_s=self.settings.reconnect_window_s)
-        pipeline = Pipeline(self.settings.streams[stream].config, feed_source, self.store, backpressure=True)
+        pipeline = Pipeline(
+            self.settings.streams[stream].config,
+            feed_source,
+            self.stage,  # type: ignore[arg-type]
+            backpressure=True,
+        )
         try:
             await pipeline.start()
         except SourceError as exc:

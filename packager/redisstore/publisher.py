@@ -123,7 +123,9 @@ class RedisPublisher:
         horizon_s: float = 60.0,
         ended_keep_s: float = 3600.0,
         client: redis.Redis | None = None,
+        lease_s: float = 5.0,
     ) -> None:
+        """``lease_s``: the expiry of this node's stream leases (renewed every quarter of it)."""
         self.store = store
         self.target = target
         self.node_id = node_id
@@ -133,7 +135,7 @@ class RedisPublisher:
         self.ended_keep_s = ended_keep_s
         self.keys = Keys(target.prefix)
         self.client = client or target.client()
-        self.registry = registry or Registry(self.client, node_id, clock=clock, keys=self.keys)
+        self.registry = registry or Registry(self.client, node_id, lease_s=lease_s, clock=clock, keys=self.keys)
         if self.registry.on_lost is None:
             self.registry.on_lost = self._lost
         self.counters = PublisherCounters()

@@ -9,6 +9,12 @@ and ``lp:ctl`` in a single ``XREAD BLOCK`` call. Each entry names the id of the
 stream's previous entry; a mismatch (entries dropped by the publisher, trimmed
 or lost in a Redis restart) makes the stream resync from the newest snapshot,
 rebuilt in place so held requests are woken, never stranded.
+
+A redundant encoder embeds a replica in its own store (``store=``, following
+only the streams it stands by for): while standby it mirrors what the active
+node publishes; :meth:`RedisReplica.take_over` stops following a stream after
+bringing it up to the log's end, so the new owner continues it from there, and
+:meth:`RedisReplica.follow` starts again when the node goes back to standby.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ class _Follow:
     synced: bool = False
     tried_id: str | None = None  # the snapshot the last resync used
     node: str | None = None
+    removed: bool = False
 
 
 class RedisReplica:
@@ -65,14 +72,21 @@ class RedisReplica:
         clock: Clock = SYSTEM_CLOCK,
         on_servable: Servable | None = None,
         block_ms: int = 500,
+        store: Store | None = None,
+        follows: set[str] | None = None,
     ) -> None:
+        """``store``: replay into this store (a node's own) instead of one of the replica's; it then follows
+        only the streams in ``follows`` (see :meth:`follow`), and the store's availability stays its owner's."""
         self.target = target
         self.clock = clock
         self.on_servable = on_servable
         self.block_ms = block_ms
         self.keys = Keys(target.prefix)
-        self.store = Store(clock=clock)
-        self.store.available = False
+        self.embedded = store is not None
+        self.store = store if store is not None else Store(clock=clock)
+        self._only: set[str] | None = (follows if follows is not None else set()) if self.embedded else None
+        self._ready = False
+        self._set_ready(False)
         self.client = target.client(read_timeout_s=block_ms / 1000 + 1.0)
         self.counters = ReplicaCounters()
         self._follow: dict[str, _Follow] = {}
@@ -89,7 +103,44 @@ class RedisReplica:
 
     @property
     def available(self) -> bool:
-        return self.store.available
+        return self._ready
+
+    def _set_ready(self, ready: bool) -> None:
+        self._ready = ready
+        if not self.embedded:
+            self.store.available = ready
+
+    def _wants(self, name: str) -> bool:
+        return self._only is None or name in self._only
+
+    # -- an embedded replica's streams (a standby encoder's)
+    async def follow(self, name: str) -> None:
+        """Mirror stream ``name`` from now on (rebuilt from its snapshot; retried by the log if not there)."""
+        if self._only is not None:
+            self._only.add(name)
+        follow = self._follow.setdefault(name, _Follow())
+        follow.synced = False
+        follow.tried_id = None
+        try:
+            follow.node = _node_of(await self.client.hget(self.keys.streams, name) or b"")
+            await self._resync(name)
+        except (RedisError, OSError) as exc:
+            log.warning("redis: %s: cannot resync yet (%s); the log will bring it", name, exc)
+
+    async def take_over(self, name: str) -> str | None:
+        """Stop following ``name`` after replaying its log to the end; the id of its last entry applied,
+        None when the stream could not be brought up to date (no snapshot to start from)."""
+        if self._only is not None:
+            self._only.discard(name)
+        follow = self._follow.pop(name, None) or _Follow()
+        if not follow.synced:
+            await self._resync(name, follow)
+        while True:
+            entries = await self.client.xrange(self.keys.log(name), min=f"({follow.last_id}", count=READ_COUNT)
+            if not entries:
+                break
+            await self._entries(name, entries, follow)
+        return follow.last_id if follow.synced else None
 
     # -- lifecycle
     async def start(self) -> None:
@@ -105,7 +156,7 @@ class RedisReplica:
         if self._task is not None:
             await stop(self._task, self.client)
             self._task = None
-        self.store.available = False
+        self._set_ready(False)
         await self.client.aclose()
 
     def metrics(self) -> dict[str, int]:
@@ -119,12 +170,14 @@ class RedisReplica:
         if top and self._ctl_id == "0-0":
             self._ctl_id = top[0][0].decode()
         await self._reconcile()
-        self.store.available = True
+        self._set_ready(True)
 
     async def _reconcile(self) -> None:
         registry = await self.client.hgetall(self.keys.streams)
         for raw, entry in registry.items():
             name = raw.decode()
+            if not self._wants(name):
+                continue
             node = _node_of(entry)
             follow = self._follow.get(name)
             if follow is None:
@@ -133,9 +186,9 @@ class RedisReplica:
             elif not follow.synced:
                 await self._resync(name)
 
-    async def _resync(self, name: str) -> bool:
+    async def _resync(self, name: str, follow: _Follow | None = None) -> bool:
         """Rebuild the stream from its snapshot and the media it names; False if either is not there (yet)."""
-        follow = self._follow[name]
+        follow = follow if follow is not None else self._follow[name]
         data = await self.client.get(self.keys.snap(name))
         if data is None:
             follow.synced = False
@@ -162,15 +215,15 @@ class RedisReplica:
         backoff_s = 0.1
         while not self._closing:
             try:
-                if not self.store.available:
+                if not self._ready:
                     await self._bootstrap()
                     backoff_s = 0.1
                 await self._read()
             except (RedisError, OSError) as exc:
-                if self.store.available:
+                if self._ready:
                     self.counters.reconnects += 1
                     log.warning("redis: %s unreachable (%s); reconnecting", self.target.url, exc)
-                self.store.available = False
+                self._set_ready(False)
                 await self.clock.sleep(backoff_s)
                 backoff_s = min(2.0, backoff_s * 2)
 
@@ -183,13 +236,18 @@ class RedisReplica:
             if key == self.keys.ctl:
                 await self._control(entries)
             else:
-                await self._entries(self.keys.stream_of_log(key), entries)
+                name = self.keys.stream_of_log(key)
+                follow = self._follow.get(name)
+                if follow is not None:  # not taken over or removed meanwhile
+                    await self._entries(name, entries, follow)
 
     async def _control(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
         for raw_id, fields in entries:
             self._ctl_id = raw_id.decode()
             name = fields.get(b"s", b"").decode()
             node = fields.get(b"node", b"").decode() or None
+            if not self._wants(name):
+                continue
             if fields.get(b"op") == b"removed":
                 self._remove(name)
             elif fields.get(b"op") == b"opened":
@@ -201,17 +259,18 @@ class RedisReplica:
                 if not follow.synced:
                     await self._resync(name)
 
-    def _remove(self, name: str) -> None:
-        self._follow.pop(name, None)
+    def _remove(self, name: str, follow: _Follow | None = None) -> None:
+        for f in (self._follow.pop(name, None), follow):
+            if f is not None:
+                f.removed = True
         stream = self.store.remove(name)
         if stream is not None:
             wake_all(stream)
 
-    async def _entries(self, name: str, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+    async def _entries(self, name: str, entries: list[tuple[bytes, dict[bytes, bytes]]], follow: _Follow) -> None:
         for raw_id, fields in entries:
-            follow = self._follow.get(name)
-            if follow is None:
-                return  # removed meanwhile
+            if follow.removed:
+                return
             entry_id = raw_id.decode()
             if parse_id(entry_id) <= parse_id(follow.last_id):
                 continue
@@ -232,7 +291,7 @@ class RedisReplica:
             follow.tried_id = None
         elif fields.get(b"k") != b"1" and follow.tried_id is not None:
             return False
-        return await self._resync(name)
+        return await self._resync(name, follow)
 
     def _apply(self, name: str, fields: dict[bytes, bytes], follow: _Follow) -> None:
         try:
@@ -249,7 +308,7 @@ class RedisReplica:
             if old is not None:
                 wake_all(old)
         if isinstance(event, StreamRemoved):
-            self._remove(name)
+            self._remove(name, follow)
             return
         stream = self.store.apply(event)
         self.counters.applied += 1

@@ -125,11 +125,22 @@ class FeedSource:
         self._wake = threading.Event()
         self.slate_frames = 0
         self.finished = False  # run() returned: nothing can be attached any more
+        self._input_since_utc_s = time.time()
 
     def probe(self) -> SourceInfo:
         info = self.first.source.probe()
         self.info = info
         return info
+
+    def input_state(self) -> tuple[str, float]:
+        """("live" | "slate", since when in UTC seconds); called from the loop, written by the feed thread."""
+        with self._lock:
+            return ("live" if self._current is not None else "slate"), self._input_since_utc_s
+
+    def _set_current(self, entry: Attached | None) -> None:
+        with self._lock:
+            self._current = entry
+            self._input_since_utc_s = time.time()
 
     def attach(self, source: MediaSource) -> Attached | None:
         """Make ``source`` (already probed) the feed's input; a current input is stopped (takeover).
@@ -164,8 +175,7 @@ class FeedSource:
         entry: Attached | None = self.first
         while not stop.is_set():
             if entry is not None:
-                with self._lock:
-                    self._current = entry
+                self._set_current(entry)
                 if tracker.next_video is not None:
                     entry.source.not_before_s = tracker.next_video / VIDEO_TIMESCALE
                 elif tracker.next_audio is not None:
@@ -175,8 +185,7 @@ class FeedSource:
                 except Exception as exc:  # an input failing ends that input, not the stream
                     log.exception("feed input failed")
                     reason = f"input error: {exc}"
-                with self._lock:
-                    self._current = None
+                self._set_current(None)
                 entry.finish(reason)
                 log.info("feed input ended: %s", reason)
                 entry = None
