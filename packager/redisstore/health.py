@@ -17,7 +17,7 @@ from packager.redisstore.keys import Keys
 
 log = logging.getLogger(__name__)
 
-ROLES = ("active", "standby")
+ROLES = ("active", "standby", "releasing")  # releasing: handing the stream off at a segment boundary
 INPUTS = ("live", "slate", "none")
 
 
@@ -38,7 +38,7 @@ class NodeStatus:
     """One node's view of a stream: its role, its input and since when, its lease epoch, when it said so."""
 
     node: str
-    role: str  # "active" | "standby"
+    role: str  # "active" | "standby" | "releasing"
     input: str  # "live" | "slate" | "none"
     input_since_utc_s: float
     epoch: int
