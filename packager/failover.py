@@ -204,7 +204,14 @@ class StreamFailover:
         previous = stream.node
         now = self.clock.utc_s()
         change = OwnerChanged(
-            self.name, previous, self.node.node_id, epoch, _reason(previous, peers), resume, round(gap_s, 3), now
+            self.name,
+            previous,
+            self.node.node_id,
+            epoch,
+            _reason(previous, self.node.node_id, peers),
+            resume,
+            round(gap_s, 3),
+            now,
         )
         stream.hand_over(change)
         self.staged.activate(stream, resume)
@@ -295,8 +302,10 @@ class StreamFailover:
             await health.forget(self.client, self.keys, self.name, self.node.node_id)
 
 
-def _reason(previous: str | None, peers: list[NodeStatus]) -> str:
+def _reason(previous: str | None, node_id: str, peers: list[NodeStatus]) -> str:
     """Why the lease moved, from what the previous owner last reported."""
+    if previous == node_id:
+        return "restart"  # this node published the stream before it went down
     status = next((p for p in peers if p.node == previous), None)
     if status is None or status.role != "releasing":
         return "lease expired"

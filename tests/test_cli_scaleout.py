@@ -120,6 +120,18 @@ def wait_gone(pids: set[int], timeout_s: float = 10) -> None:
             ["run", "--node-id", "a"],
             "packager: error: --node-id needs --store (it names this node in the store's leases)\n",
         ),
+        (
+            ["run", "--standby"],
+            "packager: error: --standby needs --store (the redundant encoders share its stream leases)\n",
+        ),
+        (
+            ["run", "--store", "redis://127.0.0.1/0", "--standby", "--failover-after-slate", "0"],
+            "packager: error: --failover-after-slate: 0 must be between 0.5 and 3600 s\n",
+        ),
+        (
+            ["run", "--store", "redis://127.0.0.1/0", "--standby", "--failover-after-slate", "nan"],
+            "packager: error: --failover-after-slate: nan must be between 0.5 and 3600 s\n",
+        ),
     ],
 )
 def test_usage_errors_are_one_line_and_exit_2(args: list[str], line: str, tmp_path: Path) -> None:

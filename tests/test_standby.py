@@ -1,0 +1,131 @@
+"""A standby encoder's staging: nothing published while standby, whole segments only once active."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from packager.publication import OwnerChanged, PartPublished, Publication
+from packager.standby import KEEP_SEGMENTS, StandbyStore, StandbyStream
+from packager.store import Store
+from packager.timebase import MediaClock
+from tests.support.live import AUDIO, VIDEO, Driver, make_live
+
+SEG = Fraction(1)
+PART = Fraction(1, 4)
+TRACKS = (VIDEO, AUDIO)
+
+
+class Heard:
+    def __init__(self) -> None:
+        self.events: list[Publication] = []
+
+    def on_publication(self, event: Publication) -> None:
+        self.events.append(event)
+
+    def parts(self) -> list[tuple[str, int, int]]:
+        return [(e.part.track, e.part.msn, e.part.index) for e in self.events if isinstance(e, PartPublished)]
+
+
+def staged_stream() -> tuple[StandbyStream, Driver]:
+    opened: list[StandbyStream] = []
+    staging = StandbyStore(opened.append)
+    staged = staging.open_stream(
+        "demo", segment_s=SEG, part_s=PART, window_s=Fraction(10), target_duration=1, clock=MediaClock(Fraction(0))
+    )
+    assert opened == [staged]
+    staged.expect_tracks(frozenset(t.name for t in TRACKS))
+    for info in TRACKS:
+        staged.on_init(info, b"ftyp+moov " + info.name.encode())
+    return staged, Driver(staged, TRACKS, SEG, PART)  # type: ignore[arg-type]
+
+
+def test_a_standby_stream_publishes_nothing_and_keeps_only_its_newest_segments() -> None:
+    staged, driver = staged_stream()
+    assert not staged.ready()  # no part yet
+    driver.publish(2)  # 1000.0, 1000.1
+    assert staged.ready() and staged.first_whole_msn() == 1000
+    driver.publish_segments(KEEP_SEGMENTS + 2)
+    assert staged.first_whole_msn() == driver.msn - KEEP_SEGMENTS + 1
+    assert staged.target is None
+
+
+def test_a_stream_joined_mid_segment_is_ready_from_the_next_segment_on() -> None:
+    staged, driver = staged_stream()
+    driver.index = 2  # the pipeline started in the middle of segment 1000
+    driver.publish(2)
+    assert not staged.ready()
+    driver.publish(1)
+    assert staged.first_whole_msn() == 1001
+
+
+def test_activation_continues_the_old_owners_stream_from_the_resume_segment_only() -> None:
+    heard = Heard()
+    store, old = make_live(segment_s=SEG, part_s=PART, tracks=TRACKS, listeners=(heard,))
+    staged, new = staged_stream()
+    old.publish(6)  # the old owner: all of 1000, half of 1001, then it died
+    new.publish(6)  # the standby encoded the same positions
+    stream = store.get("demo")
+    assert stream is not None
+    heard.events.clear()
+    stream.hand_over(OwnerChanged("demo", "a", "b", 2, "lease expired", 1002, 0.5, 0.0))
+    staged.activate(stream, 1002)
+    assert heard.parts() == []  # nothing staged is at or after 1002 yet
+    cut = stream.segment(VIDEO.name, 1001)
+    assert cut is not None and cut.cut and len(cut.parts) == 2
+    new.publish(2)  # 1001.2, 1001.3: the rest of a segment begun before the switch is not published
+    assert heard.parts() == []
+    new.publish(1)  # 1002.0
+    assert heard.parts() == [(VIDEO.name, 1002, 0), (AUDIO.name, 1002, 0)]
+    assert not any(isinstance(e, PartPublished) and e.discontinuity for e in heard.events)
+
+
+def test_activation_replays_what_was_staged_from_the_resume_segment() -> None:
+    heard = Heard()
+    store = Store()
+    store.subscribe(heard)
+    staged, driver = staged_stream()
+    driver.publish(6)  # 1000.0-3, 1001.0-1
+    stream = store.open_stream(
+        "demo", segment_s=SEG, part_s=PART, window_s=Fraction(10), target_duration=1, clock=staged.clock
+    )
+    staged.activate(stream, 1001)
+    assert heard.parts() == [(t, 1001, i) for t in (VIDEO.name, AUDIO.name) for i in (0, 1)]
+    assert stream.init(VIDEO.name) == b"ftyp+moov " + VIDEO.name.encode()
+    driver.publish(1)
+    assert heard.parts()[-2:] == [(VIDEO.name, 1001, 2), (AUDIO.name, 1001, 2)]
+
+
+def test_a_different_init_on_the_new_owner_starts_a_discontinuity() -> None:
+    heard = Heard()
+    store, old = make_live(segment_s=SEG, part_s=PART, tracks=TRACKS, listeners=(heard,))
+    old.publish(4)
+    staged, new = staged_stream()
+    staged.on_init(VIDEO, b"ftyp+moov other encoder settings")
+    new.publish(8)
+    stream = store.get("demo")
+    assert stream is not None
+    stream.hand_over(OwnerChanged("demo", "a", "b", 2, "lease expired", 1001, 0.0, 0.0))
+    staged.activate(stream, 1001)
+    flagged = {e.part.track for e in heard.events if isinstance(e, PartPublished) and e.discontinuity}
+    assert flagged == {VIDEO.name}
+    assert stream.init(VIDEO.name) == b"ftyp+moov other encoder settings"
+
+
+def test_a_hand_off_finishes_the_segment_on_every_track_then_stops_once() -> None:
+    heard = Heard()
+    store = Store()
+    store.subscribe(heard)
+    staged, driver = staged_stream()
+    stream = store.open_stream(
+        "demo", segment_s=SEG, part_s=PART, window_s=Fraction(10), target_duration=1, clock=staged.clock
+    )
+    staged.activate(stream, 1000)
+    driver.publish(2)
+    stopped: list[int] = []
+    staged.stop_after(1000, lambda: stopped.append(1))
+    driver.publish(2)  # 1000.2, 1000.3: still ours
+    assert stopped == []
+    driver.publish(3)  # 1001.x: staged, not published
+    assert stopped == [1] and staged.target is None
+    assert {(m, i) for _, m, i in heard.parts()} == {(1000, i) for i in range(4)}
+    assert staged.first_whole_msn() == 1001  # ready to take over again
