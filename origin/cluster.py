@@ -3,7 +3,8 @@
 :func:`replica_app` builds the usual application (every route ``packager
 run`` serves) over a :class:`~packager.redisstore.RedisReplica`, wires the
 replica's publish-to-servable figures into ``origin_publish_to_servable_seconds``,
-and starts/stops the replica with the app. :func:`serve_replica` runs one such
+starts/stops the replica with the app, and polls every stream's node health
+(:class:`~packager.redisstore.health.NodeWatch`) for ``/api/streams``. :func:`serve_replica` runs one such
 origin on a listening socket until SIGTERM/SIGINT. :func:`publisher_gauges` puts
 an encoder's Redis publisher counters on its own ``/metrics``.
 """
@@ -11,6 +12,7 @@ an encoder's Redis publisher counters on its own ``/metrics``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -23,6 +25,8 @@ from origin.handlers import STATE
 from origin.metrics import OriginMetrics
 from packager.events import EventBus
 from packager.redisstore import RedisPublisher, RedisReplica, RedisTarget
+from packager.redisstore.health import NodeWatch
+from packager.redisstore.keys import Keys
 
 
 def _counters(source: dict[str, int], **labels: str) -> Iterable[tuple[dict[str, str], float]]:
@@ -52,12 +56,19 @@ def publisher_gauges(metrics: OriginMetrics, publisher: RedisPublisher) -> None:
     )
 
 
-def replica_app(target: RedisTarget, *, cors_origin: str = "*") -> web.Application:
-    """The origin application over a replica of ``target`` (started and closed with the app)."""
+def replica_app(target: RedisTarget, *, cors_origin: str = "*", health_interval_s: float = 1.0) -> web.Application:
+    """The origin application over a replica of ``target`` (started and closed with the app).
+
+    Every ``health_interval_s`` it reads each stream's node health for ``/api/streams``."""
     replica = RedisReplica(target)
     # /events from the replayed publications: every node's streams (webhooks stay with the publishing node)
     app = create_app(replica, cors_origin=cors_origin, events=EventBus())
     metrics = app[STATE].metrics
+    health_client = target.client()
+    watch = NodeWatch(
+        health_client, Keys(target.prefix), lambda: [s.name for s in replica], interval_s=health_interval_s
+    )
+    app[STATE].nodes = watch
 
     def servable(stream: str, track: str, seconds: float) -> None:
         metrics.servable.observe(max(0.0, seconds), stream=stream, rendition=track)
@@ -67,8 +78,15 @@ def replica_app(target: RedisTarget, *, cors_origin: str = "*") -> web.Applicati
 
     async def lifetime(_app: web.Application) -> AsyncIterator[None]:
         await replica.start()
-        yield
-        await replica.close()
+        poller = asyncio.create_task(watch.run(), name="node health")
+        try:
+            yield
+        finally:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+            await health_client.aclose()
+            await replica.close()
 
     app.cleanup_ctx.insert(0, lifetime)
     return app

@@ -26,9 +26,10 @@ from origin.policy import Kind
 from origin.render import RenderCache
 from origin.responses import Body, error, send
 from packager.events import EventBus
-from packager.lifecycle import StreamEvents
+from packager.lifecycle import NO_FAILOVERS, StreamEvents
 from packager.model import INIT_NAME, MEDIA_PLAYLIST_NAME, StreamView, TrackView, part_name, segment_name
 from packager.reader import Position, StoreReader, StreamReader
+from packager.redisstore.health import NodeWatch, status_json
 from packager.timebase import iso_from_epoch_s
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class OriginState:
     rates: RequestRates = field(default_factory=RequestRates)  # requests per stream, for the dashboard
     sse_keepalive_s: float = 15.0
     ingest: tuple[Any, Any] | None = None  # (IngestGate, IngestManager) when HTTP push is on
+    nodes: NodeWatch | None = None  # every stream's encoder nodes, over a shared store
 
 
 STATE = web.AppKey("origin_state", OriginState)
@@ -399,7 +401,9 @@ def _measured_bps(track: TrackView, segments: int = 3) -> int | None:
     return round(sum(seg.size for seg in recent) * 8 / seconds) if seconds > 0 else None
 
 
-def _stream_json(s: StreamReader, stalled: list[str], rate: float | None) -> dict[str, Any]:
+def _stream_json(
+    s: StreamReader, stalled: list[str], rate: float | None, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     view = s.view()
     renditions = [
         {
@@ -429,17 +433,32 @@ def _stream_json(s: StreamReader, stalled: list[str], rate: float | None) -> dic
         "hls": f"/live/{s.name}/master.m3u8",
         "dash": f"/live/{s.name}/manifest.mpd",
         "renditions": renditions,
+        **(extra or {}),
+    }
+
+
+def _failover_json(name: str, lifecycle: StreamEvents | None, nodes: NodeWatch | None) -> dict[str, Any]:
+    """The stream's encoder nodes (over a shared store) and its owner changes, for the dashboard."""
+    now = nodes.clock.utc_s() if nodes is not None else 0.0
+    return {
+        "nodes": [status_json(n, now) for n in nodes.nodes(name)] if nodes is not None else [],
+        "failovers": (lifecycle.failovers(name) if lifecycle is not None else NO_FAILOVERS).as_json(),
     }
 
 
 def streams_json(
-    store: StoreReader, *, lifecycle: StreamEvents | None = None, rates: RequestRates | None = None
+    store: StoreReader,
+    *,
+    lifecycle: StreamEvents | None = None,
+    rates: RequestRates | None = None,
+    nodes: NodeWatch | None = None,
 ) -> dict[str, Any]:
     out = [
         _stream_json(
             s,
             lifecycle.stalled(s.name) if lifecycle is not None else [],
             rates.rate(s.name) if rates is not None else None,
+            _failover_json(s.name, lifecycle, nodes),
         )
         for s in store
     ]
@@ -450,7 +469,7 @@ def streams_json(
 
 async def api_streams(request: web.Request) -> web.StreamResponse:
     st = _state(request)
-    data = streams_json(st.store, lifecycle=st.lifecycle, rates=st.rates)
+    data = streams_json(st.store, lifecycle=st.lifecycle, rates=st.rates, nodes=st.nodes)
     return web.Response(text=json.dumps(data), headers=_headers(request, Kind.API))
 
 

@@ -1,4 +1,4 @@
-"""Stream events from the store's publications: started, stopped, discontinuity, segments, stalls, vod.ready.
+"""Stream events from the store's publications: started, stopped, discontinuity, failover, segments, stalls, vod.ready.
 
 :class:`StreamEvents` is one listener of the store (:mod:`packager.publication`).
 It announces a stream once every rendition it expects has published, each
@@ -7,13 +7,16 @@ input switch; one event per segment duration at most), the end, and, with a
 disk mirror, ``vod.ready`` once the final manifests are on disk. It watches
 each rendition: one timer per rendition, re-armed when it fires, declares it
 stalled when no part arrived for ``stall_parts`` part targets, and recovered
-at its next part. Durations and the watchdog run on a
+at its next part. Each change of the node publishing a stream (an
+:class:`~packager.publication.OwnerChanged`) is a ``stream.failover`` event and
+is kept, the last ``FAILOVER_HISTORY`` per stream, for ``/api/streams``. Durations and the watchdog run on a
 :class:`~packager.timebase.Clock`, so tests drive them by hand. Event-loop only.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,6 +26,7 @@ from packager.events import (
     RENDITION_STALLED,
     SEGMENT_PUBLISHED,
     STREAM_DISCONTINUITY,
+    STREAM_FAILOVER,
     STREAM_STARTED,
     STREAM_STOPPED,
     VOD_READY,
@@ -32,6 +36,7 @@ from packager.model import MASTER_NAME, MPD_NAME, Part, Segment, segment_name
 from packager.publication import (
     InitPublished,
     InputSwitched,
+    OwnerChanged,
     PartPublished,
     Publication,
     SegmentClosed,
@@ -41,7 +46,9 @@ from packager.publication import (
     TracksExpected,
 )
 from packager.store import Store, StreamStore
-from packager.timebase import Clock
+from packager.timebase import Clock, iso_from_epoch_s
+
+FAILOVER_HISTORY = 10  # owner changes kept per stream
 
 
 class FinalNotices(Protocol):
@@ -60,6 +67,20 @@ class _Watch:
     stalled: bool = False
 
 
+@dataclass(frozen=True)
+class Failovers:
+    """How many times a stream changed hands since this process saw it open, and the last few changes."""
+
+    count: int
+    last: tuple[OwnerChanged, ...]  # oldest first
+
+    def as_json(self) -> dict[str, Any]:
+        return {"count": self.count, "last": [_failover_entry(e) for e in self.last]}
+
+
+NO_FAILOVERS = Failovers(0, ())
+
+
 @dataclass
 class _StreamState:
     started: bool = False
@@ -68,6 +89,8 @@ class _StreamState:
     last_discontinuity: float = float("-inf")
     early_segments: list[Segment] = field(default_factory=list)  # closed before the stream was announced
     watches: dict[str, _Watch] = field(default_factory=dict)
+    failovers: int = 0
+    owner_changes: deque[OwnerChanged] = field(default_factory=lambda: deque(maxlen=FAILOVER_HISTORY))
 
 
 class StreamEvents:
@@ -121,6 +144,11 @@ class StreamEvents:
         state = self._states.get(stream)
         return sorted(name for name, w in state.watches.items() if w.stalled) if state else []
 
+    def failovers(self, stream: str) -> Failovers:
+        """The owner changes of ``stream`` seen since it opened (the last ``FAILOVER_HISTORY`` of them)."""
+        state = self._states.get(stream)
+        return Failovers(state.failovers, tuple(state.owner_changes)) if state else NO_FAILOVERS
+
     def threshold_s(self, stream: StreamStore) -> float:
         return float(stream.part_s) * self.stall_parts
 
@@ -153,6 +181,8 @@ class StreamEvents:
                 self._maybe_start(stream, state)
             case StreamEnded():
                 self._ended(stream, state)
+            case OwnerChanged():
+                self._failover(stream, state, event)
 
     def _forget(self, name: str) -> None:
         state = self._states.pop(name, None)
@@ -200,6 +230,11 @@ class StreamEvents:
             return
         state.last_discontinuity = now
         self.bus.publish(STREAM_DISCONTINUITY, stream.name, {"renditions": sorted(stream.tracks)})
+
+    def _failover(self, stream: StreamStore, state: _StreamState, event: OwnerChanged) -> None:
+        state.failovers += 1
+        state.owner_changes.append(event)
+        self.bus.publish(STREAM_FAILOVER, stream.name, {"stream": stream.name, **_failover_data(event)})
 
     def _ended(self, stream: StreamStore, state: _StreamState) -> None:
         self._maybe_start(stream, state)
@@ -316,4 +351,25 @@ def _started_data(stream: StreamStore) -> dict[str, Any]:
         "part_s": float(stream.part_s),
         "hls": f"/live/{stream.name}/{MASTER_NAME}",
         "dash": f"/live/{stream.name}/{MPD_NAME}",
+    }
+
+
+def _failover_data(event: OwnerChanged) -> dict[str, Any]:
+    return {
+        "from": event.from_node,
+        "to": event.to_node,
+        "reason": event.reason,
+        "gap_s": round(event.gap_s, 6),
+        "epoch": event.epoch,
+        "resume_msn": event.resume_msn,
+    }
+
+
+def _failover_entry(event: OwnerChanged) -> dict[str, Any]:
+    return {
+        "from": event.from_node,
+        "to": event.to_node,
+        "reason": event.reason,
+        "gap_s": round(event.gap_s, 6),
+        "at": iso_from_epoch_s(event.changed_utc_s),
     }

@@ -3,17 +3,22 @@
 ``lp:nodes:{stream}`` is a hash: field = node id, value = a JSON :class:`NodeStatus`. Every node of a stream
 :func:`report` s its status each part; the hash expires ``ttl_s`` after the last report, and :func:`read`
 keeps only entries updated within ``stale_s``, so a dead node drops out on its own. A malformed value is
-skipped (logged once per node and value), never raised.
+skipped (logged once per node and value), never raised. :class:`NodeWatch` is an origin's view: it reads
+every stream's entries about once a second for ``/api/streams``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
+from redis.exceptions import RedisError
+
 from packager.redisstore.keys import Keys
+from packager.timebase import SYSTEM_CLOCK, Clock, iso_from_epoch_s
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +109,69 @@ def _parse(stream: str, field: Any, value: Any) -> NodeStatus | None:
     except ValueError as exc:
         name = field.decode(errors="replace") if isinstance(field, bytes) else str(field)
         if (stream + "/" + name, data) not in _logged:
+            if len(_logged) > 1000:
+                _logged.clear()
             _logged.add((stream + "/" + name, data))
             log.warning("skipping malformed health entry %s of %s: %s", name, stream, exc)
         return None
+
+
+class NodeWatch:
+    """What every stream's nodes said lately, read from Redis every ``interval_s`` (an origin's view). Loop only.
+
+    ``streams`` names the streams to look at on each round; an unreachable Redis keeps the last answer."""
+
+    def __init__(
+        self,
+        client: HealthClient,
+        keys: Keys,
+        streams: Callable[[], Iterable[str]],
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        interval_s: float = 1.0,
+        stale_s: float = 3.0,
+    ) -> None:
+        if interval_s <= 0 or stale_s <= 0:
+            raise ValueError("interval_s and stale_s must be > 0")
+        self.client = client
+        self.keys = keys
+        self.streams = streams
+        self.clock = clock
+        self.interval_s = interval_s
+        self.stale_s = stale_s
+        self._nodes: dict[str, tuple[NodeStatus, ...]] = {}
+
+    def nodes(self, stream: str) -> tuple[NodeStatus, ...]:
+        """The fresh entries of ``stream`` as of the last round (active first)."""
+        return self._nodes.get(stream, ())
+
+    async def poll(self) -> None:
+        """One round: every stream's entries, streams no longer named dropped."""
+        names = sorted(set(self.streams()))
+        found: dict[str, tuple[NodeStatus, ...]] = {}
+        for name in names:
+            try:
+                found[name] = await read(
+                    self.client, self.keys, name, now_utc_s=self.clock.utc_s(), stale_s=self.stale_s
+                )
+            except (RedisError, OSError):
+                found[name] = self._nodes.get(name, ())
+        self._nodes = found
+
+    async def run(self) -> None:
+        """Poll until cancelled."""
+        while True:
+            await self.poll()
+            await self.clock.sleep(self.interval_s)
+
+
+def status_json(status: NodeStatus, now_utc_s: float) -> dict[str, Any]:
+    """One entry as ``/api/streams`` shows it."""
+    return {
+        "node": status.node,
+        "role": status.role,
+        "input": status.input,
+        "input_since": iso_from_epoch_s(status.input_since_utc_s),
+        "age_s": round(max(0.0, now_utc_s - status.updated_utc_s), 3),
+        "epoch": status.epoch,
+    }
