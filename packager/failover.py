@@ -256,11 +256,18 @@ class StreamFailover:
 
     def _handed_off(self) -> None:
         self.node.publisher.hand_off(self.name)
-        self.role = "standby"
         self._released.set()
         self._spawn(self._rejoin())
 
     async def _rejoin(self) -> None:
+        """Say "releasing" until another node holds the lease (its OwnerChanged tells why), then standby."""
+        deadline = self.clock.utc_s() + 4 * self.settings.lease_s
+        while self.clock.utc_s() < deadline:
+            holder = await self.node.registry.holder(self.name)
+            if holder is not None and holder != self.node.node_id:
+                break
+            await self.clock.sleep(self.settings.poll_s)
+        self.role = "standby"
         await self._report(self.clock.utc_s())
         await self.node.replica.follow(self.name)
 
@@ -298,8 +305,9 @@ class StreamFailover:
             task.cancel()
         if self._lost in self.node.registry.lost_listeners:
             self.node.registry.lost_listeners.remove(self._lost)
-        with contextlib.suppress(RedisError, OSError):
-            await health.forget(self.client, self.keys, self.name, self.node.node_id)
+        if self.role == "standby":  # a releasing node's last word stays until it is stale: the new owner reads it
+            with contextlib.suppress(RedisError, OSError):
+                await health.forget(self.client, self.keys, self.name, self.node.node_id)
 
 
 def _reason(previous: str | None, node_id: str, peers: list[NodeStatus]) -> str:

@@ -91,6 +91,7 @@ class TrackStore:
         self.discontinuity_sequence = 0
         self.retired: deque[_Retired] = deque()
         self.last_completed_msn: int | None = None
+        self.switching = False  # the next part is a new owner's first (see _switch_overlap)
         self._waiters: dict[Position, asyncio.Future[None]] = {}
         self.held_count = 0  # calls waiting right now (several may share one future)
         ts = info.timescale
@@ -116,6 +117,8 @@ class TrackStore:
     def publish_part(self, part: Part, last_in_segment: bool, discontinuity: bool) -> bool:
         """Publish ``part`` and announce it; False (dropped) when it would overlap what players have."""
         end = self.end_ticks
+        if end is not None and self._switch_overlap(part, end):
+            end = part.start
         if end is not None and (part.start < end or (part.msn, part.index) <= (self.last_position() or (-1, -1))):
             # A returning feed may not overwrite or reorder what players already have.
             log.warning(
@@ -141,6 +144,15 @@ class TrackStore:
         self._trim()
         self._wake()
         return True
+
+    def _switch_overlap(self, part: Part, end: int) -> bool:
+        """The new owner's first part may begin up to one part before the old owner's media ended: two
+        encoders' audio frames fall on different grids, and a segment's last frame runs past its boundary."""
+        if not self.switching:
+            return False
+        self.switching = False
+        last = self.last_position()
+        return part.index == 0 and last is not None and part.msn > last[0] and end - part.start < self.part_ticks
 
     def close_segment(self, published_utc_s: float, *, cut: bool = False) -> None:
         """Complete the segment in production (no-op without one) and announce it.
@@ -392,6 +404,7 @@ class StreamStore:
             if track.pending_msn is not None and track.pending_msn < event.resume_msn:
                 track.close_segment(now, cut=True)
                 track.settle()
+            track.switching = True
         self.node = None
         self.announce(event)
 
@@ -433,6 +446,8 @@ class StreamStore:
                     track.settle()
             case OwnerChanged(to_node=node):
                 self.node = node
+                for track in self.tracks.values():
+                    track.switching = True
                 self.announce(event)
             case InputSwitched():
                 self.on_input_switch()

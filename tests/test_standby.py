@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+from packager.model import Part
 from packager.publication import OwnerChanged, PartPublished, Publication
 from packager.standby import KEEP_SEGMENTS, StandbyStore, StandbyStream
 from packager.store import Store
@@ -129,3 +130,18 @@ def test_a_hand_off_finishes_the_segment_on_every_track_then_stops_once() -> Non
     assert stopped == [1] and staged.target is None
     assert {(m, i) for _, m, i in heard.parts()} == {(1000, i) for i in range(4)}
     assert staged.first_whole_msn() == 1001  # ready to take over again
+
+
+def test_the_new_owners_first_audio_part_may_begin_a_frame_before_the_old_owners_media_ended() -> None:
+    store, old = make_live(segment_s=SEG, part_s=PART, tracks=(AUDIO,))
+    old.publish(4)  # segment 1000, ending on the boundary
+    stream = store.get("demo")
+    assert stream is not None
+    track = stream.tracks[AUDIO.name]
+    boundary = 1001 * AUDIO.timescale
+    early = Part(AUDIO.name, 1001, 0, boundary - 480, AUDIO.timescale // 4, True, b"another encoder's frames")
+    assert not track.publish_part(early, False, False)  # the same owner may never overlap
+    stream.hand_over(OwnerChanged("demo", "a", "b", 2, "input", 1001, 0.0, 0.0))
+    assert track.publish_part(early, False, False)
+    late = Part(AUDIO.name, 1001, 1, early.start + early.duration - 480, AUDIO.timescale // 4, True, b"x")
+    assert not track.publish_part(late, False, False)  # only the first part after the switch
