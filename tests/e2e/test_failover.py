@@ -1,0 +1,225 @@
+"""Redundant encoders with real parts: two ``run --standby`` nodes, one Redis, one origin, hls.js and dash.js.
+
+Both nodes encode ``testsrc`` (drawn from UTC: the same picture) with the same
+small ladder; one holds the lease and publishes. The tests kill the active
+node (-9) at a random point of a segment while both players play from the
+origin and a poller fetches everything the manifests name; pause the active
+node (SIGSTOP) past its lease and check it writes nothing after it lost it;
+restart a killed node and fail back to it.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import redis
+
+from packager.publication import OwnerChanged, PartPublished
+from packager.redisstore.codec import decode
+from tests.e2e.playback import open_player, wait_ready
+from tests.e2e.test_scaleout import Poller, _playing, _sample
+from tests.support import redis as redis_support
+from tests.support.procs import REPO, SMALL_LADDER, free_port, have_browser, interrupt, wait_http, wait_segments
+from tests.support.redis import RedisServer, redis_server
+
+pytestmark = [pytest.mark.browser, pytest.mark.media]
+__all__ = ["redis_server"]  # the fixture
+
+if not redis_support.available():
+    pytest.skip(f"{redis_support.REDIS_SERVER} is not installed", allow_module_level=True)
+if not have_browser():
+    pytest.skip("chromium is not installed", allow_module_level=True)
+
+STREAM = "/live/demo"
+SEGMENT_S = 2.0
+PART_S = 0.5
+
+
+@dataclass
+class Pair:
+    redis: RedisServer
+    workdir: Path
+    origin: str
+    nodes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, node: str) -> None:
+        args = ["testsrc:480x270@30", "--ladder", SMALL_LADDER, "--preset", "ultrafast", "--window", "30"]
+        cmd = [sys.executable, "-m", "packager", "run", *args, "--store", self.redis.url, "--standby"]
+        cmd += ["--node-id", node, "--no-serve", "--out", str(self.workdir / node)]
+        with open(self.workdir / f"{node}.log", "ab") as log:
+            self.nodes[node] = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.redis.url)
+
+    def active(self) -> str | None:
+        holder = self.client().get("lp:lease:demo")
+        return holder.decode() if holder else None
+
+    def roles(self) -> dict[str, str]:
+        import json
+
+        return {k.decode(): json.loads(v)["role"] for k, v in self.client().hgetall("lp:nodes:demo").items()}
+
+    def wait_roles(self, want: dict[str, str], timeout_s: float = 30) -> None:
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            if self.roles() == want:
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"roles {self.roles()} != {want}; " + self.tail())
+
+    def wait_active(self, not_node: str | None = None, timeout_s: float = 15) -> str:
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            node = self.active()
+            if node is not None and node != not_node:
+                return node
+            time.sleep(0.05)
+        raise AssertionError("no node took the stream over; " + self.tail())
+
+    def log(self) -> list[tuple[str, dict[bytes, bytes]]]:
+        return [(i.decode(), f) for i, f in self.client().xrange("lp:log:demo")]
+
+    def tail(self) -> str:
+        return " | ".join(f"{n}: " + (self.workdir / f"{n}.log").read_text(errors="replace")[-600:] for n in self.nodes)
+
+
+@pytest.fixture(scope="module")
+def pair(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+    workdir = tmp_path_factory.mktemp("failover")
+    port = free_port()
+    log = open(workdir / "origin.log", "ab")  # noqa: SIM115
+    cmd = [sys.executable, "-m", "packager", "origin", "--store", redis_server.url, "--port", str(port)]
+    origin = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    p = Pair(redis_server, workdir, f"http://127.0.0.1:{port}")
+    try:
+        wait_http(f"{p.origin}/healthz", 30, origin)
+        p.start("a")
+        p.wait_active()  # a claims the fresh stream first
+        p.start("b")
+        wait_segments(f"{p.origin}{STREAM}/270p/index.m3u8", 3, timeout_s=60)
+        p.wait_roles({"a": "active", "b": "standby"})
+        yield p
+    finally:
+        for proc in p.nodes.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+            interrupt(proc, 15)
+        interrupt(origin, 10)
+
+
+def _parts_by_node(entries: list[tuple[str, dict[bytes, bytes]]]) -> dict[tuple[str, int, int], set[str]]:
+    seen: dict[tuple[str, int, int], set[str]] = {}
+    for _, fields in entries:
+        if fields.get(b"t") == b"p":
+            event = decode(fields)
+            assert isinstance(event, PartPublished)
+            key = (event.part.track, event.part.msn, event.part.index)
+            seen.setdefault(key, set()).add(fields[b"nd"].decode())
+    return seen
+
+
+def _owner_changes(entries: list[tuple[str, dict[bytes, bytes]]]) -> list[tuple[str, OwnerChanged]]:
+    return [(i, e) for i, f in entries if f.get(b"t") == b"f" and isinstance(e := decode(f), OwnerChanged)]
+
+
+def _check_log(entries: list[tuple[str, dict[bytes, bytes]]]) -> None:
+    """At most one node per part position; epochs never go back along the log."""
+    doubles = {k: v for k, v in _parts_by_node(entries).items() if len(v) > 1}
+    assert not doubles, list(doubles.items())[:5]
+    epochs = [int(f.get(b"ep", b"0")) for _, f in entries if b"ep" in f]
+    assert epochs == sorted(epochs)
+
+
+def _gap(entries: list[tuple[str, dict[bytes, bytes]]], change_id: str) -> float:
+    """Media seconds between the end of the old node's last video part and the start of the new node's first."""
+    at = [i for i, _ in entries].index(change_id)
+    parts = [(n, decode(f)) for n, (_, f) in enumerate(entries) if f.get(b"t") == b"p" and f.get(b"tr") == b"270p"]
+    before = [e.part for n, e in parts if n < at]
+    after = [e.part for n, e in parts if n > at]
+    assert before and after
+    return (after[0].start - before[-1].end) / 90_000
+
+
+def test_a_killed_active_node_is_replaced_within_a_segment_and_players_keep_playing(pair: Pair, browser) -> None:  # type: ignore[no-untyped-def]
+    poller = Poller(pair.origin)
+    poller.start()
+    contexts = []
+    try:
+        players = []
+        for name, src in (("hls", "master.m3u8"), ("dash", "manifest.mpd")):
+            context, page, pb = open_player(browser, f"{pair.origin}/players/{name}.html?src={STREAM}/{src}")
+            contexts.append(context)
+            wait_ready(page, pb, timeout_s=30)
+            players.append((page, pb))
+        _sample(players, 6)
+        old = pair.active()
+        assert old == "a"
+        time.sleep(random.uniform(0, SEGMENT_S))  # a random point of a segment
+        poller.phase = "active killed"
+        pair.nodes[old].kill()
+        pair.nodes[old].wait()
+        killed = time.monotonic()
+        new = pair.wait_active(not_node=old)
+        print(f"failover: lease taken by {new} {time.monotonic() - killed:.2f} s after the kill")
+        since = time.monotonic()
+        _sample(players, 14)
+        _playing(players, since, "after the active node was killed", 0.7)
+        for _, pb in players:
+            stats = pb.last
+            print(f"{stats.get('player')}: stalls {stats.get('stalls')} ({stats.get('stallTime', 0):.2f} s)")
+            assert stats.get("stalls", 0) <= 1 and stats.get("stallTime", 0) < 1.0, stats
+            assert not [e for e in pb.media_errors if not e.startswith("503 ")], pb.media_errors
+    finally:
+        poller.stopped.set()
+        poller.join(15)
+        for context in contexts:
+            context.close()
+    entries = pair.log()
+    changes = _owner_changes(entries)
+    assert changes, "no OwnerChanged in the log"
+    change_id, change = changes[-1]
+    assert (change.from_node, change.to_node, change.reason) == ("a", "b", "lease expired")
+    gap = _gap(entries, change_id)
+    print(f"failover: media gap {gap:.3f} s (OwnerChanged gap_s {change.gap_s})")
+    assert 0 <= gap <= SEGMENT_S + PART_S
+    _check_log(entries)
+    assert poller.checked > 50 and poller.failures == [], poller.failures[:20]
+
+
+def test_a_paused_active_node_writes_nothing_after_it_lost_its_lease(pair: Pair) -> None:
+    pair.start("a")  # the killed node comes back as standby
+    pair.wait_roles({"a": "standby", "b": "active"})
+    time.sleep(random.uniform(0, SEGMENT_S))
+    pair.nodes["b"].send_signal(signal.SIGSTOP)
+    try:
+        assert pair.wait_active(not_node="b") == "a"  # fail back
+        time.sleep(3 * 2 * PART_S)  # three lease periods
+    finally:
+        pair.nodes["b"].send_signal(signal.SIGCONT)
+    pair.wait_roles({"a": "active", "b": "standby"})
+    time.sleep(2)
+    entries = pair.log()
+    change_id, change = _owner_changes(entries)[-1]
+    assert (change.from_node, change.to_node) == ("b", "a")
+    late = [i for i, f in entries if i > change_id and f.get(b"nd") == b"b"]
+    assert late == [], f"the paused node wrote {len(late)} entries after it lost the lease"
+    _check_log(entries)
+    _, _, playlist = _get(f"{pair.origin}{STREAM}/270p/index.m3u8")
+    assert f"{change.resume_msn}.m4s".encode() in playlist  # numbering continued
+
+
+def _get(url: str) -> tuple[int, dict[str, str], bytes]:
+    from tests.support.procs import get
+
+    return get(url, timeout=10)
