@@ -145,6 +145,12 @@ class TrackStore:
         self._wake()
         return True
 
+    def switch_owner(self, resume_msn: int) -> None:
+        """Another encoder publishes from segment ``resume_msn`` on: the next part is its first."""
+        self.switching = True
+        if self.next_part is None or self.next_part < (resume_msn, 0):
+            self.next_part = (resume_msn, 0)
+
     def _switch_overlap(self, part: Part, end: int) -> bool:
         """The new owner's first part may begin up to one part before the old owner's media ended: two
         encoders' audio frames fall on different grids, and a segment's last frame runs past its boundary."""
@@ -404,7 +410,7 @@ class StreamStore:
             if track.pending_msn is not None and track.pending_msn < event.resume_msn:
                 track.close_segment(now, cut=True)
                 track.settle()
-            track.switching = True
+            track.switch_owner(event.resume_msn)
         self.node = None
         self.announce(event)
 
@@ -447,7 +453,7 @@ class StreamStore:
             case OwnerChanged(to_node=node):
                 self.node = node
                 for track in self.tracks.values():
-                    track.switching = True
+                    track.switch_owner(event.resume_msn)
                 self.announce(event)
             case InputSwitched():
                 self.on_input_switch()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from fractions import Fraction
 
 from packager.model import Part
@@ -145,3 +146,23 @@ def test_the_new_owners_first_audio_part_may_begin_a_frame_before_the_old_owners
     assert track.publish_part(early, False, False)
     late = Part(AUDIO.name, 1001, 1, early.start + early.duration - 480, AUDIO.timescale // 4, True, b"x")
     assert not track.publish_part(late, False, False)  # only the first part after the switch
+
+
+def test_hls_lists_a_cut_segment_at_its_nominal_duration_with_gap_parts_for_what_never_existed() -> None:
+    from packager.manifest.hls import render_media
+
+    store, old = make_live(segment_s=SEG, part_s=PART, tracks=TRACKS)
+    old.publish(6)  # 1000 whole, 1001.0-1, then the owner died
+    stream = store.get("demo")
+    assert stream is not None
+    stream.hand_over(OwnerChanged("demo", "a", "b", 2, "lease expired", 1002, 0.5, 0.0))
+    text = render_media(stream.view(), VIDEO.name)
+    block = text[text.index('URI="1001.0.m4s"') : text.index("1001.m4s")]
+    assert 'URI="1001.1.m4s"' in block and "GAP" not in block.split("\n")[1]
+    gaps = [line for line in block.split("\n") if "GAP=YES" in line]
+    assert [re.search(r'URI="([^"]+)"', g).group(1) for g in gaps] == ["1001.2.m4s", "1001.3.m4s"]  # type: ignore[union-attr]
+    assert all("DURATION=0.25," in g for g in gaps)
+    assert "#EXTINF:1.0,\n#EXT-X-GAP\n1001.m4s\n" in text  # nominal duration: PDT and EXTINF agree
+    assert '#EXT-X-PRELOAD-HINT:TYPE=PART,URI="1002.0.m4s"' in text  # the new owner's first part
+    for uri in re.findall(r'#EXT-X-PART:(?![^\n]*GAP=YES)[^\n]*URI="(\d+)\.(\d+)\.m4s"', text):
+        assert stream.part(VIDEO.name, int(uri[0]), int(uri[1])) is not None  # every part it names exists

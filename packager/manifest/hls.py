@@ -295,8 +295,11 @@ def render_media(view: StreamView, track: str, *, skip: bool = False) -> str:
         lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_pdt(view, seg.start, timescale)}")
         if parts_from is not None and seg.start >= parts_from:
             lines.extend(_part_line(p, timescale) for p in seg.parts)
-        lines.append(f"#EXTINF:{fmt_seconds(Fraction(seg.duration, timescale))},")
-        if seg.gap:
+            if seg.cut:
+                lines.extend(_gap_parts(view, seg, timescale))
+        duration = _nominal_end(view, seg, timescale) - seg.start if seg.cut else seg.duration
+        lines.append(f"#EXTINF:{fmt_seconds(Fraction(duration, timescale))},")
+        if seg.gap or seg.cut:
             lines.append("#EXT-X-GAP")
         lines.append(segment_name(seg.msn))
 
@@ -323,6 +326,29 @@ def render_media(view: StreamView, track: str, *, skip: bool = False) -> str:
             f"LAST-MSN={last[0]},LAST-PART={last[1]}"
         )
     return "\n".join(lines) + "\n"
+
+
+def _nominal_end(view: StreamView, seg: Segment, timescale: int) -> int:
+    """Where a segment ends on the grid (a cut segment's real media stops before)."""
+    return (seg.msn + 1) * int(view.segment_s * timescale)
+
+
+def _gap_parts(view: StreamView, seg: Segment, timescale: int) -> list[str]:
+    """A cut segment's missing parts, up to its nominal end: listed ``GAP=YES`` (RFC 8216bis 4.4.4.9), so
+    players step over them; their URIs are never requested and never exist."""
+    part_ticks = int(view.part_s * timescale)
+    end = _nominal_end(view, seg, timescale)
+    t = seg.start + seg.duration
+    index = seg.parts[-1].index + 1 if seg.parts else 0
+    lines = []
+    while t < end:
+        d = min(part_ticks, end - t)
+        lines.append(
+            f"#EXT-X-PART:DURATION={fmt_seconds(Fraction(d, timescale))},"
+            f"URI={_quoted(part_name(seg.msn, index))},GAP=YES"
+        )
+        t, index = t + d, index + 1
+    return lines
 
 
 def _pdt(view: StreamView, ticks: int, timescale: int) -> str:

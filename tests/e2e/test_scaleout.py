@@ -105,7 +105,7 @@ def cluster(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory)
 def hls_named(playlist: str) -> list[str]:
     """Every URI a media playlist names as published: the init, segments and parts (not the preload hint)."""
     uris = re.findall(r'#EXT-X-MAP:URI="([^"]+)"', playlist)
-    uris += re.findall(r'#EXT-X-PART:[^\n]*URI="([^"]+)"', playlist)
+    uris += re.findall(r'#EXT-X-PART:(?![^\n]*GAP=YES)[^\n]*URI="([^"]+)"', playlist)  # GAP parts do not exist
     return uris + [line for line in playlist.splitlines() if line and not line.startswith("#")]
 
 
