@@ -31,9 +31,10 @@ from typing import Protocol
 
 from redis.exceptions import RedisError
 
-from packager.publication import OwnerChanged
+from packager.publication import OwnerChanged, PartPublished
 from packager.ratelog import RateLimitedLog
 from packager.redisstore import health
+from packager.redisstore.codec import CodecError, decode
 from packager.redisstore.health import NodeStatus
 from packager.standby import StandbyStream
 from packager.store import Store, StreamStore
@@ -41,6 +42,7 @@ from packager.timebase import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger(__name__)
 
+TAIL_ENTRIES = 200  # log entries read back for the newest published part when a log cannot be continued
 InputState = Callable[[], tuple[str, float]]  # ("live" | "slate" | "none", since UTC seconds)
 
 
@@ -178,8 +180,9 @@ class StreamFailover:
 
     async def _open_fresh(self) -> None:
         """Nothing to continue (the first owner, or the last one ended the stream): a new stream."""
-        top = await self.client.xrevrange(self.keys.log(self.name), count=1)
+        top = await self.client.xrevrange(self.keys.log(self.name), count=TAIL_ENTRIES)
         self.node.publisher.promote(self.name, top[0][0].decode() if top else "0-0")
+        published = [msn for _, fields in top if (msn := _part_msn(fields)) is not None]
         t = self.staged.timing
         stream = self.store.open_stream(
             self.name,
@@ -189,8 +192,9 @@ class StreamFailover:
             target_duration=t.target_duration,
             clock=self.staged.clock,
         )
-        first = self.staged.first_whole_msn()
-        self.staged.activate(stream, first if first is not None else 0)
+        first = self.staged.first_whole_msn() or 0
+        # a log this node could not continue (its snapshot not servable yet) still owns its positions
+        self.staged.activate(stream, max(first, max(published) + 1) if published else first)
         log.info("%s: publishing from node %s", self.name, self.node.node_id)
 
     def _continue(self, stream: StreamStore, last_id: str, epoch: int, peers: list[NodeStatus]) -> None:
@@ -308,6 +312,17 @@ class StreamFailover:
         if self.role == "standby":  # a releasing node's last word stays until it is stale: the new owner reads it
             with contextlib.suppress(RedisError, OSError):
                 await health.forget(self.client, self.keys, self.name, self.node.node_id)
+
+
+def _part_msn(fields: dict[bytes, bytes]) -> int | None:
+    """The segment number of a log entry that publishes a part (None for any other entry)."""
+    if fields.get(b"t") != b"p":
+        return None
+    try:
+        event = decode(fields)
+    except CodecError:
+        return None
+    return event.part.msn if isinstance(event, PartPublished) else None
 
 
 def _reason(previous: str | None, node_id: str, peers: list[NodeStatus]) -> str:
