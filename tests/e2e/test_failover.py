@@ -16,17 +16,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import redis
 
-from packager.publication import OwnerChanged, PartPublished
+from packager.publication import PartPublished
 from packager.redisstore.codec import decode
 from tests.e2e.playback import open_player, wait_ready
 from tests.e2e.test_scaleout import Poller, _playing, _sample
 from tests.support import redis as redis_support
+from tests.support.failover import Pair, media_gap_s, owner_changes
 from tests.support.procs import REPO, SMALL_LADDER, free_port, have_browser, interrupt, wait_http, wait_segments
 from tests.support.redis import RedisServer, redis_server
 
@@ -41,56 +40,6 @@ if not have_browser():
 STREAM = "/live/demo"
 SEGMENT_S = 2.0
 PART_S = 0.5
-
-
-@dataclass
-class Pair:
-    redis: RedisServer
-    workdir: Path
-    origin: str
-    nodes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-
-    def start(self, node: str) -> None:
-        args = ["testsrc:480x270@30", "--ladder", SMALL_LADDER, "--preset", "ultrafast", "--window", "30"]
-        cmd = [sys.executable, "-m", "packager", "run", *args, "--store", self.redis.url, "--standby"]
-        cmd += ["--node-id", node, "--no-serve", "--out", str(self.workdir / node)]
-        with open(self.workdir / f"{node}.log", "ab") as log:
-            self.nodes[node] = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-
-    def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.redis.url)
-
-    def active(self) -> str | None:
-        holder = self.client().get("lp:lease:demo")
-        return holder.decode() if holder else None
-
-    def roles(self) -> dict[str, str]:
-        import json
-
-        return {k.decode(): json.loads(v)["role"] for k, v in self.client().hgetall("lp:nodes:demo").items()}
-
-    def wait_roles(self, want: dict[str, str], timeout_s: float = 30) -> None:
-        end = time.monotonic() + timeout_s
-        while time.monotonic() < end:
-            if self.roles() == want:
-                return
-            time.sleep(0.2)
-        raise AssertionError(f"roles {self.roles()} != {want}; " + self.tail())
-
-    def wait_active(self, not_node: str | None = None, timeout_s: float = 15) -> str:
-        end = time.monotonic() + timeout_s
-        while time.monotonic() < end:
-            node = self.active()
-            if node is not None and node != not_node:
-                return node
-            time.sleep(0.05)
-        raise AssertionError("no node took the stream over; " + self.tail())
-
-    def log(self) -> list[tuple[str, dict[bytes, bytes]]]:
-        return [(i.decode(), f) for i, f in self.client().xrange("lp:log:demo")]
-
-    def tail(self) -> str:
-        return " | ".join(f"{n}: " + (self.workdir / f"{n}.log").read_text(errors="replace")[-600:] for n in self.nodes)
 
 
 @pytest.fixture(scope="module")
@@ -129,26 +78,12 @@ def _parts_by_node(entries: list[tuple[str, dict[bytes, bytes]]]) -> dict[tuple[
     return seen
 
 
-def _owner_changes(entries: list[tuple[str, dict[bytes, bytes]]]) -> list[tuple[str, OwnerChanged]]:
-    return [(i, e) for i, f in entries if f.get(b"t") == b"f" and isinstance(e := decode(f), OwnerChanged)]
-
-
 def _check_log(entries: list[tuple[str, dict[bytes, bytes]]]) -> None:
     """At most one node per part position; epochs never go back along the log."""
     doubles = {k: v for k, v in _parts_by_node(entries).items() if len(v) > 1}
     assert not doubles, list(doubles.items())[:5]
     epochs = [int(f.get(b"ep", b"0")) for _, f in entries if b"ep" in f]
     assert epochs == sorted(epochs)
-
-
-def _gap(entries: list[tuple[str, dict[bytes, bytes]]], change_id: str) -> float:
-    """Media seconds between the end of the old node's last video part and the start of the new node's first."""
-    at = [i for i, _ in entries].index(change_id)
-    parts = [(n, decode(f)) for n, (_, f) in enumerate(entries) if f.get(b"t") == b"p" and f.get(b"tr") == b"270p"]
-    before = [e.part for n, e in parts if n < at]
-    after = [e.part for n, e in parts if n > at]
-    assert before and after
-    return (after[0].start - before[-1].end) / 90_000
 
 
 def test_a_killed_active_node_is_replaced_within_a_segment_and_players_keep_playing(pair: Pair, browser) -> None:  # type: ignore[no-untyped-def]
@@ -188,11 +123,11 @@ def test_a_killed_active_node_is_replaced_within_a_segment_and_players_keep_play
         for context in contexts:
             context.close()
     entries = pair.log()
-    changes = _owner_changes(entries)
+    changes = owner_changes(entries)
     assert changes, "no OwnerChanged in the log"
     change_id, change = changes[-1]
     assert (change.from_node, change.to_node, change.reason) == ("a", "b", "lease expired")
-    gap = _gap(entries, change_id)
+    gap = media_gap_s(entries, change_id)
     print(f"failover: media gap {gap:.3f} s (OwnerChanged gap_s {change.gap_s})")
     assert 0 <= gap <= SEGMENT_S + PART_S
     _check_log(entries)
@@ -212,7 +147,7 @@ def test_a_paused_active_node_writes_nothing_after_it_lost_its_lease(pair: Pair)
     pair.wait_roles({"a": "active", "b": "standby"})
     time.sleep(2)
     entries = pair.log()
-    change_id, change = _owner_changes(entries)[-1]
+    change_id, change = owner_changes(entries)[-1]
     assert (change.from_node, change.to_node) == ("b", "a")
     late = [i for i, f in entries if i > change_id and f.get(b"nd") == b"b"]
     assert late == [], f"the paused node wrote {len(late)} entries after it lost the lease"
@@ -271,7 +206,7 @@ def test_a_push_that_stops_on_the_active_node_fails_over_to_the_standby_with_liv
             _playing([(page, pb)], since, "after the push failover", 0.6)
         finally:
             context.close()
-        _, change = _owner_changes(pair.log())[-1]
+        _, change = owner_changes(pair.log())[-1]
         assert (change.from_node, change.to_node, change.reason) == ("push-a", "push-b", "input")
         assert change.gap_s == 0.0  # handed over on a segment boundary
     finally:
