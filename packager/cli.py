@@ -384,6 +384,8 @@ async def _run(args: argparse.Namespace, config: StreamConfig) -> int:
     store, mirror = _new_store(out)
     pipelines: dict[str, object] = {}
     shared = _shared_store(args, config, store, target, pipelines)
+    if shared is None:  # with a shared store the window lives in Redis
+        await _recover(mirror, [config, *(s.config for s in ingest.streams.values())])
     bus = EventBus(
         backlog=ingest.event_backlog, rejection_interval_s=ingest.rejection_interval_s
     )  # stream events: /events, webhooks
@@ -408,6 +410,13 @@ async def _run(args: argparse.Namespace, config: StreamConfig) -> int:
         return 1
     control = (gate, manager, bus, ingest, pipelines)
     return await _serve_until_stopped(args, config, (source, store, mirror, out), ports, control, shared)
+
+
+async def _recover(mirror: object, configs: list[StreamConfig]) -> None:
+    """Let the streams about to open adopt the live window a killed run of this folder left on disk."""
+    segment_s = min(c.timing.segment_s for c in configs)
+    window_s = max(c.timing.window_s for c in configs)
+    await mirror.recover(segment_s=segment_s, window_s=window_s)  # type: ignore[attr-defined]
 
 
 async def _start_shared(

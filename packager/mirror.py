@@ -9,14 +9,22 @@ stream ends its final manifests are queued at once, and listeners of
 :meth:`DiskMirror.when_final` hear when they are on disk (``vod.ready``).
 Retired media is deleted (live streams only); a removed stream's folder goes
 after every write queued for it.
+
+A process restarted on the same folder first calls :meth:`DiskMirror.recover`:
+each live track whose new init matches the one on disk then adopts the window
+it had published (:mod:`packager.resume`) before its first new part.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 
+from packager import resume
 from packager.disk import DiskWriter
 from packager.manifest.dash import render_mpd
 from packager.manifest.hls import render_master, render_media
@@ -30,8 +38,11 @@ from packager.publication import (
     StreamEnded,
     StreamOpened,
     StreamRemoved,
+    StreamTiming,
 )
 from packager.store import Store
+
+log = logging.getLogger(__name__)
 
 FinalListener = Callable[[str, Path], None]  # (stream, folder), called on the writer thread
 
@@ -48,6 +59,8 @@ class DiskMirror:
         self._removed: set[str] = set()
         self._final: list[FinalListener] = []
         self._live: dict[str, bool] = {}
+        self._timing: dict[str, StreamTiming] = {}
+        self._found: dict[tuple[str, str], resume.TrackFiles] = {}
 
     def attach(self) -> DiskMirror:
         self.store.subscribe(self)
@@ -66,17 +79,28 @@ class DiskMirror:
         path = folder / track / name if folder is not None else None
         return path if path is not None and path.is_file() else None
 
+    async def recover(self, *, segment_s: Fraction, window_s: Fraction) -> int:
+        """Read (on a worker thread) the media of the last ``window_s`` still under the folder, for the
+        live streams this process opens to adopt; returns the number of tracks found. Call before any
+        stream opens."""
+        first_msn = math.floor((self.store.clock.utc_s() - float(window_s)) / float(segment_s)) - 1
+        found = await asyncio.to_thread(resume.scan, self.root, max(0, first_msn))
+        self._found.update(found)
+        return len(found)
+
     # -- the listener
     def on_publication(self, event: Publication) -> None:
         if isinstance(event, StreamOpened):
             self._removed.discard(event.stream)
             self._live[event.stream] = event.timing.live
+            self._timing[event.stream] = event.timing
             return
         folder = self.folder(event.stream)
         if folder is None:
             return
         match event:
             case InitPublished(info=info, data=data):
+                self._resume(event.stream, info.name, data)
                 self.disk.write(folder / info.name / INIT_NAME, data)
             case PartPublished(part=part):
                 self.disk.write(folder / part.track / part_name(part.msn, part.index), part.data)
@@ -98,6 +122,33 @@ class DiskMirror:
                 self.disk.remove_tree(folder)
                 return
         self._schedule(event.stream)
+
+    def _resume(self, stream: str, track_name: str, init: bytes) -> None:
+        """A track's first init: adopt the window a killed run left on disk, if it is this run's media."""
+        files = self._found.pop((stream, track_name), None)
+        timing = self._timing.get(stream)
+        s = self.store.get(stream)
+        track = s.track(track_name) if s is not None else None
+        if files is None or timing is None or not timing.live or track is None or track.segments or track.pending:
+            return
+        if files.init != init:
+            log.info("resume: %s/%s: the encoder's init changed, not resuming the old window", stream, track_name)
+            return
+        ts = track.info.timescale
+        now_ticks = int(self.store.clock.utc_s() * ts)
+        found = resume.window(
+            files, track_name, resume.Timing.of(timing.segment_s, timing.part_s, timing.window_s, ts), now_ticks
+        )
+        if found:
+            track.adopt(found)
+            log.info(
+                "resume: %s/%s: %d segments from before the restart (%d..%d)",
+                stream,
+                track_name,
+                len(found),
+                found[0][0].msn,
+                found[-1][0].msn,
+            )
 
     # -- manifests
     def _schedule(self, stream: str) -> None:

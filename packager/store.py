@@ -119,8 +119,12 @@ class TrackStore:
         end = self.end_ticks
         if end is not None and self._switch_overlap(part, end):
             end = part.start
-        if end is not None and (part.start < end or (part.msn, part.index) <= (self.last_position() or (-1, -1))):
-            # A returning feed may not overwrite or reorder what players already have.
+        done = self.last_completed_msn
+        closed = done is not None and part.msn <= done and self.pending_msn != part.msn
+        if closed or (
+            end is not None and (part.start < end or (part.msn, part.index) <= (self.last_position() or (-1, -1)))
+        ):
+            # A returning feed (or a restarted process) may not overwrite, reorder or reopen what players have.
             log.warning(
                 "%s/%s: part %d.%d overlaps published media, dropped",
                 self.stream.name,

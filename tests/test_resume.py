@@ -1,0 +1,161 @@
+"""Restart resume from disk: a killed run's window is read back, checked, adopted; the downtime is a gap."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from packager.cmaf import chunk
+from packager.manifest.dash import render_mpd
+from packager.manifest.hls import render_media
+from packager.mirror import DiskMirror
+from packager.model import Sample, TrackInfo, part_name, segment_name
+from packager.store import Store
+from tests.support.clock import ManualClock
+from tests.support.live import AUDIO, VIDEO, Driver, make_live
+from tests.support.xsd import validate_mpd
+
+SEGMENT_S = Fraction(1)
+PART_S = Fraction(1, 4)
+WINDOW_S = Fraction(10)
+TRACKS = (VIDEO, AUDIO)
+
+
+@dataclass
+class CmafDriver(Driver):
+    """Publishes real CMAF chunks (one sample per part), so they parse back from disk."""
+
+    def part_bytes(self, info: TrackInfo, msn: int, index: int) -> bytes:
+        ts = info.timescale
+        dts = int((msn * self.segment_s + index * self.part_s) * ts)
+        sample = Sample(f"{info.name} {msn}.{index}".encode() * 4, dts, dts, int(self.part_s * ts), index == 0)
+        return chunk(sequence_number=msn * 4 + index + 1, track_id=1, samples=[sample])
+
+
+def _run(root: Path, clock: ManualClock, *, recover: bool = True, tracks: tuple[TrackInfo, ...] = TRACKS):
+    """A fresh process on ``root``: a store, its mirror (recovered first), the stream opened, inits out."""
+    import asyncio
+
+    store = Store(clock=clock)
+    mirror = DiskMirror(store, root).attach()
+    if recover:
+        asyncio.run(mirror.recover(segment_s=SEGMENT_S, window_s=WINDOW_S))
+    _, d = make_live(store=store, clock=clock, segment_s=SEGMENT_S, part_s=PART_S, window_s=WINDOW_S, tracks=tracks)
+    driver = CmafDriver(d.stream, tracks, SEGMENT_S, PART_S, mirror=mirror)
+    return store, mirror, driver
+
+
+def _killed_run(root: Path, clock: ManualClock) -> None:
+    """Segments 1000..1005 closed, 1006 cut after two parts; everything on disk, then the process is gone."""
+    _store, mirror, d = _run(root, clock, recover=False)
+    d.publish_segments(6)
+    d.publish(2)
+    mirror.disk.close()  # what was queued is on disk; no final manifests (kill -9)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(utc_s=1006.6)
+
+
+def test_a_restart_adopts_the_window_on_disk_and_lists_the_downtime_as_gaps(tmp_path, clock):
+    _killed_run(tmp_path, clock)
+    clock.advance(2.5)  # down from 1006.6 to 1009.1
+    _store, mirror, d = _run(tmp_path, clock)
+    track = d.stream.track("360p")
+    assert [s.msn for s in track.segments] == [1000, 1001, 1002, 1003, 1004, 1005, 1006]
+    assert [s.cut for s in track.segments] == [False] * 6 + [True]
+    assert [p.index for p in track.segments[-1].parts] == [0, 1]
+    assert d.stream.segment_bytes("360p", 1003) == (tmp_path / "demo/360p" / segment_name(1003)).read_bytes()
+    before_new_media = render_media(d.stream.view(), "360p")
+    assert f'URI="{part_name(1006, 1)}"\n' in before_new_media
+    assert f'URI="{part_name(1006, 2)}",GAP=YES' in before_new_media  # the cut segment's lost parts
+    d.msn, d.index = 1009, 0
+    d.publish(2)
+    playlist = render_media(d.stream.view(), "360p")
+    lines = playlist.splitlines()
+    uris = [ln for ln in lines if ln.endswith(".m4s") and not ln.startswith("#")]
+    assert uris == [segment_name(m) for m in range(1000, 1009)]
+    gaps = [lines[lines.index(segment_name(m)) - 1] for m in (1006, 1007, 1008)]
+    assert gaps == ["#EXT-X-GAP"] * 3, playlist
+    assert lines[lines.index(segment_name(1006)) - 2] == "#EXTINF:1.0,"  # nominal, not its 0.5 s of parts
+    assert f'URI="{part_name(1009, 1)}"' in playlist
+    assert "#EXT-X-MEDIA-SEQUENCE:1000" in lines
+    for uri in uris:
+        if lines[lines.index(uri) - 1] != "#EXT-X-GAP":
+            assert d.stream.segment_bytes("360p", int(uri.split(".")[0])) is not None
+    mpd = validate_mpd(render_mpd(d.stream.view()))
+    assert mpd.get("type") == "dynamic"
+    mirror.close()
+
+
+def test_a_changed_encoder_init_starts_a_fresh_window(tmp_path, clock):
+    _killed_run(tmp_path, clock)
+    (tmp_path / "demo/360p/init.mp4").write_bytes(b"another encoder's init")
+    _store, mirror, d = _run(tmp_path, clock)
+    assert list(d.stream.track("360p").segments) == []
+    assert [s.msn for s in d.stream.track("audio").segments][-1] == 1006  # its init still matches
+    mirror.close()
+
+
+def test_only_media_inside_the_new_window_is_adopted(tmp_path, clock):
+    _killed_run(tmp_path, clock)
+    clock.advance(8.0)  # now 1014.6: the window reaches back to 1004.6
+    _store, mirror, d = _run(tmp_path, clock)
+    assert [s.msn for s in d.stream.track("360p").segments] == [1004, 1005, 1006]
+    clock.advance(20.0)
+    mirror.close()
+    _store, mirror, d = _run(tmp_path, clock)
+    assert list(d.stream.track("360p").segments) == []
+    mirror.close()
+
+
+def test_broken_or_misplaced_media_is_left_out_and_the_rest_resumes(tmp_path, clock):
+    _killed_run(tmp_path, clock)
+    folder = tmp_path / "demo/360p"
+    (folder / part_name(1002, 1)).write_bytes(b"\x00\x00\x00\x10moof truncated")
+    (folder / part_name(1004, 3)).write_bytes((folder / part_name(1004, 2)).read_bytes())  # wrong position
+    (folder / segment_name(1005)).write_bytes(b"not its parts")
+    _store, mirror, d = _run(tmp_path, clock)
+    assert [s.msn for s in d.stream.track("360p").segments] == [1000, 1001, 1003, 1006]
+    assert "#EXT-X-GAP" in render_media(d.stream.view(), "360p")
+    mirror.close()
+
+
+def test_a_restart_inside_the_cut_segment_cannot_reopen_it(tmp_path, clock):
+    _killed_run(tmp_path, clock)
+    _store, mirror, d = _run(tmp_path, clock)
+    d.msn, d.index = 1006, 2  # the restarted encoder's first part falls in the segment the old run cut
+    d.publish(2)
+    track = d.stream.track("360p")
+    assert track.pending == [] and [s.msn for s in track.segments][-1] == 1006 and d.stream.overlaps >= 2
+    d.publish(1)  # 1007.0: the next segment publishes as usual
+    assert track.pending_msn == 1007
+    mirror.close()
+
+
+def test_adopted_media_retires_from_disk_as_the_window_moves(tmp_path, clock):
+    _killed_run(tmp_path, clock)
+    _store, mirror, d = _run(tmp_path, clock)
+    d.msn, d.index = 1007, 0
+    clock.advance(11.0)
+    d.publish_segments(11)
+    clock.advance(float(d.stream.grace_s))
+    d.publish(1)
+    mirror.disk.flush()
+    assert not (tmp_path / "demo/360p" / segment_name(1000)).exists()
+    assert not (tmp_path / "demo/360p" / part_name(1000, 0)).exists()
+    mirror.close()
+
+
+def test_recover_ignores_what_is_not_media(tmp_path, clock):
+    (tmp_path / "demo/360p").mkdir(parents=True)
+    (tmp_path / "demo/360p/notes.txt").write_text("x")
+    (tmp_path / "demo/360p/1005.m4s").write_bytes(b"no init beside it")
+    (tmp_path / "stray-file").write_text("x")
+    _store, mirror, d = _run(tmp_path, clock)
+    assert list(d.stream.track("360p").segments) == []
+    mirror.close()
