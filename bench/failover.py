@@ -58,6 +58,7 @@ def _pct(values: list[float], q: float) -> float:
 
 def _kill_once(pair: Pair, players: list, rows: list) -> None:  # type: ignore[type-arg]
     before = _latency(players, 4)
+    stats_before = _stats(players)
     old = pair.active()
     assert old is not None
     time.sleep(random.uniform(0, 2.0))
@@ -70,7 +71,14 @@ def _kill_once(pair: Pair, players: list, rows: list) -> None:  # type: ignore[t
     after = _latency(players, 6)
     entries = pair.log()
     change_id = owner_changes(entries)[-1][0]
-    rows.append((old, new, wall, before, after, media_gap_s(entries, change_id)))
+    gap_s = media_gap_s(entries, change_id)
+    rows.append((old, new, wall, before, after, gap_s))
+    deltas = [
+        f"{s.get('player', n)} +{s.get('stalls', 0) - b.get('stalls', 0)} stalls "
+        f"+{s.get('stallTime', 0) - b.get('stallTime', 0):.2f} s, latency {x:.2f}->{y:.2f}"
+        for n, (b, s, x, y) in enumerate(zip(stats_before, _stats(players), before, after, strict=True))
+    ]
+    print(f"kill {len(rows)}: {old}->{new} lease {wall:.2f} s, gap {gap_s:.2f} s; " + "; ".join(deltas), flush=True)
 
 
 def _roles(active: str | None) -> dict[str, str]:
@@ -135,6 +143,8 @@ def _report(rows: list, final: list[dict], poller: Poller) -> None:  # type: ign
             f"{statistics.median(before):.2f} / {statistics.median(after):.2f} s"
         )
     print(f"manifest references to missing media: {len(poller.failures)} of {poller.checked} checked")
+    for s in final:
+        print(f"{s.get('player')} errors: {s.get('errors', [])[-10:]}")
 
 
 def main() -> None:
