@@ -354,22 +354,15 @@ def _started_data(stream: StreamStore) -> dict[str, Any]:
     }
 
 
+def _failover_summary(event: OwnerChanged) -> dict[str, Any]:
+    return {"from": event.from_node, "to": event.to_node, "reason": event.reason, "gap_s": round(event.gap_s, 6)}
+
+
 def _failover_data(event: OwnerChanged) -> dict[str, Any]:
-    return {
-        "from": event.from_node,
-        "to": event.to_node,
-        "reason": event.reason,
-        "gap_s": round(event.gap_s, 6),
-        "epoch": event.epoch,
-        "resume_msn": event.resume_msn,
-    }
+    """The ``stream.failover`` event's data."""
+    return {**_failover_summary(event), "epoch": event.epoch, "resume_msn": event.resume_msn}
 
 
 def _failover_entry(event: OwnerChanged) -> dict[str, Any]:
-    return {
-        "from": event.from_node,
-        "to": event.to_node,
-        "reason": event.reason,
-        "gap_s": round(event.gap_s, 6),
-        "at": iso_from_epoch_s(event.changed_utc_s),
-    }
+    """One of ``/api/streams``' ``failovers``."""
+    return {**_failover_summary(event), "at": iso_from_epoch_s(event.changed_utc_s)}
