@@ -277,10 +277,12 @@ class TrackStore:
     def satisfied(self, position: Position) -> bool:
         if self.stream.ended:
             return True
-        if position.index is None:
-            return self.last_completed_msn is not None and self.last_completed_msn >= position.msn
+        done = self.last_completed_msn
+        if done is not None and done >= position.msn:
+            # A closed segment gets no more parts: a cut one's missing parts are listed as gaps from now on.
+            return True
         last = self.last_position()
-        return last is not None and last >= (position.msn, position.index)
+        return position.index is not None and last is not None and last >= (position.msn, position.index)
 
     async def wait(self, position: Position, timeout_s: float) -> bool:
         """Wait until ``position`` is published; False on timeout. True at once if the stream ended."""

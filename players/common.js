@@ -34,6 +34,12 @@
   const TWO32 = 4294967296;          // 2^32
   const BLOCKS = 40;                 // blocks across the timecode band
   const TICK_MS = 250;               // stats / timecode sampling period
+  // Gap jumping: a failover to a redundant encoder can leave a hole of up to one segment in the buffer
+  // (listed EXT-X-GAP / a DASH timeline hole). hls.js 1.7 does not always step over a hole that starts
+  // inside a partly loaded segment, and dash.js waits seconds before it does: stalled this long at the end
+  // of a buffered range, with the next range at most GAP_JUMP_MAX_S ahead, the page seeks to it.
+  const GAP_STALL_MS = 300;
+  const GAP_JUMP_MAX_S = 3.0;
   const MAX_SAMPLES = 600;           // glassSamples / latencySamples length
   const MAX_ERRORS = 200;
 
@@ -248,6 +254,19 @@
     return 0;
   }
 
+  /** Where the next buffered range starts when the playhead is stuck at the end of one (else null). */
+  function holeEnd(video) {
+    const t = video.currentTime;
+    const b = video.buffered;
+    for (let i = 0; i + 1 < b.length; i++) {
+      if (b.start(i) <= t + 0.1 && t <= b.end(i) + 0.1 && b.end(i) - t < 0.25) {
+        const next = b.start(i + 1);
+        return next > t && next - t <= GAP_JUMP_MAX_S ? next : null;
+      }
+    }
+    return null;
+  }
+
   function pushCapped(arr, v) {
     arr.push(v);
     if (arr.length > MAX_SAMPLES) arr.splice(0, arr.length - MAX_SAMPLES);
@@ -294,6 +313,7 @@
       buffer: 0,
       stalls: 0,
       stallTime: 0,
+      gapJumps: 0,
       droppedFrames: 0,
       totalFrames: 0,
       errors: [],
@@ -442,7 +462,18 @@
       pushCapped(stats.glassSamples, g2g);
     }
 
+    function jumpGap() {
+      if (stalledSince === null || video.paused || video.seeking) return;
+      if (performance.now() - stalledSince < GAP_STALL_MS) return;
+      const next = holeEnd(video);
+      if (next === null) return;
+      stats.gapJumps++;
+      error('stepped over a ' + (next - video.currentTime).toFixed(2) + ' s hole in the buffer');
+      video.currentTime = next + 0.05;
+    }
+
     function tick() {
+      jumpGap();
       stats.currentTime = video.currentTime;
       stats.buffer = bufferAhead(video);
       stats.videoWidth = video.videoWidth;
@@ -497,7 +528,8 @@
           (stats.auto ? ' [auto]' : ' [manual]') +
           (stats.videoWidth ? '  decoded ' + stats.videoWidth + 'x' + stats.videoHeight : ''),
         'buffer    ' + fmt(stats.buffer, 2, ' s'),
-        'stalls    ' + stats.stalls + (stats.stallTime ? ' (' + stats.stallTime.toFixed(1) + ' s)' : ''),
+        'stalls    ' + stats.stalls + (stats.stallTime ? ' (' + stats.stallTime.toFixed(1) + ' s)' : '') +
+          (stats.gapJumps ? '  holes stepped over ' + stats.gapJumps : ''),
         'dropped   ' + stats.droppedFrames + ' / ' + stats.totalFrames + ' frames',
         'clock     ' + (stats.clockSynced
           ? 'offset ' + (stats.clockOffset >= 0 ? '+' : '') + stats.clockOffset.toFixed(1) + ' ms rtt ' +
