@@ -303,7 +303,8 @@ def test_restart_after_kill_continues_numbering(tmp_path, clips):
         assert push_http(base, "demo", clips["mp4"], KEYS["demo"]).returncode == 0
         after = m3u8.loads(get(f"{base}/live/demo/180p/index.m3u8")[2].decode())
         new = [s.uri for s in after.segments if s.uri]
-        assert int(new[0].split(".")[0]) > int(old[-1].split(".")[0])  # numbering went on
+        assert int(new[-1].split(".")[0]) > int(old[-1].split(".")[0])  # numbering went on
+        assert old[-1] in new  # the window published before the crash is listed again
         for uri in old:  # media published before the crash is still served
             assert get(f"{base}/live/demo/180p/{uri}")[0] == 200
         check_manifests(base, "demo")
