@@ -7,7 +7,8 @@ and dash.js, and a poller fetching everything the manifests name. Every
 point of a segment and restarted as standby. Prints the failover gap (media
 seconds lost, from the log; wall seconds from the kill to the lease moving),
 stalls and fatal errors per player, manifest references to missing media, and
-the players' live latency before and after each switch.
+the players' live latency and glass-to-glass latency (pixel timecode) before
+and after each switch.
 
     python bench/failover.py [--kills 20] [--minutes 10]
 """
@@ -39,16 +40,23 @@ def _stats(players: list) -> list[dict]:  # type: ignore[type-arg]
     return [page.evaluate("window.__stats ? JSON.parse(JSON.stringify(window.__stats)) : {}") for page, _ in players]
 
 
-def _latency(players: list, seconds: float) -> list[float]:  # type: ignore[type-arg]
-    """Each player's median live latency over ``seconds``."""
-    samples: list[list[float]] = [[] for _ in players]
+def _latency(players: list, seconds: float) -> list[tuple[float, float]]:  # type: ignore[type-arg]
+    """Each player's median (live latency, glass-to-glass latency) over ``seconds``."""
+    keys = ("liveLatency", "glassToGlass")
+    samples: list[dict[str, list[float]]] = [{k: [] for k in keys} for _ in players]
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         for n, s in enumerate(_stats(players)):
-            if isinstance(s.get("liveLatency"), int | float):
-                samples[n].append(float(s["liveLatency"]))
+            for k in keys:
+                if isinstance(s.get(k), int | float):
+                    samples[n][k].append(float(s[k]))
         time.sleep(0.5)
-    return [statistics.median(x) if x else float("nan") for x in samples]
+    return [tuple(statistics.median(x[k]) if x[k] else float("nan") for k in keys) for x in samples]  # type: ignore[misc]
+
+
+def _median(pairs: list[tuple[float, float]], i: int) -> float:
+    values = [p[i] for p in pairs if p[i] == p[i]]  # NaN (no sample) left out
+    return statistics.median(values) if values else float("nan")
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -75,7 +83,8 @@ def _kill_once(pair: Pair, players: list, rows: list) -> None:  # type: ignore[t
     rows.append((old, new, wall, before, after, gap_s))
     deltas = [
         f"{s.get('player', n)} +{s.get('stalls', 0) - b.get('stalls', 0)} stalls "
-        f"+{s.get('stallTime', 0) - b.get('stallTime', 0):.2f} s, latency {x:.2f}->{y:.2f}"
+        f"+{s.get('stallTime', 0) - b.get('stallTime', 0):.2f} s, latency {x[0]:.2f}->{y[0]:.2f}, "
+        f"glass {x[1]:.2f}->{y[1]:.2f}"
         for n, (b, s, x, y) in enumerate(zip(stats_before, _stats(players), before, after, strict=True))
     ]
     print(f"kill {len(rows)}: {old}->{new} lease {wall:.2f} s, gap {gap_s:.2f} s; " + "; ".join(deltas), flush=True)
@@ -139,9 +148,11 @@ def _report(rows: list, final: list[dict], poller: Poller) -> None:  # type: ign
         after = [r[4][n] for r in rows]
         print(
             f"{s.get('player', n)}: stalls {s.get('stalls', 0)} ({s.get('stallTime', 0):.2f} s), "
-            f"fatal errors {1 if s.get('fatal') else 0}, live latency before/after a switch "
-            f"{statistics.median(before):.2f} / {statistics.median(after):.2f} s"
+            f"fatal errors {1 if s.get('fatal') else 0}, gap jumps {s.get('gapJumps', 0)}, "
+            f"before/after a switch: live latency {_median(before, 0):.2f} / {_median(after, 0):.2f} s, "
+            f"glass to glass {_median(before, 1):.2f} / {_median(after, 1):.2f} s"
         )
+        print(f"{s.get('player', n)} stalls (media time, seconds): {s.get('stallLog', [])}")
     print(f"manifest references to missing media: {len(poller.failures)} of {poller.checked} checked")
     for s in final:
         print(f"{s.get('player')} errors: {s.get('errors', [])[-10:]}")

@@ -40,6 +40,10 @@
   // of a buffered range, with the next range at most GAP_JUMP_MAX_S ahead, the page seeks to it.
   const GAP_STALL_MS = 300;
   const GAP_JUMP_MAX_S = 3.0;
+  // One interruption is one stall: a 'waiting' less than STALL_MERGE_MS after playback resumed (the seek
+  // that steps over a hole, a player's nudge past a decode gap) continues the stall before it. stallTime
+  // still counts every moment spent waiting.
+  const STALL_MERGE_MS = 1000;
   const MAX_SAMPLES = 600;           // glassSamples / latencySamples length
   const MAX_ERRORS = 200;
 
@@ -313,6 +317,7 @@
       buffer: 0,
       stalls: 0,
       stallTime: 0,
+      stallLog: [],
       gapJumps: 0,
       droppedFrames: 0,
       totalFrames: 0,
@@ -337,6 +342,7 @@
     let adapter = null;
     let pendingLevel = null;
     let stalledSince = null;
+    let resumedAt = -Infinity;
     let canvas = null;
     let timecodeBroken = false;
     let levelsKey = '';
@@ -373,15 +379,21 @@
     video.addEventListener('playing', () => {
       stats.ready = true;
       if (stalledSince !== null) {
-        stats.stallTime += (performance.now() - stalledSince) / 1000;
+        const now = performance.now();
+        const waited = (now - stalledSince) / 1000;
+        stats.stallTime += waited;
+        const last = stats.stallLog[stats.stallLog.length - 1];
+        if (last) last.s = +(last.s + waited).toFixed(3);
         stalledSince = null;
+        resumedAt = now;
       }
     });
     video.addEventListener('waiting', () => {
-      if (stats.ready && stalledSince === null) {
-        stats.stalls++;
-        stalledSince = performance.now();
-      }
+      if (!stats.ready || stalledSince !== null) return;
+      stalledSince = performance.now();
+      if (stalledSince - resumedAt < STALL_MERGE_MS && stats.stallLog.length) return;
+      stats.stalls++;
+      pushCapped(stats.stallLog, { at: +video.currentTime.toFixed(3), s: 0 });
     });
     video.addEventListener('error', () => {
       const e = video.error;
