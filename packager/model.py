@@ -102,10 +102,18 @@ class Segment:
     # real, the rest of its time never existed. HLS lists it as an EXT-X-GAP segment of nominal duration
     # whose missing parts carry GAP=YES; DASH lists the media it has, then a hole in the timeline.
     cut: bool = False
+    # msn of the first segment of the unbroken run of consecutive msns this one belongs to: a feed or
+    # encoder that stopped and came back later starts a new run, listed as a new DASH Period. None: the
+    # run of the segment before it when that one's msn is one less, else its own.
+    run: int | None = None
 
     @property
     def end(self) -> int:
         return self.start + self.duration
+
+    @property
+    def run_msn(self) -> int:
+        return self.msn if self.run is None else self.run
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -132,6 +132,9 @@ def window(files: TrackFiles, track: str, timing: Timing, now_ticks: int) -> lis
     for msn in sorted(files.parts):
         seg = _segment(files, track, msn, timing)
         if seg is not None and seg[0].end > oldest_end and (not out or out[-1][0].end <= seg[0].start):
+            previous = out[-1][0] if out else None
+            if previous is not None and previous.msn + 1 == msn:
+                seg = (replace(seg[0], run=previous.run_msn), seg[1])
             out.append(seg)
     return out
 

@@ -164,13 +164,17 @@ class TrackStore:
         last = self.last_position()
         return part.index == 0 and last is not None and part.msn > last[0] and end - part.start < self.part_ticks
 
-    def close_segment(self, published_utc_s: float, *, cut: bool = False) -> None:
+    def close_segment(self, published_utc_s: float, *, cut: bool = False, run: int | None = None) -> None:
         """Complete the segment in production (no-op without one) and announce it.
 
-        ``cut``: its encoder stopped before the segment's end (a failover); see :attr:`Segment.cut`."""
+        ``cut``: its encoder stopped before the segment's end (a failover); see :attr:`Segment.cut`.
+        ``run``: the publisher's :attr:`Segment.run` (a replica replaying it); else it follows from the window."""
         if self.pending_msn is None or not self.pending:
             return
         parts = self.pending
+        if run is None:
+            previous = self.segments[-1] if self.segments else None
+            run = previous.run_msn if previous is not None and previous.msn + 1 == self.pending_msn else None
         data = SEGMENT_HEADER + b"".join(p.data for p in parts)
         seg = Segment(
             track=self.info.name,
@@ -182,6 +186,7 @@ class TrackStore:
             discontinuity=self.pending_discontinuity,
             published_utc_s=published_utc_s,
             cut=cut,
+            run=run,
         )
         self.segments.append(seg)
         self.segment_data[seg.msn] = data
@@ -454,7 +459,7 @@ class StreamStore:
             case SegmentClosed(segment=seg):
                 track = self.tracks.get(seg.track)
                 if track is not None and track.pending_msn == seg.msn:
-                    track.close_segment(seg.published_utc_s, cut=seg.cut)
+                    track.close_segment(seg.published_utc_s, cut=seg.cut, run=seg.run)
                     track.settle()
             case OwnerChanged(to_node=node):
                 self.node = node

@@ -16,14 +16,11 @@ from packager.manifest.dash import (
     PROFILE_LIVE,
     PROFILE_LOW_LATENCY,
     UTC_HTTP_ISO,
-    S,
-    TimelineEntry,
-    compress_timeline,
     latency_targets,
     render_mpd,
-    timeline_entries,
     xs_duration,
 )
+from packager.manifest.timeline import S, TimelineEntry, compress_timeline, timeline_entries
 from packager.model import INIT_NAME, StreamView, TrackView, segment_name
 from tests.support.views import AUDIO, LIVE_MSN, V360, V720, advance, make_track, make_view
 from tests.support.xsd import validate_mpd
@@ -151,7 +148,8 @@ def test_live_mpd_is_dynamic_with_live_timing() -> None:
     (utc,) = root.findall("d:UTCTiming", NS)
     assert utc.get("schemeIdUri") == UTC_HTTP_ISO and utc.get("value") == "https://origin.example/time"
     (period,) = root.findall("d:Period", NS)
-    assert period.get("id") == "0" and period.get("start") == "PT0S"
+    # one run: one Period, named by its first msn and starting at that msn's boundary on the UTC timeline
+    assert period.get("id") == str(LIVE_MSN) and period.get("start") == xs_duration(LIVE_MSN * LIVE.segment_s)
 
 
 def test_anchors_never_change_across_updates() -> None:
@@ -162,8 +160,10 @@ def test_anchors_never_change_across_updates() -> None:
     pa, pb = a.find("d:Period", NS), b.find("d:Period", NS)
     assert (pa.get("id"), pa.get("start")) == (pb.get("id"), pb.get("start"))
     for root in (a, b):
-        for tmpl in root.iterfind(".//d:SegmentTemplate", NS):
-            assert tmpl.get("presentationTimeOffset") == "0"
+        for rep_id, rep in representations(root).items():
+            ts = track(first, rep_id).info.timescale
+            pto = rep.find("d:SegmentTemplate", NS).get("presentationTimeOffset")
+            assert pto == str(LIVE_MSN * int(first.segment_s * ts))  # the Period start in each timescale
     # the same segment keeps its number and times from one update to the next
     for rep_id, rep in representations(a).items():
         before = {n: (t, d) for n, t, d in expand(rep.find("d:SegmentTemplate", NS))}
@@ -174,7 +174,7 @@ def test_anchors_never_change_across_updates() -> None:
     # an ended stream keeps the timeline anchors too
     ended = parse(render_mpd(make_view(count=12, live=False, ended=True)))
     assert ended.get("availabilityStartTime") == a.get("availabilityStartTime")
-    assert (ended.find("d:Period", NS).get("id"), ended.find("d:Period", NS).get("start")) == ("0", "PT0S")
+    assert (ended.find("d:Period", NS).get("id"), ended.find("d:Period", NS).get("start")) == (str(LIVE_MSN), "PT0S")
 
 
 def test_publish_time_moves_with_content() -> None:
@@ -384,8 +384,8 @@ def test_static_mpd_lists_everything_without_live_attributes(name: str) -> None:
     for rep_id, rep in representations(root).items():
         ts = track(view, rep_id).info.timescale
         assert int(rep.find("d:SegmentTemplate", NS).get("presentationTimeOffset")) == int(start * ts)
-    period = root.find("d:Period", NS)
-    assert (period.get("id"), period.get("start")) == ("0", "PT0S")
+    (period,) = root.findall("d:Period", NS)
+    assert (period.get("id"), period.get("start")) == (str(view.tracks[0].segments[0].msn), "PT0S")
     for rep_id, rep in representations(root).items():
         tv = track(view, rep_id)
         listed = expand(rep.find("d:SegmentTemplate", NS))
@@ -403,13 +403,62 @@ def test_vod_duration_is_the_media_length() -> None:
 # --------------------------------------------------------------------------- numbering edge cases
 
 
-def test_after_a_time_gap_only_the_newest_consecutive_run_is_listed() -> None:
-    root = parse(render_mpd(VIEWS["gap"]))
-    for rep in representations(root).values():
-        tmpl = rep.find("d:SegmentTemplate", NS)
-        assert tmpl.get("startNumber") == str(LIVE_MSN + 6)
-        numbers = [n for n, _, _ in expand(tmpl)]
-        assert numbers == list(range(LIVE_MSN + 6, LIVE_MSN + 13))
+def periods(root: etree._Element) -> list[tuple[str, str, dict[str, list[int]]]]:
+    """(id, start, {representation: listed numbers}) per Period."""
+    return [
+        (
+            p.get("id"),
+            p.get("start"),
+            {
+                r.get("id"): [n for n, _, _ in expand(r.find("d:SegmentTemplate", NS))]
+                for r in p.iterfind(".//d:Representation", NS)
+            },
+        )
+        for p in root.iterfind("d:Period", NS)
+    ]
+
+
+def test_after_a_time_gap_each_run_is_a_period_and_the_gap_a_hole() -> None:
+    view = VIEWS["gap"]
+    mpd = render_mpd(view)
+    validate_mpd(mpd)
+    (old_id, old_start, old), (new_id, new_start, new) = periods(parse(mpd))
+    assert (old_id, new_id) == (str(LIVE_MSN), str(LIVE_MSN + 6))
+    assert (old_start, new_start) == tuple(xs_duration(m * view.segment_s) for m in (LIVE_MSN, LIVE_MSN + 6))
+    assert all(v == list(range(LIVE_MSN, LIVE_MSN + 5)) for v in old.values())
+    # the segment in production (low-latency) continues the newest run
+    assert all(v == list(range(LIVE_MSN + 6, LIVE_MSN + 13)) for v in new.values())
+    for p in parse(mpd).iterfind("d:Period", NS):
+        for rep in p.iterfind(".//d:Representation", NS):
+            ts = track(view, rep.get("id")).info.timescale
+            pto = int(rep.find("d:SegmentTemplate", NS).get("presentationTimeOffset"))
+            assert pto == int(p.get("id")) * int(view.segment_s * ts)
+
+
+def test_a_period_keeps_its_id_and_start_after_its_first_segment_left_the_window() -> None:
+    base = make_view(count=8, gaps={LIVE_MSN + 3})
+    run = LIVE_MSN + 4
+    stamped = tuple(
+        replace(t, segments=tuple(replace(s, run=run) if s.msn > run else s for s in t.segments[4:]))
+        for t in base.tracks
+    )
+    ((pid, start, listed),) = periods(parse(render_mpd(replace(base, tracks=stamped))))
+    assert (pid, start) == (str(run), xs_duration(run * base.segment_s))
+    assert all(v[0] == run + 1 for v in listed.values())
+
+
+def test_a_new_period_waits_until_every_rendition_has_begun_it() -> None:
+    base = make_view(count=6, pending_parts=0)
+    late = base.tracks[-1]
+    tracks = tuple(
+        t
+        if t is late
+        else make_track(t.info, range(LIVE_MSN, LIVE_MSN + 6), pending_parts=1, pending_msn=LIVE_MSN + 30)
+        for t in base.tracks
+    )
+    view = replace(base, tracks=tracks)
+    ((pid, _, listed),) = periods(parse(render_mpd(view)))  # no Period for LIVE_MSN + 30 yet
+    assert pid == str(LIVE_MSN) and all(v[:6] == list(range(LIVE_MSN, LIVE_MSN + 6)) for v in listed.values())
 
 
 def test_stream_that_just_started_lists_the_segment_in_production() -> None:
@@ -426,7 +475,7 @@ def test_stream_that_just_started_lists_the_segment_in_production() -> None:
         assert rep.find("d:SegmentTemplate", NS).get("startNumber") == str(LIVE_MSN)
 
 
-def test_segment_in_production_after_a_gap_starts_a_new_run() -> None:
+def test_segment_in_production_after_a_gap_starts_a_new_period() -> None:
     base = make_view(count=6)
     tracks = tuple(
         make_track(t.info, range(LIVE_MSN, LIVE_MSN + 6), pending_parts=1, pending_msn=LIVE_MSN + 30)
@@ -435,12 +484,12 @@ def test_segment_in_production_after_a_gap_starts_a_new_run() -> None:
     view = replace(base, tracks=tracks)
     mpd = render_mpd(view)
     validate_mpd(mpd)
-    for rep in representations(parse(mpd)).values():
-        ((number, _, _),) = expand(rep.find("d:SegmentTemplate", NS))
-        assert number == LIVE_MSN + 30
+    (_, _, old), (new_id, _, new) = periods(parse(mpd))
+    assert all(v == list(range(LIVE_MSN, LIVE_MSN + 6)) for v in old.values())
+    assert new_id == str(LIVE_MSN + 30) and all(v == [LIVE_MSN + 30] for v in new.values())
     plain = render_mpd(view, low_latency=False)
-    for rep in representations(parse(plain)).values():
-        assert [n for n, _, _ in expand(rep.find("d:SegmentTemplate", NS))] == list(range(LIVE_MSN, LIVE_MSN + 6))
+    ((_, _, listed),) = periods(parse(plain))
+    assert all(v == list(range(LIVE_MSN, LIVE_MSN + 6)) for v in listed.values())
 
 
 def test_timeline_entries_match_the_renderer() -> None:

@@ -135,6 +135,7 @@ def test_codec_round_trips_every_event() -> None:
         PartPublished("s", part, discontinuity=True),
         PartPublished("s", dataclasses.replace(part, data=b"", independent=False)),
         SegmentClosed("s", seg),
+        SegmentClosed("s", dataclasses.replace(seg, gap=False, cut=True, run=3)),
         MediaRetired("s", "360p", 7, ((7, 0), (7, 1))),
         InputSwitched("s"),
         StreamEnded("s", "feed ended ✓", 1_700_000_100.5),

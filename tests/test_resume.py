@@ -89,6 +89,15 @@ def test_a_restart_adopts_the_window_on_disk_and_lists_the_downtime_as_gaps(tmp_
             assert d.stream.segment_bytes("360p", int(uri.split(".")[0])) is not None
     mpd = validate_mpd(render_mpd(d.stream.view()))
     assert mpd.get("type") == "dynamic"
+    # DASH: the window from before the kill in its own Period, the new run in the next; between them a hole
+    ns = {"d": mpd.nsmap[None]}
+    old, new = mpd.findall("d:Period", ns)
+    assert (old.get("id"), new.get("id")) == ("1000", "1009")
+    for period, first, count in ((old, 1000, 7), (new, 1009, 1)):
+        for template in period.iterfind(".//d:SegmentTemplate", ns):
+            assert template.get("startNumber") == str(first)
+            entries = template.findall("d:SegmentTimeline/d:S", ns)
+            assert sum(1 + int(s.get("r", "0")) for s in entries) == count
     mirror.close()
 
 

@@ -31,6 +31,20 @@ def test_parts_segments_and_hint():
     assert v.last_part == (1000, 3)
 
 
+def test_each_segment_names_the_first_segment_of_its_unbroken_run():
+    clock = ManualClock()
+    _store, d = make_live(window_s=Fraction(6), clock=clock)
+    d.publish_segments(3)
+    d.msn += 2  # the feed was away for two segments
+    d.publish_segments(2)
+    runs = [(s.msn, s.run_msn) for s in d.stream.view().track("360p").segments]
+    assert runs == [(1001, 1000), (1002, 1000), (1005, 1005), (1006, 1005)]  # 1000 slid out: 1001 still names it
+    d.publish_segments(6)
+    runs = [(s.msn, s.run_msn) for s in d.stream.view().track("360p").segments]
+    # the window slid past the new run's first segment: the others still name it
+    assert runs[0][0] > 1005 and {r for _, r in runs} == {1005}
+
+
 def test_view_is_cached_per_version():
     _store, d = make_live()
     d.publish(1)

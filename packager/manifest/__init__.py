@@ -7,8 +7,9 @@ few rules both formats share:
 * **Numbering.** Files are named by media sequence number (msn), and both HLS
   (implicit numbering from ``EXT-X-MEDIA-SEQUENCE``) and DASH (``$Number$``
   with a ``SegmentTimeline``) count one per listed segment. After a time gap in
-  the feed (a source outage) the msns jump, so a manifest lists only the newest
-  run of consecutively numbered segments: :func:`newest_run`.
+  the feed (a source outage) the msns jump: HLS lists the missing msns as gaps
+  (:func:`gap_filled`), DASH starts a new Period
+  (:mod:`packager.manifest.timeline`).
 * **Measured bitrates** of the segments in the window: :func:`peak_bitrate`,
   :func:`average_bitrate`.
 * **Part durations.** Parts are cut on frame boundaries at or after each
@@ -50,26 +51,6 @@ def is_vod(view: StreamView) -> bool:
     ended live stream therefore keeps its live-era playlist type.
     """
     return not view.live and view.epoch_s != 0
-
-
-def newest_run(segments: Sequence[Segment], producing: int | None = None) -> tuple[tuple[Segment, ...], bool]:
-    """The newest run of consecutively numbered segments, and whether ``producing`` continues it.
-
-    ``producing`` is the msn of the segment in production (or ``None``). When
-    it does not follow the newest complete segment (a gap: the feed was
-    interrupted), the segment in production starts a new run on its own and
-    the returned run is empty. The flag is False only when ``producing`` is
-    None or inconsistent (not newer than the newest complete segment).
-    """
-    if not segments:
-        return (), producing is not None
-    last = segments[-1].msn
-    if producing is not None and producing > last + 1:
-        return (), True
-    start = len(segments) - 1
-    while start > 0 and segments[start - 1].msn + 1 == segments[start].msn:
-        start -= 1
-    return tuple(segments[start:]), producing is not None and producing == last + 1
 
 
 def gap_filled(

@@ -6,19 +6,20 @@ bytes (with an XML declaration) valid against the ISO/IEC 23009-1 schema
 
 Timeline model:
 
-* One ``Period id="0" start="PT0S"`` and ``presentationTimeOffset="0"``: media
-  time is the presentation time. Live media time is UTC-anchored, so
+* One Period per unbroken run of segment numbers (:mod:`packager.manifest.timeline`):
+  normally one, named by its run's first msn and starting at that msn's
+  boundary on the UTC media timeline (``presentationTimeOffset`` is the same
+  instant in each timescale). Live media time is UTC-anchored, so
   ``availabilityStartTime`` is ``epoch_s`` (1970-01-01T00:00:00Z) and never
-  changes across updates; an ended live stream keeps that timeline in its
-  static MPD (players that were following it play on to the end).
+  changes across updates. A feed or encoder that stopped and came back later
+  starts a new Period; the older run stays listed before it and the time
+  between is a hole. A static MPD (ended / VOD) starts its first Period at its
+  first media (presentation time zero).
 * Every Representation has its own ``SegmentTemplate`` (audio and video
   timescales differ, and renditions may be a part apart at a snapshot) with
   ``$Number$`` addressing (files are named by msn) and a ``SegmentTimeline``
   of exact tick durations, ``r``-compressed, with a fresh ``S@t`` wherever
-  times are not contiguous. ``$Number$`` counts one per ``S`` entry, so only
-  the newest run of consecutive msns is listed
-  (:func:`packager.manifest.newest_run`): after a gap in the feed the older
-  run leaves the MPD.
+  times are not contiguous (a cut segment: an encoder failed over mid-segment).
 * Low-latency (chunked) mode adds the segment in production as the last
   ``S`` (its nominal end is the next segment boundary) so players can request
   it while it is produced, ``availabilityTimeOffset = segment - part`` with
@@ -32,13 +33,14 @@ Timeline model:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
 
 from lxml import etree
 
-from packager.manifest import is_low_latency, newest_run, part_bound, peak_bitrate
+from packager.manifest import is_low_latency, part_bound, peak_bitrate
+from packager.manifest.timeline import PeriodPlan, TimelineEntry, compress_timeline, plan_periods, timeline_entries
 from packager.model import INIT_NAME, StreamView, TrackView
 from packager.timebase import iso_from_epoch_s
 
@@ -119,70 +121,6 @@ def latency_targets(view: StreamView) -> LatencyTargets:
     )
 
 
-@dataclass(frozen=True)
-class TimelineEntry:
-    """One segment as the SegmentTimeline lists it (``producing``: the one still being produced)."""
-
-    msn: int
-    start: int
-    duration: int
-    producing: bool = False
-
-
-@dataclass(frozen=True)
-class S:
-    """One ``S`` element: ``t`` only where times are not contiguous with the previous entry."""
-
-    t: int | None
-    d: int
-    r: int = 0
-
-
-def production_msn(track: TrackView) -> int | None:
-    """Msn of the segment in production: the pending one, or the next one once the previous closed."""
-    if track.pending_msn is not None:
-        return track.pending_msn
-    if track.next_part is not None and (not track.segments or track.next_part[0] > track.segments[-1].msn):
-        return track.next_part[0]
-    return None
-
-
-def timeline_entries(view: StreamView, track: TrackView, *, with_production: bool) -> tuple[TimelineEntry, ...]:
-    """The segments a Representation lists: the newest consecutive run, plus the one in production."""
-    producing = production_msn(track) if with_production else None
-    run, continues = newest_run(track.segments, producing)
-    entries = [TimelineEntry(s.msn, s.start, s.duration) for s in run]
-    if producing is not None and continues:
-        segment_ticks = int(view.segment_s * track.info.timescale)
-        if track.pending:
-            start = track.pending[0].start
-        elif run:
-            start = run[-1].end
-        else:
-            start = producing * segment_ticks
-        duration = (producing + 1) * segment_ticks - start
-        if not 0 < duration <= segment_ticks:
-            duration = segment_ticks
-        entries.append(TimelineEntry(producing, start, duration, producing=True))
-    return tuple(entries)
-
-
-def compress_timeline(entries: Sequence[TimelineEntry]) -> tuple[S, ...]:
-    """``S`` elements for ``entries``: equal contiguous durations fold into ``r``."""
-    out: list[S] = []
-    prev_end: int | None = None
-    for e in entries:
-        contiguous = prev_end is not None and e.start == prev_end
-        if out and contiguous and out[-1].d == e.duration:
-            out[-1] = S(out[-1].t, out[-1].d, out[-1].r + 1)
-        elif contiguous:
-            out.append(S(None, e.duration))
-        else:
-            out.append(S(e.start, e.duration))
-        prev_end = e.start + e.duration
-    return tuple(out)
-
-
 def _el(parent: etree._Element, tag: str, **attrs: str) -> etree._Element:
     return etree.SubElement(parent, f"{{{MPD_NS}}}{tag}", attrs)
 
@@ -191,7 +129,7 @@ def _el(parent: etree._Element, tag: str, **attrs: str) -> etree._Element:
 class _Mode:
     low_latency: bool  # chunked low-latency live
     utc_timing_url: str
-    origin_s: Fraction = Fraction(0)  # presentation time zero of a static MPD, in media seconds
+    origin_s: Fraction = Fraction(0)  # media time at the Period's start (presentationTimeOffset), seconds
 
 
 def render_mpd(
@@ -230,6 +168,7 @@ def render_mpd(
     mpd.set("type", "dynamic" if dynamic else "static")
     mpd.set("availabilityStartTime", iso_from_epoch_s(view.epoch_s))
     mpd.set("publishTime", iso_from_epoch_s(published))
+    static_origin_s: Fraction | None = None
     if dynamic:
         # A fresh MPD is needed to learn each new segment; in chunked mode a
         # segment becomes available one part after it starts.
@@ -243,21 +182,14 @@ def render_mpd(
     else:
         # A finished presentation starts at its first listed media (an ended live stream sits far
         # out on the UTC timeline): presentationTimeOffset moves it to zero for a fresh player.
-        end = Fraction(0)
-        for t in view.tracks:
-            entries = per_track[t.info.name]
-            if entries:
-                end = max(end, Fraction(entries[-1].start + entries[-1].duration, t.info.timescale))
-        origin_s = min(
-            (
-                Fraction(per_track[t.info.name][0].start, t.info.timescale)
-                for t in view.tracks
-                if per_track[t.info.name]
-            ),
-            default=Fraction(0),
+        static_origin_s = _first_media_s(view, per_track)
+        ends = (
+            Fraction(es[-1].start + es[-1].duration, t.info.timescale)
+            for t in view.tracks
+            if (es := per_track[t.info.name])
         )
-        mode = replace(mode, origin_s=origin_s)
-        mpd.set("mediaPresentationDuration", xs_duration(end - origin_s, round_up=True))
+        end = max(ends, default=Fraction(0))
+        mpd.set("mediaPresentationDuration", xs_duration(end - static_origin_s, round_up=True))
     mpd.set("maxSegmentDuration", xs_duration(max_segment, round_up=True))
     mpd.set(
         "minBufferTime",
@@ -277,17 +209,27 @@ def render_mpd(
         )
         _el(sd, "PlaybackRate", min=PLAYBACK_RATE_MIN, max=PLAYBACK_RATE_MAX)
 
-    period = _el(mpd, "Period", id="0", start="PT0S")
-    if view.video:
-        _adaptation_set(period, view, view.video, as_id=0, mode=mode, per_track=per_track)
-    languages = list(dict.fromkeys(a.info.language or "und" for a in view.audio))
-    for i, lang in enumerate(languages):
-        tracks = tuple(a for a in view.audio if (a.info.language or "und") == lang)
-        _adaptation_set(period, view, tracks, as_id=1 + i, mode=mode, per_track=per_track)
+    for plan in plan_periods(view, per_track, static_origin_s=static_origin_s):
+        _period(mpd, view, plan, replace(mode, origin_s=plan.origin_s))
 
     if dynamic:
         _utc_timing(mpd, mode.utc_timing_url)
     return etree.tostring(mpd, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+
+
+def _first_media_s(view: StreamView, per_track: dict[str, tuple[TimelineEntry, ...]]) -> Fraction:
+    starts = (Fraction(es[0].start, t.info.timescale) for t in view.tracks if (es := per_track[t.info.name]))
+    return min(starts, default=Fraction(0))
+
+
+def _period(mpd: etree._Element, view: StreamView, plan: PeriodPlan, mode: _Mode) -> None:
+    period = _el(mpd, "Period", id=plan.id, start=xs_duration(plan.start_s))
+    if view.video:
+        _adaptation_set(period, view, view.video, as_id=0, mode=mode, per_track=plan.entries)
+    languages = list(dict.fromkeys(a.info.language or "und" for a in view.audio))
+    for i, lang in enumerate(languages):
+        tracks = tuple(a for a in view.audio if (a.info.language or "und") == lang)
+        _adaptation_set(period, view, tracks, as_id=1 + i, mode=mode, per_track=plan.entries)
 
 
 def _utc_timing(parent: etree._Element, url: str) -> None:
@@ -317,7 +259,7 @@ def _adaptation_set(
     *,
     as_id: int,
     mode: _Mode,
-    per_track: dict[str, tuple[TimelineEntry, ...]],
+    per_track: Mapping[str, tuple[TimelineEntry, ...]],
 ) -> None:
     video = tracks[0].info.kind == "video"
     aset = _el(

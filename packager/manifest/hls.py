@@ -19,9 +19,9 @@ Rules this module keeps (see DESIGN.md "Rules that peers get wrong"):
   part duration rounded up to whole frames of every track (0.512 s for 0.5 s
   parts of 48 kHz AAC), since every part MUST be <= PART-TARGET;
   ``PART-HOLD-BACK`` is three times it.
-* Segment numbers are the file msns. After a time gap only the newest run of
-  consecutive msns is listed (:func:`packager.manifest.newest_run`): HLS
-  numbers segments implicitly from ``EXT-X-MEDIA-SEQUENCE``.
+* Segment numbers are the file msns. HLS numbers segments implicitly from
+  ``EXT-X-MEDIA-SEQUENCE``, so after a time gap each msn nobody produced is
+  listed as an ``EXT-X-GAP`` segment (:func:`packager.manifest.gap_filled`).
 * Discontinuities: ``TrackView.discontinuity_sequence`` already counts the
   discontinuity of the first segment in the window (the store increments it
   when such a segment becomes the first), so no ``EXT-X-DISCONTINUITY`` is

@@ -140,7 +140,8 @@ def ref_from(v: list[int]) -> PartRef:
 
 def segment_json(s: Segment) -> list[Any]:
     parts = [ref_list(p) for p in s.parts]
-    return [s.track, s.msn, s.start, s.duration, parts, s.size, s.discontinuity, s.published_utc_s, s.gap, s.cut]
+    flags = [s.discontinuity, s.published_utc_s, s.gap, s.cut, s.run]
+    return [s.track, s.msn, s.start, s.duration, parts, s.size, *flags]
 
 
 def segment_from(v: list[Any]) -> Segment:
@@ -155,6 +156,7 @@ def segment_from(v: list[Any]) -> Segment:
         published_utc_s=float(v[7]),
         gap=bool(v[8]),
         cut=len(v) > 9 and bool(v[9]),
+        run=int(v[10]) if len(v) > 10 and v[10] is not None else None,
     )
 
 

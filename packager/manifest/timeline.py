@@ -1,0 +1,149 @@
+"""What a DASH MPD lists: each Representation's segments, grouped into one Period per unbroken run.
+
+``$Number$`` counts one per ``S`` entry of a ``SegmentTimeline`` (dash.js
+ignores ``S@n``, dash.js issue 5107), so segment numbers can only skip where a
+new Period starts with its own ``startNumber``. A feed or encoder that stopped
+and came back later (msns follow UTC, so the numbers jump) therefore starts a
+new Period; the older run stays listed in the Period before it, and the time
+between them is a hole in the presentation (ISO/IEC 23009-1 5.3.2: a Period
+lasts until the next one starts, its media may end earlier).
+
+Period identity must not move while the Period is listed (players match
+Periods across MPD updates by ``@id``): a Period is named by its run's first
+msn (:attr:`packager.model.Segment.run`, which every segment carries, so the
+name outlives that first segment's leaving the window), and starts at that
+msn's nominal boundary, ``run * segment_s`` on the UTC media timeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+
+from packager.model import StreamView, TrackView
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One segment as the SegmentTimeline lists it (``producing``: the one still being produced)."""
+
+    msn: int
+    start: int
+    duration: int
+    producing: bool = False
+    run: int | None = None  # first msn of its unbroken run (None: its own)
+
+    @property
+    def run_msn(self) -> int:
+        return self.msn if self.run is None else self.run
+
+
+@dataclass(frozen=True)
+class S:
+    """One ``S`` element: ``t`` only where times are not contiguous with the previous entry."""
+
+    t: int | None
+    d: int
+    r: int = 0
+
+
+@dataclass(frozen=True)
+class PeriodPlan:
+    """One Period: its run (None before anything is listed), where it starts and what it lists.
+
+    ``origin_s`` is the media time at the Period's start (each Representation's
+    ``presentationTimeOffset``); ``start_s`` is ``Period@start``."""
+
+    run: int | None
+    origin_s: Fraction
+    start_s: Fraction
+    entries: Mapping[str, tuple[TimelineEntry, ...]]
+
+    @property
+    def id(self) -> str:
+        return "0" if self.run is None else str(self.run)
+
+
+def production_msn(track: TrackView) -> int | None:
+    """Msn of the segment in production: the pending one, or the next one once the previous closed."""
+    if track.pending_msn is not None:
+        return track.pending_msn
+    if track.next_part is not None and (not track.segments or track.next_part[0] > track.segments[-1].msn):
+        return track.next_part[0]
+    return None
+
+
+def timeline_entries(view: StreamView, track: TrackView, *, with_production: bool) -> tuple[TimelineEntry, ...]:
+    """Every segment of the track's window, plus (``with_production``) the one in production."""
+    entries: list[TimelineEntry] = []
+    for s in track.segments:
+        prev = entries[-1] if entries else None
+        run = s.run if s.run is not None or prev is None or prev.msn + 1 != s.msn else prev.run_msn
+        entries.append(TimelineEntry(s.msn, s.start, s.duration, run=run))
+    producing = production_msn(track) if with_production else None
+    last = track.segments[-1] if track.segments else None
+    if producing is None or (last is not None and producing <= last.msn):
+        return tuple(entries)
+    follows = last is not None and last.msn + 1 == producing
+    segment_ticks = int(view.segment_s * track.info.timescale)
+    if track.pending:
+        start = track.pending[0].start
+    elif follows and last is not None:
+        start = last.end
+    else:
+        start = producing * segment_ticks
+    duration = (producing + 1) * segment_ticks - start
+    if not 0 < duration <= segment_ticks:
+        duration = segment_ticks
+    run = entries[-1].run_msn if follows and entries else producing
+    entries.append(TimelineEntry(producing, start, duration, producing=True, run=run))
+    return tuple(entries)
+
+
+def compress_timeline(entries: Sequence[TimelineEntry]) -> tuple[S, ...]:
+    """``S`` elements for ``entries``: equal contiguous durations fold into ``r``."""
+    out: list[S] = []
+    prev_end: int | None = None
+    for e in entries:
+        contiguous = prev_end is not None and e.start == prev_end
+        if out and contiguous and out[-1].d == e.duration:
+            out[-1] = S(out[-1].t, out[-1].d, out[-1].r + 1)
+        elif contiguous:
+            out.append(S(None, e.duration))
+        else:
+            out.append(S(e.start, e.duration))
+        prev_end = e.start + e.duration
+    return tuple(out)
+
+
+def plan_periods(
+    view: StreamView, per_track: Mapping[str, tuple[TimelineEntry, ...]], *, static_origin_s: Fraction | None
+) -> tuple[PeriodPlan, ...]:
+    """The Periods for ``per_track`` (each track's :func:`timeline_entries`), oldest first.
+
+    A Period is listed only while every track that lists anything has entries in
+    it: the newest one appears once each rendition has begun it, the oldest goes
+    as soon as one rendition's window slid past it. ``static_origin_s`` (a static
+    MPD) is the first media time: presentation time zero, where the first Period
+    starts; a dynamic MPD keeps the UTC media timeline (zero at the epoch)."""
+    presentation_origin = static_origin_s or Fraction(0)
+    runs = sorted({e.run_msn for entries in per_track.values() for e in entries})
+    listing = [name for name, entries in per_track.items() if entries]
+    plans: list[PeriodPlan] = []
+    for i, run in enumerate(runs):
+        upto = runs[i + 1] if i + 1 < len(runs) else None
+        entries = {
+            name: tuple(e for e in es if e.msn >= run and (upto is None or e.msn < upto))
+            for name, es in per_track.items()
+        }
+        if not all(entries[name] for name in listing):
+            continue
+        origin = run * view.segment_s
+        if static_origin_s is not None and not plans:
+            origin = static_origin_s
+        plans.append(PeriodPlan(run, origin, origin - presentation_origin, entries))
+    if not plans:
+        empty = {name: () for name in per_track}
+        plans.append(PeriodPlan(None, presentation_origin, Fraction(0), empty))
+    return tuple(plans)
