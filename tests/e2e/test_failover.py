@@ -28,6 +28,7 @@ from tests.support import redis as redis_support
 from tests.support.failover import Pair, media_gap_s, owner_changes
 from tests.support.procs import REPO, SMALL_LADDER, free_port, have_browser, interrupt, wait_http, wait_segments
 from tests.support.redis import RedisServer, redis_server
+from tests.support.xsd import validate_mpd
 
 pytestmark = [pytest.mark.browser, pytest.mark.media]
 __all__ = ["redis_server"]  # the fixture
@@ -154,6 +155,64 @@ def test_a_paused_active_node_writes_nothing_after_it_lost_its_lease(pair: Pair)
     _check_log(entries)
     _, _, playlist = _get(f"{pair.origin}{STREAM}/270p/index.m3u8")
     assert f"{change.resume_msn}.m4s".encode() in playlist  # numbering continued
+
+
+def _periods(mpd: bytes) -> list[tuple[str, list[int]]]:
+    """(Period id, the 270p segment numbers it lists) per Period."""
+    root = validate_mpd(mpd)
+    ns = {"d": root.nsmap[None]}
+    out = []
+    for period in root.iterfind("d:Period", ns):
+        rep = period.find(".//d:Representation[@id='270p']", ns)
+        template = rep.find("d:SegmentTemplate", ns)
+        first = int(template.get("startNumber"))
+        count = sum(1 + int(e.get("r", "0")) for e in template.iterfind("d:SegmentTimeline/d:S", ns))
+        out.append((period.get("id"), list(range(first, first + count))))
+    return out
+
+
+def test_players_ride_through_an_outage_of_every_encoder_and_both_runs_stay_listed(pair: Pair, browser) -> None:  # type: ignore[no-untyped-def]
+    poller = Poller(pair.origin)
+    poller.start()
+    contexts = []
+    try:
+        players = []
+        for name, src in (("hls", "master.m3u8"), ("dash", "manifest.mpd")):
+            context, page, pb = open_player(browser, f"{pair.origin}/players/{name}.html?src={STREAM}/{src}")
+            contexts.append(context)
+            wait_ready(page, pb, timeout_s=30)
+            players.append((page, pb))
+        _sample(players, 4)
+        poller.phase = "every encoder down"
+        for proc in pair.nodes.values():
+            proc.kill()
+            proc.wait()
+        time.sleep(5)  # seconds of media nobody produces
+        pair.start("a")
+        pair.wait_active(timeout_s=30)
+        poller.phase = "back"
+        _sample(players, 8)  # the players find the new media
+        since = time.monotonic()
+        _sample(players, 10)
+        _playing(players, since, "after every encoder was down for 5 s", 0.7)
+        for _, pb in players:
+            print(f"{pb.last.get('player')}: stalls {pb.last.get('stallLog')} ({pb.last.get('stallTime', 0):.2f} s)")
+    finally:
+        poller.stopped.set()
+        poller.join(15)
+        for context in contexts:
+            context.close()
+    assert poller.checked > 50 and poller.failures == [], poller.failures[:20]
+    # DASH: the run from before the outage in its Period, the new one in the next, a hole between
+    _, _, mpd = _get(f"{pair.origin}{STREAM}/manifest.mpd")
+    (old_id, old), (new_id, new) = _periods(mpd)[-2:]
+    assert int(old_id) <= old[0] and new[0] == int(new_id) and new[0] > old[-1] + 1, (old_id, old, new_id, new)
+    # HLS: one numbering, the outage listed as EXT-X-GAP
+    _, _, playlist = _get(f"{pair.origin}{STREAM}/270p/index.m3u8")
+    lines = playlist.decode().splitlines()
+    assert all(lines[lines.index(f"{m}.m4s") - 1] == "#EXT-X-GAP" for m in range(old[-1] + 2, new[0]))
+    pair.start("b")  # the standby again
+    pair.wait_roles({"a": "active", "b": "standby"})
 
 
 def _get(url: str) -> tuple[int, dict[str, str], bytes]:

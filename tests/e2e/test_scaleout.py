@@ -106,18 +106,20 @@ def hls_named(playlist: str) -> list[str]:
     """Every URI a media playlist names as published: the init, segments and parts (not the preload hint)."""
     uris = re.findall(r'#EXT-X-MAP:URI="([^"]+)"', playlist)
     uris += re.findall(r'#EXT-X-PART:(?![^\n]*GAP=YES)[^\n]*URI="([^"]+)"', playlist)  # GAP parts do not exist
-    return uris + [line for line in playlist.splitlines() if line and not line.startswith("#")]
+    lines = playlist.splitlines()
+    # a GAP segment stands for media nobody produced, unless it is a cut one (its parts are real)
+    return uris + [ln for n, ln in enumerate(lines) if ln and not ln.startswith("#") and lines[n - 1] != "#EXT-X-GAP"]
 
 
 def dash_named(mpd: bytes) -> dict[str, list[int]]:
-    """Representation id -> the segment numbers its SegmentTimeline lists."""
+    """Representation id -> the segment numbers its SegmentTimelines list, over every Period."""
     out: dict[str, list[int]] = {}
     for rep in ET.fromstring(mpd).iterfind(".//m:Representation", MPD_NS):
         tpl = rep.find("m:SegmentTemplate", MPD_NS)
         assert tpl is not None
         start = int(tpl.get("startNumber", "1"))
         count = sum(1 + int(s.get("r", "0")) for s in tpl.iterfind("m:SegmentTimeline/m:S", MPD_NS))
-        out[rep.get("id", "")] = list(range(start, start + count))
+        out.setdefault(rep.get("id", ""), []).extend(range(start, start + count))
     return out
 
 
