@@ -86,6 +86,10 @@ def timeline_entries(view: StreamView, track: TrackView, *, with_production: boo
     if producing is None or (last is not None and producing <= last.msn):
         return tuple(entries)
     follows = last is not None and last.msn + 1 == producing
+    if not follows and not track.pending:
+        # a new run is listed from its first real part on: the number a new owner expected to resume at
+        # may never be produced (its encoder was still starting)
+        return tuple(entries)
     segment_ticks = int(view.segment_s * track.info.timescale)
     if track.pending:
         start = track.pending[0].start

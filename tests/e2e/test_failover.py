@@ -87,17 +87,23 @@ def _check_log(entries: list[tuple[str, dict[bytes, bytes]]]) -> None:
     assert epochs == sorted(epochs)
 
 
+def _open_players(browser, origin: str, contexts: list) -> list:  # type: ignore[no-untyped-def,type-arg]
+    """hls.js and dash.js playing the stream from ``origin``, ready; their browser contexts go to ``contexts``."""
+    players = []
+    for name, src in (("hls", "master.m3u8"), ("dash", "manifest.mpd")):
+        context, page, pb = open_player(browser, f"{origin}/players/{name}.html?src={STREAM}/{src}")
+        contexts.append(context)
+        wait_ready(page, pb, timeout_s=30)
+        players.append((page, pb))
+    return players
+
+
 def test_a_killed_active_node_is_replaced_within_a_segment_and_players_keep_playing(pair: Pair, browser) -> None:  # type: ignore[no-untyped-def]
     poller = Poller(pair.origin)
     poller.start()
-    contexts = []
+    contexts: list = []  # type: ignore[type-arg]
     try:
-        players = []
-        for name, src in (("hls", "master.m3u8"), ("dash", "manifest.mpd")):
-            context, page, pb = open_player(browser, f"{pair.origin}/players/{name}.html?src={STREAM}/{src}")
-            contexts.append(context)
-            wait_ready(page, pb, timeout_s=30)
-            players.append((page, pb))
+        players = _open_players(browser, pair.origin, contexts)
         _sample(players, 6)
         old = pair.active()
         assert old == "a"
@@ -174,14 +180,9 @@ def _periods(mpd: bytes) -> list[tuple[str, list[int]]]:
 def test_players_ride_through_an_outage_of_every_encoder_and_both_runs_stay_listed(pair: Pair, browser) -> None:  # type: ignore[no-untyped-def]
     poller = Poller(pair.origin)
     poller.start()
-    contexts = []
+    contexts: list = []  # type: ignore[type-arg]
     try:
-        players = []
-        for name, src in (("hls", "master.m3u8"), ("dash", "manifest.mpd")):
-            context, page, pb = open_player(browser, f"{pair.origin}/players/{name}.html?src={STREAM}/{src}")
-            contexts.append(context)
-            wait_ready(page, pb, timeout_s=30)
-            players.append((page, pb))
+        players = _open_players(browser, pair.origin, contexts)
         _sample(players, 4)
         poller.phase = "every encoder down"
         for proc in pair.nodes.values():
