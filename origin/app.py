@@ -19,16 +19,20 @@ from typing import Any
 
 from aiohttp import web
 
-from origin import folder, handlers, players, policy, sse
-from origin.handlers import KIND, SENT, STATE, OriginState
+from origin import access, folder, handlers, players, policy, sse
+from origin.access import ACCESS, Access
+from origin.cors import CorsPolicy
+from origin.handlers import KIND, SENT, STATE, OriginState, allow_origin
 from origin.metrics import OriginMetrics
 from origin.policy import Kind
 from origin.serverlog import ServerLog
+from origin.transport import PLAIN, Transport
 from origin.webhooks import Webhooks
 from packager.events import EventBus
 from packager.lifecycle import FinalNotices, StreamEvents
 from packager.publication import PartPublished, Publication
 from packager.reader import StoreReader
+from packager.security import OPEN, SecuritySettings
 from packager.settings import WebhookSettings
 from packager.store import Store
 
@@ -51,7 +55,7 @@ async def observe(request: web.Request, handler: Any) -> web.StreamResponse:
     except web.HTTPException as exc:
         status = exc.status
         request.setdefault(KIND, Kind.OTHER)
-        headers = policy.response_headers(Kind.OTHER, exc.status, allow_origin=st.cors_origin)
+        headers = policy.response_headers(Kind.OTHER, exc.status, allow_origin=allow_origin(request))
         if exc.status == 405:
             headers["Allow"] = policy.ALLOWED_METHODS
         reason = exc.reason if exc.status != 404 else "no such resource"
@@ -65,7 +69,7 @@ async def observe(request: web.Request, handler: Any) -> web.StreamResponse:
         raise
     except Exception:
         log.exception("unhandled error on %s", request.path)
-        headers = policy.response_headers(Kind.OTHER, 500, allow_origin=st.cors_origin)
+        headers = policy.response_headers(Kind.OTHER, 500, allow_origin=allow_origin(request))
         return web.Response(
             status=500, text="500: internal error\n", headers={**headers, "Content-Type": "text/plain; charset=utf-8"}
         )
@@ -89,7 +93,7 @@ def create_app(
     root: Path | None = None,
     files: FinalNotices | None = None,
     dead_letter_dir: Path | None = None,
-    cors_origin: str = "*",
+    security: SecuritySettings = OPEN,
     players_dir: Path | None = None,
     pipelines: dict[str, Any] | None = None,
     ingest: tuple[Any, Any] | None = None,
@@ -99,16 +103,17 @@ def create_app(
 ) -> web.Application:
     """``events``: publish stream events (``/events``, webhooks) for ``store`` (a publishing :class:`Store`);
     ``files``: its disk mirror (``vod.ready`` waits for the final manifests); ``dead_letter_dir``: where the
-    webhooks' dead-letter file goes by default."""
+    webhooks' dead-letter file goes by default; ``security``: CORS origins, the admin token, signed playback."""
     if (store is None) == (root is None):
         raise ValueError("create_app needs exactly one of store or root")
     app = web.Application(
-        middlewares=[observe],
+        middlewares=[observe, access.guard],
         client_max_size=1024 * 1024,
         # logger: a malformed request is one rate-limited line, not a traceback per request
         handler_args={"max_line_size": MAX_LINE, "max_field_size": MAX_FIELD, "logger": ServerLog()},
     )
-    state = OriginState(store=store or Store(), cors_origin=cors_origin, pipelines=pipelines or {})
+    state = OriginState(store=store or Store(), cors=CorsPolicy(security.cors_origins), pipelines=pipelines or {})
+    app[ACCESS] = Access.of(security)
     if events is not None and local_store(state.store) is not None:
         state.events = events
     app[STATE] = state
@@ -120,6 +125,10 @@ def create_app(
     r.add_get("/time", handlers.time_now)
     r.add_get("/healthz", handlers.healthz)
     r.add_get("/metrics", handlers.metrics)
+    r.add_get("/auth/playback", access.auth_playback)
+    if security.admin_token:
+        r.add_post("/login", access.login)
+        r.add_post("/logout", access.logout)
     if root is not None:
         app[folder.ROOT] = root
         r.add_get("/api/streams", folder.folder_api_streams)
@@ -260,7 +269,8 @@ async def serve_store(
     sock: socket.socket,
     files: FinalNotices | None = None,
     dead_letter_dir: Path | None = None,
-    cors_origin: str = "*",
+    security: SecuritySettings = OPEN,
+    transport: Transport = PLAIN,
     pipelines: dict[str, Any] | None = None,
     ingest: tuple[Any, Any] | None = None,
     events: EventBus | None = None,
@@ -271,25 +281,36 @@ async def serve_store(
         store,
         files=files,
         dead_letter_dir=dead_letter_dir,
-        cors_origin=cors_origin,
+        security=security,
         pipelines=pipelines,
         ingest=ingest,
         events=events,
         webhooks=webhooks,
         dead_letter=dead_letter,
     )
+    transport.install(app)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
-    site = web.SockSite(runner, sock, backlog=4096)  # bound by the caller before any pipeline starts
+    # bound by the caller before any pipeline starts
+    site = web.SockSite(runner, sock, backlog=4096, ssl_context=transport.ssl_context)
     await site.start()
     state = app[STATE]
     state.metrics.connections.read = lambda: [({}, float(len(runner.server.connections)))] if runner.server else []
     return runner
 
 
-def serve_folder(root: Path, *, sock: socket.socket, host: str, port: int, cors_origin: str = "*") -> int:
+def serve_folder(
+    root: Path,
+    *,
+    sock: socket.socket,
+    host: str,
+    port: int,
+    security: SecuritySettings = OPEN,
+    transport: Transport = PLAIN,
+) -> int:
     """Serve ``root`` on ``sock`` (already listening on ``host:port``) until interrupted."""
-    app = create_app(root=root, cors_origin=cors_origin)
-    print(f"packager: serving {root} on http://{host}:{port}/", flush=True)
-    web.run_app(app, sock=sock, access_log=None, print=None, backlog=4096)
+    app = create_app(root=root, security=security)
+    transport.install(app)
+    print(f"packager: serving {root} on {transport.scheme}://{host}:{port}/", flush=True)
+    web.run_app(app, sock=sock, access_log=None, print=None, backlog=4096, ssl_context=transport.ssl_context)
     return 0

@@ -23,10 +23,12 @@ from aiohttp import web
 from origin.app import create_app
 from origin.handlers import STATE
 from origin.metrics import OriginMetrics
+from origin.transport import PLAIN, Transport
 from packager.events import EventBus
 from packager.redisstore import RedisPublisher, RedisReplica, RedisTarget
 from packager.redisstore.health import NodeWatch
 from packager.redisstore.keys import Keys
+from packager.security import OPEN, SecuritySettings
 
 
 def _counters(source: dict[str, int], **labels: str) -> Iterable[tuple[dict[str, str], float]]:
@@ -56,13 +58,15 @@ def publisher_gauges(metrics: OriginMetrics, publisher: RedisPublisher) -> None:
     )
 
 
-def replica_app(target: RedisTarget, *, cors_origin: str = "*", health_interval_s: float = 1.0) -> web.Application:
+def replica_app(
+    target: RedisTarget, *, security: SecuritySettings = OPEN, health_interval_s: float = 1.0
+) -> web.Application:
     """The origin application over a replica of ``target`` (started and closed with the app).
 
     Every ``health_interval_s`` it reads each stream's node health for ``/api/streams``."""
     replica = RedisReplica(target)
     # /events from the replayed publications: every node's streams (webhooks stay with the publishing node)
-    app = create_app(replica, cors_origin=cors_origin, events=EventBus())
+    app = create_app(replica, security=security, events=EventBus())
     metrics = app[STATE].metrics
     health_client = target.client()
     watch = NodeWatch(
@@ -93,20 +97,31 @@ def replica_app(target: RedisTarget, *, cors_origin: str = "*", health_interval_
 
 
 async def serve_replica(
-    target: RedisTarget, *, sock: socket.socket, host: str, port: int, cors_origin: str = "*"
+    target: RedisTarget,
+    *,
+    sock: socket.socket,
+    host: str,
+    port: int,
+    security: SecuritySettings = OPEN,
+    transport: Transport = PLAIN,
 ) -> int:
     """Serve a replica of ``target`` on ``sock`` (already listening) until SIGTERM/SIGINT; 0."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(replica_app(target, cors_origin=cors_origin), access_log=None, shutdown_timeout=2.0)
+    app = replica_app(target, security=security)
+    transport.install(app)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     try:
-        await web.SockSite(runner, sock, backlog=4096).start()
+        await web.SockSite(runner, sock, backlog=4096, ssl_context=transport.ssl_context).start()
         state = runner.app[STATE]
         state.metrics.connections.read = lambda: [({}, float(len(runner.server.connections)))] if runner.server else []
-        print(f"packager: origin for {target.url} on http://{host}:{port}/ (pid {os.getpid()})", flush=True)
+        print(
+            f"packager: origin for {target.url} on {transport.scheme}://{host}:{port}/ (pid {os.getpid()})",
+            flush=True,
+        )
         await stop.wait()
     finally:
         await runner.cleanup()

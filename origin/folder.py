@@ -17,9 +17,9 @@ from pathlib import Path
 from aiohttp import web
 
 from origin import policy
-from origin.handlers import NAME, STATE, _fail, _headers, _state
+from origin.handlers import NAME, STATE, _fail, _headers, _state, manifest
 from origin.policy import Kind
-from origin.responses import Body, send
+from origin.responses import Body
 
 # \Z, not $: "$" also matches before a final newline
 FILE = re.compile(
@@ -85,7 +85,7 @@ async def folder_object(request: web.Request) -> web.StreamResponse:
     )
     if ended:
         headers["Cache-Control"] = policy.cache_control(kind, 200, ended=True)
-    return send(request, body, headers)
+    return manifest(request, body, kind, headers)
 
 
 def _subdirs(real_root: Path, directory: Path) -> list[str]:

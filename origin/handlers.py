@@ -21,10 +21,12 @@ from typing import Any
 from aiohttp import web
 
 from origin import policy
+from origin.cors import CorsPolicy
 from origin.metrics import OriginMetrics, RequestRates
 from origin.policy import Kind
 from origin.render import RenderCache
 from origin.responses import Body, error, send
+from origin.signing import signed
 from packager.events import EventBus
 from packager.lifecycle import NO_FAILOVERS, StreamEvents
 from packager.model import INIT_NAME, MEDIA_PLAYLIST_NAME, StreamView, TrackView, part_name, segment_name
@@ -43,7 +45,7 @@ UINT = re.compile(r"^[0-9]{1,18}\Z")
 @dataclass
 class OriginState:
     store: StoreReader
-    cors_origin: str = "*"
+    cors: CorsPolicy = field(default_factory=CorsPolicy)
     metrics: OriginMetrics = field(default_factory=OriginMetrics)
     cache: RenderCache = field(default_factory=RenderCache)
     pipelines: dict[str, Any] = field(default_factory=dict)
@@ -59,6 +61,17 @@ STATE = web.AppKey("origin_state", OriginState)
 KIND = web.RequestKey("kind", Kind)
 HELD = web.RequestKey("held", bool)
 SENT = web.RequestKey("sent_bytes", int)
+TOKEN = web.RequestKey("playback_token", str)  # a playback token from the query: manifests carry it on
+
+
+def allow_origin(request: web.Request) -> str | None:
+    """This request's ``Access-Control-Allow-Origin`` value (None: its origin is not allowed)."""
+    return request.app[STATE].cors.allow(request.headers.get("Origin"))
+
+
+def manifest(request: web.Request, body: Body, kind: Kind, headers: dict[str, str]) -> web.Response:
+    """Send a manifest, with the request's playback token (if any) on every URI it names."""
+    return send(request, signed(body, kind, request.get(TOKEN)), headers)
 
 
 def _state(request: web.Request) -> OriginState:
@@ -73,21 +86,19 @@ def _fail(
     request: web.Request, status: int, reason: str, kind: Kind = Kind.OTHER, stream: StreamReader | None = None
 ) -> web.Response:
     request[KIND] = kind
-    st = _state(request)
     timing = _timing(stream.view()) if stream else None
-    headers = policy.response_headers(kind, status, timing, allow_origin=st.cors_origin)
+    headers = policy.response_headers(kind, status, timing, allow_origin=allow_origin(request))
     return error(status, reason, headers)
 
 
 def _headers(request: web.Request, kind: Kind, stream: StreamReader | None = None) -> dict[str, str]:
     request[KIND] = kind
-    st = _state(request)
     view = stream.view() if stream else None
     return policy.response_headers(
         kind,
         200,
         _timing(view) if view else None,
-        allow_origin=st.cors_origin,
+        allow_origin=allow_origin(request),
         ended=bool(view and view.ended),
     )
 
@@ -130,7 +141,7 @@ async def master(request: web.Request) -> web.StreamResponse:
     view = stream.view()
     if not view.tracks:
         return _fail(request, 404, "stream has no media yet", Kind.MASTER, stream)
-    return send(request, _state(request).cache.master(view), _headers(request, Kind.MASTER, stream))
+    return manifest(request, _state(request).cache.master(view), Kind.MASTER, _headers(request, Kind.MASTER, stream))
 
 
 async def mpd(request: web.Request) -> web.StreamResponse:
@@ -143,7 +154,8 @@ async def mpd(request: web.Request) -> web.StreamResponse:
     # while the shared store is unreachable the last MPD stays served: all it names is in memory, and a
     # player retrying a 503 MPD gives up after a few tries (dash.js), while a stale one only shows no news
     low_latency = request.query.get("ll", "1") not in ("0", "no", "false")
-    return send(request, _state(request).cache.mpd(view, low_latency), _headers(request, Kind.MPD, stream))
+    body = _state(request).cache.mpd(view, low_latency)
+    return manifest(request, body, Kind.MPD, _headers(request, Kind.MPD, stream))
 
 
 @dataclass(frozen=True)
@@ -228,7 +240,7 @@ async def media_playlist(request: web.Request) -> web.StreamResponse:
     view = stream.view()
     skip = d.skip and view.live
     st = _state(request)
-    response = send(request, st.cache.media(view, track.info.name, skip), _headers(request, kind, stream))
+    response = manifest(request, st.cache.media(view, track.info.name, skip), kind, _headers(request, kind, stream))
     if awaited is not None and awaited.index is not None:
         part = stream.part(track.info.name, awaited.msn, awaited.index)
         if part is not None and part.published_utc_s:
@@ -487,14 +499,16 @@ async def push(request: web.Request) -> web.StreamResponse:
     else:
         gate, manager = st.ingest
         status, reason = await push_ingest.receive(request, stream, gate, manager)
-    headers = {"Cache-Control": "no-store", "Access-Control-Allow-Origin": st.cors_origin}
+    headers = {"Cache-Control": "no-store", **policy.cors_headers(allow_origin(request))}
     return web.Response(status=status, text=f"{status}: {reason}\n", headers=headers)
 
 
 async def preflight(request: web.Request) -> web.StreamResponse:
     request[KIND] = Kind.OTHER
-    headers = policy.preflight_headers(_state(request).cors_origin)
-    return web.Response(status=204, headers=headers)
+    allowed = allow_origin(request)
+    if allowed is None:
+        return _fail(request, 403, "this origin may not read from this server")
+    return web.Response(status=204, headers=policy.preflight_headers(allowed))
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:

@@ -16,7 +16,7 @@ from pathlib import Path
 from aiohttp import web
 
 from origin import policy
-from origin.handlers import KIND, STATE
+from origin.handlers import KIND, allow_origin
 from origin.policy import Kind
 from origin.responses import Body, error, send
 from players import FOLDER
@@ -89,7 +89,7 @@ PLAYERS = web.AppKey("players", PlayerFiles)
 
 def _headers(request: web.Request, kind: Kind, status: int = 200) -> dict[str, str]:
     request[KIND] = kind
-    return policy.response_headers(kind, status, None, allow_origin=request.app[STATE].cors_origin)
+    return policy.response_headers(kind, status, None, allow_origin=allow_origin(request))
 
 
 async def _static(request: web.Request, path: Path, kind: Kind, ctype: str) -> web.StreamResponse:

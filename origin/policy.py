@@ -101,7 +101,11 @@ def cache_control(kind: Kind, status: int = 200, timing: Timing | None = None, *
     return "public, max-age=60"
 
 
-def cors_headers(allow_origin: str) -> dict[str, str]:
+def cors_headers(allow_origin: str | None) -> dict[str, str]:
+    """CORS headers for an answer: ``*``, one allowed origin (the answer varies by Origin), or None (not
+    allowed: no grant, but still ``Vary: Origin`` since an allowed origin gets another answer)."""
+    if allow_origin is None:
+        return {"Vary": "Origin"}
     return {
         "Access-Control-Allow-Origin": allow_origin,
         "Access-Control-Expose-Headers": EXPOSED_HEADERS,
@@ -119,7 +123,7 @@ def preflight_headers(allow_origin: str) -> dict[str, str]:
 
 
 def response_headers(
-    kind: Kind, status: int = 200, timing: Timing | None = None, *, allow_origin: str = "*", ended: bool = False
+    kind: Kind, status: int = 200, timing: Timing | None = None, *, allow_origin: str | None = "*", ended: bool = False
 ) -> dict[str, str]:
     headers = cors_headers(allow_origin)
     headers["Cache-Control"] = cache_control(kind, status, timing, ended=ended)

@@ -21,6 +21,15 @@ ten digits, or an HTTP date); anything else falls back to the back-off.
 Events that were never delivered (attempts used up, queue full, shutdown)
 are appended to the dead-letter file as JSON lines, fsynced.
 
+Unless an endpoint sets ``allow_private``, it is only ever reached at public
+addresses (see :mod:`origin.egress`): a literal loopback/link-local/private
+host is refused before connecting, and its name is resolved through
+:class:`~origin.egress.PublicOnlyResolver`, so a name that resolves (or is
+rebound) only to such addresses is refused too. A refusal is not retried: the
+event goes straight to the dead-letter file with ``refused: ...`` as the
+error. https endpoints always verify the certificate (against ``ca_file``
+when set, else the system CAs).
+
 Each endpoint's queue is bounded per event class (see
 :mod:`packager.events`): when noisy events (ingest.rejected, rendition
 stall/recovery) pile up behind a slow endpoint the oldest of them are dropped,
@@ -41,6 +50,7 @@ import logging
 import os
 import random
 import re
+import ssl
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -51,6 +61,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from origin.egress import EgressRefused, PublicOnlyResolver, client_tls, is_private_address, parse_address, refusal
 from origin.metrics import OriginMetrics
 from packager.events import FREQUENT, LIFECYCLE, NOISY, Event, EventQueue, QueueFull
 from packager.ratelog import RateLimitedLog
@@ -170,10 +181,33 @@ class _Endpoint:
     task: asyncio.Task[None] | None = None
     current: Event | None = None
     attempts: int = 0
+    tls: ssl.SSLContext = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tls = client_tls(self.settings.ca_file)
 
     @property
     def name(self) -> str:
         return redact(self.settings.url)
+
+
+@dataclass
+class _Attempt:
+    """What one POST came to: a status (and its Retry-After), or an error; ``refused``: never retry."""
+
+    status: int | None = None
+    wait_hint: str | None = None
+    error: str = ""
+    refused: bool = False
+
+
+def check_egress(settings: WebhookSettings) -> None:
+    """Raise :class:`EgressRefused` if the URL's host is a literal the guard refuses (aiohttp does not
+    ask the resolver about literal addresses)."""
+    host = urlsplit(settings.url).hostname or ""
+    ip = None if settings.allow_private else parse_address(host)  # names go through PublicOnlyResolver
+    if ip is not None and is_private_address(ip):
+        raise EgressRefused(f"{host} is a private address")
 
 
 class Webhooks:
@@ -201,14 +235,16 @@ class Webhooks:
         self.max_retry_after_s = max_retry_after_s
         self._rng = rng
         self._clock = clock
-        self._session: aiohttp.ClientSession | None = None
+        self._sessions: dict[bool, aiohttp.ClientSession] = {}  # by allow_private
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        if self._session is not None:
+        if self._sessions:
             return
-        connector = aiohttp.TCPConnector(limit=64, limit_per_host=4)
-        self._session = aiohttp.ClientSession(connector=connector)
+        for allow_private in (False, True):
+            resolver = None if allow_private else PublicOnlyResolver()
+            connector = aiohttp.TCPConnector(limit=64, limit_per_host=4, resolver=resolver)
+            self._sessions[allow_private] = aiohttp.ClientSession(connector=connector)
         for ep in self.endpoints:
             ep.task = asyncio.create_task(self._worker(ep), name=f"webhook {ep.name}")
         self.bus.add_sink(self.offer)
@@ -270,9 +306,9 @@ class Webhooks:
             ep.current = None
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in self._sessions.values():
+            await session.close()
+        self._sessions.clear()
 
     # -- delivery
     def _spawn(self, coro: Awaitable[None]) -> None:
@@ -302,32 +338,43 @@ class Webhooks:
         full = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))
         return full / 2 + self._rng() * full / 2
 
+    async def _post(self, ep: _Endpoint, event: Event, body: bytes, attempt: int) -> _Attempt:
+        """One signed POST of ``body``, never raising for what the endpoint or the network did."""
+        s = ep.settings
+        session = self._sessions[s.allow_private]
+        headers = signed_headers(event, s.secret, body, str(int(self._clock.utc_s())), attempt)
+        timeout = aiohttp.ClientTimeout(total=s.timeout_s)
+        started = self._clock.monotonic_s()
+        try:
+            check_egress(s)
+            async with session.post(
+                s.url, data=body, headers=headers, timeout=timeout, allow_redirects=False, ssl=ep.tls
+            ) as resp:
+                wait_hint = resp.headers.get("Retry-After")
+                await resp.content.read(MAX_RESPONSE_READ)
+                return _Attempt(resp.status, wait_hint)
+        except TimeoutError:
+            return _Attempt(error=f"timed out after {s.timeout_s:g} s")
+        except (EgressRefused, aiohttp.ClientError) as exc:
+            refused = refusal(exc)
+            if refused is not None:
+                return _Attempt(error=f"refused: {refused}", refused=True)
+            return _Attempt(error=f"connection failed: {type(exc).__name__}")
+        finally:
+            self.metrics.webhook_seconds.observe(self._clock.monotonic_s() - started)
+
     async def _deliver(self, ep: _Endpoint, event: Event) -> None:
-        assert self._session is not None
+        assert self._sessions
         s = ep.settings
         body = event.json.encode()
-        timeout = aiohttp.ClientTimeout(total=s.timeout_s)
         error = ""
         for attempt in range(1, s.max_attempts + 1):
             ep.attempts = attempt
-            timestamp = str(int(self._clock.utc_s()))
-            headers = signed_headers(event, s.secret, body, timestamp, attempt)
-            status: int | None = None
-            wait_hint: str | None = None
-            started = self._clock.monotonic_s()
-            try:
-                async with self._session.post(
-                    s.url, data=body, headers=headers, timeout=timeout, allow_redirects=False
-                ) as resp:
-                    status = resp.status
-                    wait_hint = resp.headers.get("Retry-After")
-                    await resp.content.read(MAX_RESPONSE_READ)
-            except TimeoutError:
-                error = f"timed out after {s.timeout_s:g} s"
-            except aiohttp.ClientError as exc:
-                error = f"connection failed: {type(exc).__name__}"
-            finally:
-                self.metrics.webhook_seconds.observe(self._clock.monotonic_s() - started)
+            result = await self._post(ep, event, body, attempt)
+            status, wait_hint, error = result.status, result.wait_hint, result.error
+            if result.refused:
+                await self._dead_letter(ep, event, attempt, error)  # the address will not change on a retry
+                return
             if status is not None and 200 <= status < 300:
                 self.metrics.webhook_deliveries.inc(result="delivered")
                 log.debug("webhooks: %s: %s %s delivered (attempt %d)", ep.name, event.type, event.id, attempt)

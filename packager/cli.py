@@ -19,6 +19,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from packager import serving
 from packager.config import (
     DEFAULT_LADDER,
     ConfigError,
@@ -114,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="accept pushes to stream NAME with KEY (repeatable)",
     )
     ing.add_argument("--rtmp-port", type=int, default=None, help="RTMP listen port, 0 = off (default: 1935)")
+    ing.add_argument(
+        "--rtmps-port",
+        type=int,
+        default=None,
+        help="RTMPS (RTMP over TLS, needs --tls-cert/--tls-key) listen port, 0 = off (default: 0)",
+    )
     ing.add_argument("--srt-port", type=int, default=None, help="SRT listen port (UDP), 0 = off (default: 9000)")
     ing.add_argument(
         "--reconnect-window",
@@ -127,7 +134,6 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default="./live-out", help="folder the live output is mirrored to (default: %(default)s)")
     run.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     run.add_argument("--port", type=int, default=8080, help="HTTP port (default: %(default)s)")
-    run.add_argument("--cors-origin", default="*", help="Access-Control-Allow-Origin value (default: %(default)s)")
     run.add_argument("--no-serve", action="store_true", help="only write the output folder, start no HTTP server")
     shared = run.add_argument_group("shared store (several encoders and origins on one Redis)")
     shared.add_argument(
@@ -160,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="serve --port with N origin processes reading the store (needs --store) instead of in-process",
     )
+    serving.add_flags(run)
     _add_stream_flags(run)
 
     pkg = sub.add_parser(
@@ -191,8 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     org.add_argument("--worker-of", type=int, default=None, help=argparse.SUPPRESS)  # set by the supervisor
     org.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     org.add_argument("--port", type=int, default=8080, help="HTTP port (default: %(default)s)")
-    org.add_argument("--cors-origin", default="*", help="Access-Control-Allow-Origin value (default: %(default)s)")
     org.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serving.add_flags(org)
     return parser
 
 
@@ -335,7 +342,9 @@ def _ingest_settings(args: argparse.Namespace, config: StreamConfig):  # type: i
         Path(args.config) if args.config else None,
         config,
         args.stream_key,
+        security_flags=serving.flags_of(args),
         rtmp_port=args.rtmp_port,
+        rtmps_port=args.rtmps_port,
         srt_port=args.srt_port,
         reconnect_window=args.reconnect_window,
         keep=args.keep,
@@ -395,13 +404,21 @@ async def _run(args: argparse.Namespace, config: StreamConfig) -> int:
     gate, manager = _ingest_control(ingest, store, pipelines, bus, claims=claims, stage=stage)
     if gate is not None and shared is not None and redundancy is None:
         gate.owner_elsewhere = shared.owners.elsewhere
+    serving.warn_if_exposed(ingest.security, args.host)
+    if args.origin_workers:
+        serving.hand_to_workers(ingest.security, args.origin_workers)
+    # every port is bound before any pipeline starts: a busy one stops the start with one line
+    transport = serving.transport_or_exit(ingest.security, args.host, args.port)
     try:
-        # every port is bound before any pipeline starts: a busy one stops the start with one line
-        ports = await listen(args, ingest, gate, manager)
+        if transport is None:
+            raise ListenError("")
+        ports = await listen(args, ingest, gate, manager, tls=transport.tls)
     except ListenError as exc:
         mirror.close()
-        print(f"packager: {exc}", file=sys.stderr)
+        if str(exc):
+            print(f"packager: {exc}", file=sys.stderr)
         return 1
+    ports.transport = transport
     failure = await _start_shared(args, config, shared, source)
     if failure is not None:
         await ports.close()
@@ -495,7 +512,8 @@ async def _serve(args, ports, stores, pipelines, gate, manager, bus, ingest):  #
         sock=ports.http,
         files=mirror,
         dead_letter_dir=mirror.root,
-        cors_origin=args.cors_origin,
+        security=ingest.security,
+        transport=ports.transport,
         pipelines=pipelines,
         ingest=(gate, manager) if gate is not None and manager is not None else None,
         events=bus,
@@ -503,7 +521,7 @@ async def _serve(args, ports, stores, pipelines, gate, manager, bus, ingest):  #
         dead_letter=ingest.dead_letter,
     )
     ports.http = None  # the origin owns it now
-    print(f"packager: serving http://{args.host}:{args.port}/; Ctrl-C to stop", file=sys.stderr)
+    print(f"packager: serving {ports.transport.scheme}://{args.host}:{args.port}/; Ctrl-C to stop", file=sys.stderr)
     return runner
 
 
@@ -551,12 +569,18 @@ def _origin(args: argparse.Namespace) -> int:
     if not root.is_dir():
         print(f"packager: error: --root: {args.root} is not a folder", file=sys.stderr)
         return 2
+    security = serving.origin_settings(args)
+    serving.warn_if_exposed(security, args.host)
     try:
         sock = bind_tcp(args.host, args.port)
     except ListenError as exc:
         print(f"packager: {exc}", file=sys.stderr)
         return 1
-    return serve_folder(root, sock=sock, host=args.host, port=args.port, cors_origin=args.cors_origin)
+    transport = serving.transport_or_exit(security, args.host, args.port)
+    if transport is None:
+        sock.close()
+        return 1
+    return serve_folder(root, sock=sock, host=args.host, port=args.port, security=security, transport=transport)
 
 
 def _origin_store(args: argparse.Namespace) -> int:
@@ -570,6 +594,9 @@ def _origin_store(args: argparse.Namespace) -> int:
         raise ConfigError(f"--workers: {args.workers} must be between 1 and 256")
     if args.worker_of is not None:
         die_with_parent(args.worker_of)
+    security = serving.origin_settings(args)
+    if args.worker_of is None:
+        serving.warn_if_exposed(security, args.host)
     try:
         sock = _origin_socket(args)
     except ListenError as exc:
@@ -578,11 +605,19 @@ def _origin_store(args: argparse.Namespace) -> int:
     if args.workers > 1 and args.worker_of is None:
         from packager.shared import worker_command
 
-        command = worker_command(target.url, args.host, args.port, args.cors_origin, args.log_level)
-        print(f"packager: {args.workers} origin workers for {target.url} on http://{args.host}:{args.port}/")
+        serving.hand_to_workers(security, args.workers)
+        command = worker_command(target.url, args.host, args.port, args.log_level)
+        scheme = "https" if security.tls else "http"
+        print(f"packager: {args.workers} origin workers for {target.url} on {scheme}://{args.host}:{args.port}/")
         with sock:  # the reservation: held (never listening) while the workers serve
             return _run_async(supervise(command, args.workers))
-    return _run_async(serve_replica(target, sock=sock, host=args.host, port=args.port, cors_origin=args.cors_origin))
+    transport = serving.transport_or_exit(security, args.host, args.port)
+    if transport is None:
+        sock.close()
+        return 1
+    return _run_async(
+        serve_replica(target, sock=sock, host=args.host, port=args.port, security=security, transport=transport)
+    )
 
 
 def _origin_socket(args: argparse.Namespace) -> socket.socket:

@@ -1,4 +1,4 @@
-"""Every port a ``run`` listens on, bound before any pipeline starts: HTTP, RTMP, SRT.
+"""Every port a ``run`` listens on, bound before any pipeline starts: HTTP, RTMP, RTMPS, SRT.
 
 A busy port stops the start with one line (:class:`ListenError`), never a
 traceback, and nothing has been encoded by then.
@@ -10,6 +10,12 @@ import argparse
 import os
 import socket
 import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ssl import SSLContext
+
+    from packager.tls import ServerTls
 
 
 class ListenError(Exception):
@@ -51,7 +57,7 @@ def check_udp(host: str, port: int) -> None:
 
 
 class Ports:
-    """Every port ``run`` listens on: the origin's socket and the ingest servers (RTMP, SRT).
+    """Every port ``run`` listens on: the origin's socket and the ingest servers (RTMP, RTMPS, SRT).
 
     With ``--origin-workers`` the HTTP port is only *reserved* (bound, never listening) while workers serve it."""
 
@@ -59,6 +65,7 @@ class Ports:
         self.http: socket.socket | None = None
         self.reserved: socket.socket | None = None
         self.servers: list[object] = []
+        self.transport: Any = None  # origin.transport.Transport: the origin's TLS and redirect port
 
     async def close(self) -> None:
         for server in self.servers:
@@ -70,23 +77,38 @@ class Ports:
         self.http = self.reserved = None
 
 
-async def listen(args: argparse.Namespace, ingest: object, gate: object, manager: object) -> Ports:
+async def listen(
+    args: argparse.Namespace, ingest: object, gate: object, manager: object, tls: ServerTls | None = None
+) -> Ports:
+    """Bind the HTTP port and start the ingest servers ``ingest`` turns on; RTMPS uses ``tls``'s context."""
     ports = Ports()
     try:
         if args.origin_workers:
             ports.reserved = _reserve(args.host, args.port)
         elif not args.no_serve:
             ports.http = bind_tcp(args.host, args.port)
-        if gate is not None and ingest.rtmp_port:  # type: ignore[attr-defined]
-            ports.servers.append(await _start_rtmp(args.host, ingest.rtmp_port, gate, manager))  # type: ignore[attr-defined]
-        if gate is not None and ingest.srt_port:  # type: ignore[attr-defined]
-            srt = await _start_srt(args.host, ingest.srt_port, gate, manager)  # type: ignore[attr-defined]
-            if srt is not None:
-                ports.servers.append(srt)
+        if gate is not None:
+            await _start_ingest(ports, args.host, ingest, gate, manager, tls)
     except ListenError:
         await ports.close()
         raise
     return ports
+
+
+async def _start_ingest(
+    ports: Ports, host: str, ingest: object, gate: object, manager: object, tls: ServerTls | None
+) -> None:
+    if ingest.rtmp_port:  # type: ignore[attr-defined]
+        ports.servers.append(await _start_rtmp(host, ingest.rtmp_port, gate, manager))  # type: ignore[attr-defined]
+    rtmps_port = ingest.rtmps_port  # type: ignore[attr-defined]
+    if rtmps_port:
+        if tls is None:  # settings refuse this already; a caller that forgot the certificate gets one line
+            raise ListenError(f"cannot listen on {host}:{rtmps_port}: RTMPS needs a TLS certificate and key")
+        ports.servers.append(await _start_rtmp(host, rtmps_port, gate, manager, tls.context))
+    if ingest.srt_port:  # type: ignore[attr-defined]
+        srt = await _start_srt(host, ingest.srt_port, gate, manager)  # type: ignore[attr-defined]
+        if srt is not None:
+            ports.servers.append(srt)
 
 
 def _reserve(host: str, port: int) -> socket.socket:
@@ -112,10 +134,10 @@ async def _start_srt(host: str, port: int, gate: object, manager: object) -> obj
         raise ListenError(f"cannot listen on {host}:{port}: {str(exc).rsplit(': ', 1)[-1]}") from None
 
 
-async def _start_rtmp(host: str, port: int, gate: object, manager: object) -> object:
+async def _start_rtmp(host: str, port: int, gate: object, manager: object, context: SSLContext | None = None) -> object:
     from packager.ingest.bridge import start_rtmp
 
     try:
-        return await start_rtmp(host, port, gate, manager)  # type: ignore[arg-type]
+        return await start_rtmp(host, port, gate, manager, context)  # type: ignore[arg-type]
     except OSError as exc:
         raise ListenError.of(host, port, exc) from None

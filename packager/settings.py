@@ -21,6 +21,17 @@ Example::
     max_input_height = 4096
     max_input_pixels = 8912896
     max_input_fps = 120
+    rtmps_port = 1936         # RTMP over TLS with the certificate below (default 0: off)
+    tls_cert = "/etc/packager/cert.pem"   # HTTPS origin (and RTMPS): PEM chain, leaf first; SIGHUP reloads it
+    tls_key = "/etc/packager/key.pem"
+    http_redirect_port = 8081  # plain HTTP port answering 308 to the HTTPS origin (default 0: off)
+    admin_token = "at-least-16-characters"  # Bearer token for /api, /events, /metrics, the dashboard
+    cors_origin = ["https://player.example.com"]  # or "*" (the default)
+
+    [playback]                # signed playback (off unless one of these is set)
+    secret = "an-hmac-secret-of-at-least-32-characters"   # HS256/384/512 tokens; or:
+    # public_key = "/etc/packager/playback.pub.pem"   # RS256/ES256 tokens; or:
+    # jwks = "/etc/packager/playback.jwks.json"
 
     [defaults]                # any stream flag: ladder, audio_bitrate, segment, part, window, preset
     ladder = "1280x720@3000k,854x480@1400k,640x360@800k"
@@ -44,12 +55,15 @@ Example::
     events = ["stream.started", "stream.stopped", "vod.ready"]   # "*" = all but segment.published
     timeout_s = 10            # per attempt
     max_attempts = 6          # then the event goes to the dead-letter file
+    allow_private = false     # true lets this endpoint reach loopback/link-local/private addresses
+    ca_file = "/etc/ssl/cms-ca.pem"   # https: trust only these PEM CAs (default: the system's); always verified
 
 Every problem raises :class:`~packager.config.ConfigError` naming the field.
 """
 
 from __future__ import annotations
 
+import ssl
 import tomllib
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -60,6 +74,7 @@ from urllib.parse import urlsplit
 from packager.admission import InputLimits
 from packager.config import ConfigError, Encoding, Ladder, StreamConfig, Timing, check_name, parse_seconds
 from packager.events import parse_types
+from packager.security import SERVER_KEYS, SecuritySettings, security_settings
 
 _STREAM_KEYS = {"key", "ladder", "audio_bitrate", "segment", "part", "window", "preset", "takeover", "max_kbps"}
 _STREAM_KEYS |= {"passphrase", "pbkeylen"}  # SRT encryption
@@ -69,8 +84,9 @@ _PUSH_KEYS = {"push_idle_timeout", "max_input_width", "max_input_height", "max_i
 _SERVER_KEYS |= _PUSH_KEYS
 _RTMP_KEYS = {"rtmp_publish_timeout", "rtmp_max_per_peer", "rtmp_max_unauthenticated"}
 _SERVER_KEYS |= _RTMP_KEYS
+_SERVER_KEYS |= SERVER_KEYS | {"rtmps_port"}
 _DEFAULT_KEYS = {"ladder", "audio_bitrate", "segment", "part", "window", "preset"}
-_WEBHOOK_KEYS = {"url", "secret", "events", "timeout_s", "max_attempts"}
+_WEBHOOK_KEYS = {"url", "secret", "events", "timeout_s", "max_attempts", "allow_private", "ca_file"}
 _EVENTS_KEYS = {"dead_letter", "backlog", "rejection_interval"}
 
 
@@ -92,13 +108,15 @@ class StreamSettings:
 
 @dataclass(frozen=True)
 class WebhookSettings:
-    """One webhook endpoint: where to POST, the HMAC secret, which event types, retry limits."""
+    """One webhook endpoint: where to POST, the HMAC secret, which event types, retry limits, egress/TLS."""
 
     url: str
     secret: str
     events: frozenset[str]
     timeout_s: float = 10.0
     max_attempts: int = 6
+    allow_private: bool = False  # may reach loopback, link-local and private addresses (refused otherwise)
+    ca_file: Path | None = None  # https: PEM CAs to verify the endpoint against (None: the system's)
 
 
 def _check_ingest_limits(s: IngestSettings) -> None:
@@ -159,6 +177,7 @@ class IngestSettings:
     streams: dict[str, StreamSettings] = field(default_factory=dict)
     rtmp_port: int = 1935
     srt_port: int = 9000
+    rtmps_port: int = 0  # 0: off; RTMP over TLS with the [server] certificate
     reconnect_window_s: float = 30.0
     keep_s: float = 3600.0
     max_publishers: int = 8
@@ -173,10 +192,15 @@ class IngestSettings:
     refusal_window_s: float = 10.0
     push_idle_timeout_s: float = 5.0
     input_limits: InputLimits = field(default_factory=InputLimits)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
 
     def __post_init__(self) -> None:
         if not 0 <= self.rtmp_port <= 65535:
             raise ConfigError(f"rtmp_port: {self.rtmp_port} is not a port (0 turns RTMP off)")
+        if not 0 <= self.rtmps_port <= 65535:
+            raise ConfigError(f"rtmps_port: {self.rtmps_port} is not a port (0 turns RTMPS off)")
+        if self.rtmps_port and self.security.tls is None:
+            raise ConfigError("rtmps_port: RTMPS needs tls_cert and tls_key ([server] or --tls-cert/--tls-key)")
         if not 0 <= self.srt_port <= 65535:
             raise ConfigError(f"srt_port: {self.srt_port} is not a port (0 turns SRT off)")
         if not 0 <= self.reconnect_window_s <= 3600:
@@ -276,6 +300,44 @@ def check_webhook_url(url: object, where: str) -> str:
     return url
 
 
+def check_public_url(url: str, where: str) -> None:
+    """A ConfigError naming ``where`` if ``url``'s host is ``localhost`` or a non-public literal address."""
+    from origin.egress import private_host  # imported here: aiohttp only loads when webhooks are configured
+
+    host = urlsplit(url).hostname or ""
+    if private_host(host):
+        raise ConfigError(
+            f"{where}: {url!r} points at a loopback, link-local or private address ({host}); "
+            "set allow_private = true on that endpoint if that is intended"
+        )
+
+
+def check_ca_file(value: object, where: str) -> Path:
+    """A readable PEM file of CA certificates, or a ConfigError naming ``where``."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where}: must be the path of a PEM file of CA certificates")
+    try:
+        ssl.create_default_context(cafile=value)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"{where}: {value!r} is not a readable PEM file of CA certificates ({exc})") from None
+    return Path(value)
+
+
+def _webhook_egress(values: dict[str, Any], url: str, where: str) -> tuple[bool, Path | None]:
+    """``allow_private`` and ``ca_file`` of one ``[[webhooks]]`` table, checked against its URL."""
+    allow_private = values.get("allow_private", False)
+    if not isinstance(allow_private, bool):
+        raise ConfigError(f"--config: {where}.allow_private must be true or false")
+    if not allow_private:
+        check_public_url(url, f"--config: {where}.url")
+    ca_file = values.get("ca_file")
+    if ca_file is None:
+        return allow_private, None
+    if urlsplit(url).scheme != "https":
+        raise ConfigError(f"--config: {where}.ca_file only applies to an https:// url")
+    return allow_private, check_ca_file(ca_file, f"--config: {where}.ca_file")
+
+
 def webhook_settings(values: object, where: str) -> WebhookSettings:
     """One ``[[webhooks]]`` table, validated field by field."""
     if not isinstance(values, dict):
@@ -303,7 +365,8 @@ def webhook_settings(values: object, where: str) -> WebhookSettings:
     attempts = values.get("max_attempts", 6)
     if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= 50:
         raise ConfigError(f"--config: {where}.max_attempts must be an integer in 1..50")
-    return WebhookSettings(url, secret, types, float(timeout_s), attempts)
+    allow_private, ca_file = _webhook_egress(values, url, where)
+    return WebhookSettings(url, secret, types, float(timeout_s), attempts, allow_private, ca_file)
 
 
 def _events_section(data: dict[str, Any]) -> tuple[tuple[WebhookSettings, ...], Path | None, int, float]:
@@ -333,8 +396,15 @@ def _ladder_text(ladder: Ladder) -> str:
     return ",".join(f"{r.width}x{r.height}@{r.bitrate}" for r in ladder.renditions)
 
 
-def load(path: Path | None, base: StreamConfig, flag_keys: list[str], **overrides: Any) -> IngestSettings:
-    """Settings from the TOML file at ``path`` (optional), ``--stream-key NAME=KEY`` flags and overrides."""
+def load(
+    path: Path | None,
+    base: StreamConfig,
+    flag_keys: list[str],
+    security_flags: dict[str, Any] | None = None,
+    **overrides: Any,
+) -> IngestSettings:
+    """Settings from the TOML file at ``path`` (optional), ``--stream-key NAME=KEY`` flags and overrides;
+    ``security_flags``: the TLS, admin-token, CORS and playback flags (see :mod:`packager.security`)."""
     data: dict[str, Any] = {}
     if path is not None:
         try:
@@ -343,7 +413,7 @@ def load(path: Path | None, base: StreamConfig, flag_keys: list[str], **override
             raise ConfigError(f"--config: cannot read {path}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"--config: {path} is not valid TOML: {exc}") from None
-    unknown = set(data) - {"server", "defaults", "streams", "webhooks", "events"}
+    unknown = set(data) - {"server", "defaults", "streams", "webhooks", "events", "playback"}
     if unknown:
         raise ConfigError(f"--config: unknown section(s) {', '.join(sorted(unknown))}")
     server = data.get("server", {})
@@ -386,6 +456,10 @@ def load(path: Path | None, base: StreamConfig, flag_keys: list[str], **override
     values = {k: server[k] for k in server}
     values.update({k: v for k, v in overrides.items() if v is not None})
     input_limits = _input_limits(values)
+    playback = data.get("playback", {})
+    if not isinstance(playback, dict):
+        raise ConfigError("--config: [playback] must be a table")
+    security = security_settings(server, playback, security_flags or {})
     try:
         return IngestSettings(
             webhooks=webhooks,
@@ -395,6 +469,8 @@ def load(path: Path | None, base: StreamConfig, flag_keys: list[str], **override
             streams=streams,
             rtmp_port=int(values.get("rtmp_port", 1935)),
             srt_port=int(values.get("srt_port", 9000)),
+            rtmps_port=int(values.get("rtmps_port", 0)),
+            security=security,
             reconnect_window_s=float(values.get("reconnect_window", 30)),
             keep_s=float(values.get("keep", 3600)),
             max_publishers=int(values.get("max_publishers", 8)),

@@ -105,11 +105,11 @@ class SharedStore:
         if args.origin_workers:
             from origin.workers import WorkerPool
 
-            command = worker_command(self.target.url, args.host, args.port, args.cors_origin, args.log_level)
+            command = worker_command(self.target.url, args.host, args.port, args.log_level)
             self.pool = pool = WorkerPool(command, args.origin_workers)
             await pool.start()
             print(
-                f"packager: serving http://{args.host}:{args.port}/ from {args.origin_workers} origin workers",
+                f"packager: serving {args.host}:{args.port} from {args.origin_workers} origin workers",
                 file=sys.stderr,
             )
 
@@ -152,8 +152,10 @@ def default_node_id() -> str:
     return f"{host}-{os.getpid()}"
 
 
-def worker_command(store_url: str, host: str, port: int, cors_origin: str, log_level: str) -> list[str]:
-    """The command line of one origin worker of this process (it binds ``host:port`` with SO_REUSEPORT)."""
+def worker_command(store_url: str, host: str, port: int, log_level: str) -> list[str]:
+    """The command line of one origin worker of this process (it binds ``host:port`` with SO_REUSEPORT).
+
+    Its delivery security (TLS, tokens, CORS) comes through the environment (``packager.serving.ENV``)."""
     return [
         sys.executable,
         "-m",
@@ -165,8 +167,6 @@ def worker_command(store_url: str, host: str, port: int, cors_origin: str, log_l
         host,
         "--port",
         str(port),
-        "--cors-origin",
-        cors_origin,
         "--log-level",
         log_level,
         "--worker-of",

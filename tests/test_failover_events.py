@@ -90,7 +90,7 @@ async def test_a_webhook_subscribed_to_stream_failover_receives_it(aiohttp_serve
     url = str((await aiohttp_server(app)).make_url("/hook"))
     store, d = make_live()
     bus = EventBus()
-    settings = WebhookSettings(url, SECRET, frozenset({"stream.failover"}))
+    settings = WebhookSettings(url, SECRET, frozenset({"stream.failover"}), allow_private=True)
     async with event_services(store, bus, webhooks=[settings], dead_letter=tmp_path / "dead.jsonl"):
         d.publish(1)
         d.stream.hand_over(change(reason="released"))

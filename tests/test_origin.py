@@ -8,6 +8,7 @@ import pytest
 
 from origin.app import create_app
 from origin.handlers import parse_directives
+from packager.security import SecuritySettings
 from packager.store import SEGMENT_HEADER
 from tests.support.clock import ManualClock, until
 from tests.support.live import make_live
@@ -120,9 +121,22 @@ async def test_preflight(live):
 async def test_cors_origin_configurable(aiohttp_client):
     store, d = make_live()
     d.publish_segments(1)
-    client = await aiohttp_client(create_app(store, cors_origin="https://player.example"))
-    r = await client.get("/live/demo/master.m3u8")
+    security = SecuritySettings(cors_origins=("https://player.example", "https://other.example"))
+    client = await aiohttp_client(create_app(store, security=security))
+    r = await client.get("/live/demo/master.m3u8", headers={"Origin": "https://player.example"})
     assert r.headers["Access-Control-Allow-Origin"] == "https://player.example"
+    assert "Origin" in r.headers["Vary"]
+    r = await client.get("/live/demo/master.m3u8", headers={"Origin": "https://evil.example"})
+    assert r.status == 200 and "Access-Control-Allow-Origin" not in r.headers and "Origin" in r.headers["Vary"]
+    r = await client.get("/live/demo/master.m3u8")  # no Origin: no grant, same Vary
+    assert "Access-Control-Allow-Origin" not in r.headers
+    preflight = {"Access-Control-Request-Method": "GET"}
+    r = await client.options("/live/demo/master.m3u8", headers={"Origin": "https://other.example", **preflight})
+    assert r.status == 204 and r.headers["Access-Control-Allow-Origin"] == "https://other.example"
+    r = await client.options("/live/demo/master.m3u8", headers={"Origin": "https://evil.example", **preflight})
+    assert r.status == 403 and "Access-Control-Allow-Origin" not in r.headers
+    r = await client.get("/nothing", headers={"Origin": "https://other.example"})  # errors too
+    assert r.status == 404 and r.headers["Access-Control-Allow-Origin"] == "https://other.example"
 
 
 async def test_time_health_metrics(live):

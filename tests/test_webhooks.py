@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import ssl
 import time
 from email.utils import formatdate
 from pathlib import Path
@@ -16,6 +17,7 @@ from packager.config import ConfigError, StreamConfig
 from packager.events import DEFAULT_TYPES, EventBus, ingest_rejected
 from packager.ingest.gate import Refusal
 from packager.settings import WebhookSettings, load, webhook_settings
+from tests.support.certs import make_ca
 from tests.support.clock import ManualClock, until
 from tests.support.procs import free_port
 from tests.support.readme import readme_receiver
@@ -76,6 +78,7 @@ class JumpClock(ManualClock):
 
 
 def endpoint(url: str, events=("stream.started",), **kw) -> WebhookSettings:
+    kw.setdefault("allow_private", True)  # the receivers listen on 127.0.0.1
     return WebhookSettings(url, kw.pop("secret", SECRET), frozenset(events), **kw)
 
 
@@ -338,6 +341,103 @@ async def test_a_wrong_key_flood_never_costs_a_lifecycle_delivery(aiohttp_server
     bus.close()
 
 
+# ---------------------------------------------------------------- egress guard and TLS
+
+
+async def test_a_name_resolving_to_loopback_is_refused_without_retry(aiohttp_server, tmp_path):
+    rx = Receiver([204])
+    port = (await aiohttp_server(_app(rx))).port
+    url = f"http://localhost:{port}/hook"  # built directly: the load-time check would refuse "localhost"
+    bus, hooks = await started([endpoint(url, max_attempts=3, allow_private=False)], tmp_path, clock=JumpClock())
+    event = bus.publish("stream.started", "demo")
+    await asyncio.wait_for(hooks.drained(), 5)
+    await hooks.close()
+    assert rx.attempts == []
+    (record,) = DeadLetters(tmp_path / "dead.jsonl").read()
+    assert record["event"]["id"] == event.id and record["attempts"] == 1
+    assert record["error"].startswith("refused: localhost resolves only to private addresses (")
+    assert "127.0.0.1" in record["error"]
+    assert counts(hooks) == {"dead_lettered": 1}
+    bus2, hooks2 = await started([endpoint(url, allow_private=True)], tmp_path / "2")
+    bus2.publish("stream.started", "demo")
+    await asyncio.wait_for(hooks2.drained(), 5)
+    await hooks2.close()
+    assert len(rx.accepted) == 1 and counts(hooks2) == {"delivered": 1}
+
+
+async def test_a_literal_private_address_is_refused_at_send_time(aiohttp_server, tmp_path):
+    rx = Receiver([204])
+    url = await serve(aiohttp_server, rx)  # http://127.0.0.1:PORT/hook
+    bus, hooks = await started([endpoint(url, max_attempts=3, allow_private=False)], tmp_path, clock=JumpClock())
+    bus.publish("stream.started", "demo")
+    await asyncio.wait_for(hooks.drained(), 5)
+    await hooks.close()
+    assert rx.attempts == []
+    (record,) = DeadLetters(tmp_path / "dead.jsonl").read()
+    assert record["error"] == "refused: 127.0.0.1 is a private address" and record["attempts"] == 1
+
+
+def _app(rx: Receiver) -> web.Application:
+    app = web.Application()
+    app.router.add_post("/hook", rx.handle)
+    return app
+
+
+async def test_https_endpoints_verify_the_certificate(aiohttp_server, tmp_path):
+    ca = make_ca(tmp_path / "ca")
+    issued = ca.issue(tmp_path / "ca")
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(issued.cert, issued.key)
+    rx = Receiver([204])
+    url = str((await aiohttp_server(_app(rx), ssl=tls)).make_url("/hook"))
+    assert url.startswith("https://127.0.0.1:")
+    bus, hooks = await started([endpoint(url, max_attempts=1)], tmp_path / "untrusted")
+    bus.publish("stream.started", "demo")
+    await asyncio.wait_for(hooks.drained(), 5)
+    await hooks.close()
+    (record,) = hooks.dead.read()
+    assert record["error"].startswith("connection failed: ClientConnectorCertificateError")
+    assert rx.attempts == [] and counts(hooks) == {"dead_lettered": 1}
+    bus, hooks = await started([endpoint(url, ca_file=ca.path)], tmp_path / "trusted")
+    bus.publish("stream.started", "demo")
+    await asyncio.wait_for(hooks.drained(), 5)
+    await hooks.close()
+    assert len(rx.accepted) == 1 and counts(hooks) == {"delivered": 1}
+
+
+def test_private_urls_and_ca_files_in_the_config(tmp_path):
+    ca = make_ca(tmp_path)
+    base = {"secret": SECRET, "events": ["stream.started"]}
+    where = "[[webhooks]] #1"
+    private = ["http://127.0.0.1:8080/x", "https://[::1]/x", "http://[::ffff:127.0.0.1]/", "http://localhost/x"]
+    private += ["http://169.254.169.254/latest", "http://10.1.2.3/", "http://[fe80::1]/", "http://0.0.0.0/"]
+    private += ["http://100.64.0.1/", "http://[fc00::1]/", "http://127.1/", "http://2130706433/"]
+    for url in private:
+        with pytest.raises(ConfigError) as err:
+            webhook_settings({"url": url, **base}, where)
+        assert "[[webhooks]] #1.url" in str(err.value) and "allow_private = true" in str(err.value), url
+        assert webhook_settings({"url": url, "allow_private": True, **base}, where).allow_private
+    public = webhook_settings({"url": "https://8.8.8.8/x", "ca_file": str(ca.path), **base}, where)
+    assert public.ca_file == ca.path and not public.allow_private
+    not_pem = tmp_path / "not.pem"
+    not_pem.write_text("hello\n")
+    for bad in (str(tmp_path / "missing.pem"), str(not_pem), "", 5):
+        with pytest.raises(ConfigError, match=r"\[\[webhooks\]\] #1\.ca_file"):
+            webhook_settings({"url": "https://cms.example.com/x", "ca_file": bad, **base}, where)
+    with pytest.raises(ConfigError, match=r"#1\.ca_file only applies to an https"):
+        webhook_settings({"url": "http://cms.example.com/x", "ca_file": str(ca.path), **base}, where)
+    with pytest.raises(ConfigError, match=r"#1\.allow_private must be true or false"):
+        webhook_settings({"url": "http://cms.example.com/x", "allow_private": "yes", **base}, where)
+
+
+def test_a_private_url_in_the_file_names_the_field(tmp_path):
+    text = '[[webhooks]]\nurl = "http://192.168.0.9/h"\nsecret = "sixteen-chars-ok"\nevents = ["*"]\n'
+    with pytest.raises(ConfigError, match=r"\[\[webhooks\]\] #1\.url.*set allow_private = true"):
+        load(write(tmp_path, text), StreamConfig(), [])
+    (hook,) = load(write(tmp_path, text + "allow_private = true\n"), StreamConfig(), []).webhooks
+    assert hook.allow_private
+
+
 # ---------------------------------------------------------------- configuration
 
 
@@ -368,6 +468,7 @@ max_attempts = 3
 url = "http://10.0.0.5:9000/x"
 secret = "another-long-secret"
 events = ["*", "segment.published"]
+allow_private = true
 """,
         ),
         StreamConfig(),
@@ -375,7 +476,8 @@ events = ["*", "segment.published"]
     )
     a, b = s.webhooks
     assert a.url == "https://cms.example.com/hooks" and a.events == {"stream.started", "vod.ready"}
-    assert a.timeout_s == 2.5 and a.max_attempts == 3
+    assert a.timeout_s == 2.5 and a.max_attempts == 3 and not a.allow_private and a.ca_file is None
+    assert b.allow_private
     assert "segment.published" in b.events and "ingest.rejected" in b.events and b.max_attempts == 6
     assert s.dead_letter == Path("/tmp/dead.jsonl") and s.event_backlog == 50 and s.rejection_interval_s == 2.5
     assert load(None, StreamConfig(), []).rejection_interval_s == 10.0

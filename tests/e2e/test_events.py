@@ -106,6 +106,7 @@ url = "http://127.0.0.1:{receiver.server_address[1]}/hook"
 secret = "{SECRET}"
 events = ["*"]
 timeout_s = 5
+allow_private = true
 """
     )
     args = ["--config", str(config), "--rtmp-port", "0", "--srt-port", "0", "--reconnect-window", "1"]
