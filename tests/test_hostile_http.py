@@ -2,6 +2,8 @@
 
 import asyncio
 import logging
+import ssl
+from dataclasses import dataclass
 
 import pytest
 from aiohttp import web
@@ -24,22 +26,30 @@ MALFORMED = [
 ]
 
 
-@pytest.fixture
-async def origin(tmp_path):
+@dataclass(frozen=True)
+class Endpoint:
+    port: int
+    ssl: ssl.SSLContext | None  # a client context over HTTPS
+
+
+@pytest.fixture(params=["http", "https"])
+async def origin(request, tmp_path, certs):
+    """The folder origin on a free port, over plain HTTP and then over HTTPS."""
     (tmp_path / "demo").mkdir()
     (tmp_path / "demo" / "master.m3u8").write_text("#EXTM3U\n")
     (tmp_path / "demo" / "360p").mkdir()
     (tmp_path / "demo" / "360p" / "7.m4s").write_bytes(b"media" * 100)
     runner = web.AppRunner(create_app(root=tmp_path), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    tls = request.param == "https"
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=certs.server_context() if tls else None)
     await site.start()
-    yield runner.addresses[0][1]
+    yield Endpoint(runner.addresses[0][1], certs.ca.client_context() if tls else None)
     await runner.cleanup()
 
 
-async def exchange(port: int, data: bytes) -> bytes:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+async def exchange(origin: Endpoint, data: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", origin.port, ssl=origin.ssl)
     try:
         writer.write(data)
         await writer.drain()

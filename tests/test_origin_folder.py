@@ -65,8 +65,8 @@ async def test_serves_files_with_policy_headers(aiohttp_client, folder):
         "/live/demo/a/b/c/d.m4s",
     ],
 )
-async def test_nothing_outside_the_root(aiohttp_client, folder, path):
-    client = await aiohttp_client(create_app(root=folder))
+async def test_nothing_outside_the_root(scheme_client, folder, path):
+    client = await scheme_client(create_app(root=folder))
     r = await client.get(path)
     assert r.status in (400, 404)
     assert b"top secret" not in await r.read()

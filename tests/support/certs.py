@@ -13,6 +13,7 @@ import base64
 import datetime
 import hashlib
 import ipaddress
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ class Issued:
     key: Path
     spki_hash: str  # base64 SHA-256 of the leaf's SubjectPublicKeyInfo
     serial: int
+    private_key: ec.EllipticCurvePrivateKey
 
 
 def _name(common: str) -> x509.Name:
@@ -50,8 +52,15 @@ class TestCa:
     cert: x509.Certificate
     path: Path  # ca.pem
 
-    def issue(self, folder: Path, name: str = "server", *, days: int = 2) -> Issued:
-        key = ec.generate_private_key(ec.SECP256R1())
+    def client_context(self) -> ssl.SSLContext:
+        """A client context that trusts only this CA."""
+        return ssl.create_default_context(cafile=str(self.path))
+
+    def issue(
+        self, folder: Path, name: str = "server", *, days: int = 2, key: ec.EllipticCurvePrivateKey | None = None
+    ) -> Issued:
+        """A server certificate (a new key unless ``key``: a renewal keeps the key, so the SPKI pin holds)."""
+        key = key or ec.generate_private_key(ec.SECP256R1())
         sans = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
         cert = (
             x509.CertificateBuilder()
@@ -73,7 +82,7 @@ class TestCa:
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
         digest = base64.b64encode(hashlib.sha256(spki).digest()).decode()
-        return Issued(folder / f"{name}.pem", folder / f"{name}.key", digest, cert.serial_number)
+        return Issued(folder / f"{name}.pem", folder / f"{name}.key", digest, cert.serial_number, key)
 
 
 def make_ca(folder: Path) -> TestCa:

@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -38,14 +39,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_http(url: str, timeout_s: float = 30.0, proc: subprocess.Popen | None = None) -> None:
+def wait_http(
+    url: str, timeout_s: float = 30.0, proc: subprocess.Popen | None = None, context: ssl.SSLContext | None = None
+) -> None:
+    """Wait until ``url`` answers 200 (``context``: how to verify an https URL)."""
     deadline = time.monotonic() + timeout_s
     last = ""
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode} before {url} was up")
         try:
-            with urllib.request.urlopen(url, timeout=2) as r:
+            with urllib.request.urlopen(url, timeout=2, context=context) as r:
                 if r.status == 200:
                     return
         except (urllib.error.URLError, OSError) as exc:
@@ -54,12 +58,14 @@ def wait_http(url: str, timeout_s: float = 30.0, proc: subprocess.Popen | None =
     raise TimeoutError(f"{url} not ready after {timeout_s}s ({last})")
 
 
-def wait_segments(playlist_url: str, count: int, timeout_s: float = 30.0) -> None:
+def wait_segments(
+    playlist_url: str, count: int, timeout_s: float = 30.0, context: ssl.SSLContext | None = None
+) -> None:
     """Wait until a media playlist lists at least ``count`` complete segments."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(playlist_url, timeout=5) as r:
+            with urllib.request.urlopen(playlist_url, timeout=5, context=context) as r:
                 if r.read().count(b"#EXTINF") >= count:
                     return
         except (urllib.error.URLError, OSError):
@@ -68,10 +74,12 @@ def wait_segments(playlist_url: str, count: int, timeout_s: float = 30.0) -> Non
     raise TimeoutError(f"{playlist_url} did not reach {count} segments in {timeout_s}s")
 
 
-def get(url: str, headers: dict[str, str] | None = None, timeout: float = 10) -> tuple[int, dict[str, str], bytes]:
+def get(
+    url: str, headers: dict[str, str] | None = None, timeout: float = 10, context: ssl.SSLContext | None = None
+) -> tuple[int, dict[str, str], bytes]:
     req = urllib.request.Request(url, headers=headers or {})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as r:
             return r.status, dict(r.headers), r.read()
     except urllib.error.HTTPError as e:
         return e.code, dict(e.headers), e.read()
@@ -85,14 +93,16 @@ def packager(
     out: Path,
     ready_path: str = "/live/demo/master.m3u8",
     timeout_s: float = 60.0,
+    context: ssl.SSLContext | None = None,
 ) -> Iterator[tuple[subprocess.Popen, str]]:
+    """``packager run ARGS`` on ``port``; ``context`` (a client context trusting its CA): it serves HTTPS."""
     port = port or free_port()
     cmd = [sys.executable, "-m", "packager", "run", *args, "--port", str(port), "--out", str(out)]
     log = open(out.parent / f"packager-{port}.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    base = f"{'https' if context else 'http'}://127.0.0.1:{port}"
     try:
-        wait_http(base + ready_path, timeout_s, proc)
+        wait_http(base + ready_path, timeout_s, proc, context)
         yield proc, base
     finally:
         interrupt(proc)
@@ -133,6 +143,38 @@ CDN_HTTP = """
     listen 127.0.0.1:{port};
     location / {{
       proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_cache live;
+      proxy_cache_key $scheme$proxy_host$request_uri;
+      proxy_cache_lock on;
+      proxy_cache_lock_timeout 10s;
+      proxy_cache_lock_age 10s;
+      proxy_read_timeout 30s;
+      add_header X-Cache-Status $upstream_cache_status always;
+    }}
+  }}
+"""
+
+
+# The documented front for LL-HLS on Apple devices: nginx terminating TLS with HTTP/2 to players, caching as
+# CDN_HTTP does, and talking HTTPS to the origin with the chain verified against the origin's CA.
+TLS_FRONT_HTTP = """
+  access_log {dir}/access.log;
+  proxy_cache_path {dir}/cache levels=1:2 keys_zone=live:16m max_size=2g inactive=10m use_temp_path=off;
+  upstream origin {{ server 127.0.0.1:{origin}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{port} ssl http2;
+    ssl_certificate {cert};
+    ssl_certificate_key {key};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    location / {{
+      proxy_pass https://origin;
+      proxy_ssl_verify on;
+      proxy_ssl_trusted_certificate {ca};
+      proxy_ssl_name localhost;
+      proxy_ssl_server_name on;
+      proxy_ssl_session_reuse on;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_cache live;
