@@ -8,12 +8,12 @@ from dataclasses import dataclass
 import aiohttp
 import pytest
 
-from tests.support.certs import Issued, TestCa, make_ca
+from tests.support.certs import CertAuthority, Issued, make_ca
 
 
 @dataclass(frozen=True)
 class Certs:
-    ca: TestCa
+    ca: CertAuthority
     server: Issued
 
     def server_context(self) -> ssl.SSLContext:

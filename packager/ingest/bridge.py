@@ -1,4 +1,9 @@
-"""Connects the RTMP and SRT servers to the ingest gate (keys, limits) and manager (pipelines).
+"""Connects the RTMP, RTMPS and SRT servers to the ingest gate (keys, limits) and manager (pipelines).
+
+RTMPS is a second RTMP server on its own port with a TLS context, in front of
+the same gate and manager: keys, publisher and bitrate limits, takeover, the
+refusal throttle and the stream events apply to both alike (reported with
+protocol ``rtmps``); each port has its own connection slots.
 
 Each accepted publisher's FLV stream (RTMP) or MPEG-TS (SRT) is pumped into a
 :class:`ByteQueue` that the stream's pipeline reads on its source thread (PyAV).
@@ -8,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from ssl import SSLContext
 
 from packager.ingest.gate import IngestGate, Ticket
 from packager.ingest.manager import IngestManager, PublishResult
@@ -29,7 +36,9 @@ log = logging.getLogger(__name__)
 READ_SIZE = 64 * 1024
 
 
-def authorizer(gate: IngestGate, reserved: dict[str, Ticket], refusals: RateLimitedLog | None = None) -> Authorizer:
+def authorizer(
+    gate: IngestGate, reserved: dict[str, Ticket], refusals: RateLimitedLog | None = None, *, protocol: str = "rtmp"
+) -> Authorizer:
     """Checks the key and reserves the stream at once, so two publishers cannot both get in.
 
     Refusals are logged at most once per interval and peer address (a key-guessing
@@ -39,29 +48,32 @@ def authorizer(gate: IngestGate, reserved: dict[str, Ticket], refusals: RateLimi
     def authorize(app: str, stream: str, key: str | None, peer: str) -> Decision:
         if app != "live":
             return Decision(False, stream, f"unknown application {app!r} (use /live)", PUBLISH_BADNAME)
-        verdict = gate.check(stream, key, protocol="rtmp", peer=peer)
+        verdict = gate.check(stream, key, protocol=protocol, peer=peer)
         if verdict.ok:
-            reserved[stream] = gate.begin(stream, "rtmp", peer)
+            reserved[stream] = gate.begin(stream, protocol, peer)
             return Decision(True, stream)
         status = PUBLISH_BADNAME if verdict.status in (409, 503) else PUBLISH_UNAUTHORIZED
         # a broadcaster who typed only the key sends it as the stream name: never log an unknown name
         shown = stream if stream in gate.settings.streams else "***"
         host = peer_host(peer)
-        refusals.warning((host, "rtmp-refused"), "rtmp %s: publish to %s refused: %s", peer, shown, verdict.reason)
+        line = (host, f"{protocol}-refused")
+        refusals.warning(line, "%s %s: publish to %s refused: %s", protocol, peer, shown, verdict.reason)
         return Decision(False, stream, verdict.reason, status)
 
     return authorize
 
 
-def publisher(gate: IngestGate, manager: IngestManager, reserved: dict[str, Ticket]):  # type: ignore[no-untyped-def]
+def publisher(
+    gate: IngestGate, manager: IngestManager, reserved: dict[str, Ticket], *, protocol: str = "rtmp"
+) -> Callable[[PublishSession], Awaitable[None]]:
     async def on_publish(session: PublishSession) -> None:
-        ticket = reserved.pop(session.stream, None) or gate.begin(session.stream, "rtmp", session.peer)
+        ticket = reserved.pop(session.stream, None) or gate.begin(session.stream, protocol, session.peer)
         queue = ByteQueue()
         task = asyncio.create_task(
             manager.publish(
                 session.stream,
                 queue,
-                protocol="rtmp",
+                protocol=protocol,
                 fmt="flv",
                 options={"analyzeduration": "0", "probesize": "32768"},
             )
@@ -73,7 +85,7 @@ def publisher(gate: IngestGate, manager: IngestManager, reserved: dict[str, Tick
                     break
                 verdict = gate.account(ticket, len(data))
                 if not verdict.ok:
-                    log.warning("rtmp %s: %s dropped: %s", session.peer, session.stream, verdict.reason)
+                    log.warning("%s %s: %s dropped: %s", protocol, session.peer, session.stream, verdict.reason)
                     session.close(verdict.reason)
                     break
                 try:
@@ -83,7 +95,7 @@ def publisher(gate: IngestGate, manager: IngestManager, reserved: dict[str, Tick
                     break
             queue.close()
             result = await task
-            log.info("rtmp %s: %s ended: %s", session.peer, session.stream, result.reason)
+            log.info("%s %s: %s ended: %s", protocol, session.peer, session.stream, result.reason)
         finally:
             gate.end(ticket)
             if not task.done():
@@ -92,21 +104,26 @@ def publisher(gate: IngestGate, manager: IngestManager, reserved: dict[str, Tick
     return on_publish
 
 
-async def start_rtmp(host: str, port: int, gate: IngestGate, manager: IngestManager) -> RtmpServer:
+async def start_rtmp(
+    host: str, port: int, gate: IngestGate, manager: IngestManager, tls: SSLContext | None = None
+) -> RtmpServer:
+    """An RTMP listener feeding ``gate`` and ``manager``; RTMPS (RTMP over TLS) with a ``tls`` server context."""
+    protocol = "rtmp" if tls is None else "rtmps"
     reserved: dict[str, Ticket] = {}
     limits = gate.settings.rtmp_limits
     server = RtmpServer(
         host,
         port,
-        authorizer(gate, reserved),
-        publisher(gate, manager, reserved),
+        authorizer(gate, reserved, protocol=protocol),
+        publisher(gate, manager, reserved, protocol=protocol),
         max_sessions=limits.max_connections,
         max_connections_per_peer=limits.max_per_peer,
         max_unauthenticated=limits.max_unauthenticated,
         handshake_timeout_s=limits.publish_timeout_s,
+        ssl=tls,
     )
     await server.start()
-    log.info("rtmp: listening on rtmp://%s:%d/live/{stream}?key=KEY", host, server.port)
+    log.info("%s: listening on %s://%s:%d/live/{stream}?key=KEY", protocol, protocol, host, server.port)
     return server
 
 

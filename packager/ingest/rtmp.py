@@ -49,6 +49,13 @@ make it hold much for long:
   ``max_message_size``; a connection silent for ``idle_timeout_s`` is dropped;
   a consumer that falls more than ``max_buffer_bytes`` behind loses its session.
 
+With ``ssl`` the server speaks RTMPS (RTMP over TLS): the TLS handshake is the
+first part of the handshake above, so it holds an unauthorised slot, counts
+against every cap and must finish within the same ``handshake_timeout_s``; a
+handshake that fails frees its slot at once. The context is used live, so a
+certificate reloaded into it (:class:`~packager.tls.ServerTls`) serves the next
+handshake while open sessions keep theirs.
+
 Every refused or broken connection is closed with a logged line saying why;
 lines a peer can repeat at will are rate-limited per peer address
 (:class:`~packager.ratelog.RateLimitedLog`, one line with a count per
@@ -65,6 +72,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from ssl import SSLContext, SSLError
 from typing import Protocol
 from urllib.parse import unquote
 
@@ -701,6 +709,7 @@ class _Connection:
         self.writer = writer
         self.peer = peer
         self.host = host
+        self.label = f"{server.scheme} {peer}"  # how log lines name it: "rtmps 203.0.113.7:50123"
         self.parser = ChunkParser(max_message_size=PRE_AUTH_MESSAGE_SIZE, max_chunk_size=PRE_AUTH_CHUNK_SIZE)
         self.out_chunk_size = DEFAULT_CHUNK_SIZE
         self.app: str | None = None
@@ -712,7 +721,9 @@ class _Connection:
         self.peer_window = 0
         self.received = 0
         self.acked = 0
+        self.tls_ready = False  # RTMPS: the TLS handshake finished
         self._deadline: asyncio.TimerHandle | None = None
+        self._tls_pending: asyncio.Timeout | None = None  # RTMPS: set while the TLS handshake runs
 
     # -- lifecycle
 
@@ -722,6 +733,10 @@ class _Connection:
             self.stop_reason, self.stop_warn = reason, warn
         if self.session is not None:
             self.session._end(reason, drop=True)
+        if self._tls_pending is not None:  # closing the socket under start_tls would break the writer: cut it short
+            if not self._tls_pending.expired():
+                self._tls_pending.reschedule(asyncio.get_running_loop().time())
+            return
         self.writer.close()
 
     def evict(self, reason: str) -> None:
@@ -730,12 +745,17 @@ class _Connection:
         self.server.budget.release(self)
         self.stop(reason, warn=True)
         # close() would wait for a peer that never reads to take our replies; abort does not.
-        self.writer.transport.abort()
+        if self._tls_pending is None:  # (a TLS handshake being cut short aborts its socket itself)
+            self.writer.transport.abort()
 
     def _expire(self) -> None:
         if not self.published:
             limit = self.server.handshake_timeout_s
-            self.evict(f"no publish within {limit:g} s" if self.handshaken else f"handshake timeout after {limit:g} s")
+            if self.handshaken:
+                self.evict(f"no publish within {limit:g} s")
+            else:
+                tls = "TLS " if self.server.ssl is not None and not self.tls_ready else ""
+                self.evict(f"{tls}handshake timeout after {limit:g} s")
 
     def _authorised(self) -> None:
         """The publish was accepted: lift the pre-authorisation limits and free the pending slot."""
@@ -750,6 +770,8 @@ class _Connection:
         self._deadline = asyncio.get_running_loop().call_later(limit, self._expire)
         reason, warn = "publisher disconnected", False
         try:
+            if self.server.ssl is not None:
+                await self._start_tls(self.server.ssl)
             await self._handshake()
             await self._serve()
         except _Close as exc:
@@ -760,7 +782,7 @@ class _Connection:
         except (ConnectionError, asyncio.IncompleteReadError):
             reason, warn = "publisher disconnected", False
         except Exception as exc:  # a bug must not take the server down
-            log.exception("rtmp %s: internal error", self.peer)
+            log.exception("%s: internal error", self.label)
             reason, warn = f"internal error: {type(exc).__name__}", True
         finally:
             self._deadline.cancel()
@@ -774,19 +796,41 @@ class _Connection:
         self.session = None
         if session is not None:
             session._finish(reason)
-            log.info("rtmp %s stream=%s: publish ended: %s", self.peer, session.stream, session.close_reason)
+            log.info("%s stream=%s: publish ended: %s", self.label, session.stream, session.close_reason)
         elif warn:  # anyone can cause these, as often as they like: one line per flood
-            self.server.rate_log.warning((self.host, "closed"), "rtmp %s: connection closed: %s", self.peer, reason)
+            self.server.rate_log.warning((self.host, "closed"), "%s: connection closed: %s", self.label, reason)
         else:
-            log.debug("rtmp %s: connection closed: %s", self.peer, reason)
+            log.debug("%s: connection closed: %s", self.label, reason)
 
     async def _close_socket(self) -> None:
+        if self.server.ssl is not None and not self.tls_ready:
+            return  # the TLS handshake never finished: _start_tls aborted the socket
         self.writer.close()
         try:
             async with asyncio.timeout(1.0):
                 await self.writer.wait_closed()
         except Exception:  # a peer that never reads keeps the socket flushing: drop it
             self.writer.transport.abort()
+
+    async def _start_tls(self, context: SSLContext) -> None:
+        """RTMPS: the TLS handshake, within the connection's deadline (``stop`` cuts it short)."""
+        # No await comes before start_tls pauses reading: the ClientHello must reach TLS, not the stream buffer.
+        raw = self.writer.transport
+        try:
+            async with asyncio.timeout(None) as self._tls_pending:
+                await self.writer.start_tls(context, ssl_handshake_timeout=self.server.handshake_timeout_s)
+        except TimeoutError:
+            raise _Close(self.stop_reason or "TLS handshake cut short") from None
+        except ConnectionError:
+            raise _Close("disconnected during TLS handshake", warn=False) from None
+        except (SSLError, OSError) as exc:
+            reason = getattr(exc, "reason", None) or exc.strerror or type(exc).__name__
+            raise _Close(f"TLS handshake failed: {reason}") from None
+        finally:
+            self._tls_pending = None
+            if self.writer.transport is raw:
+                raw.abort()
+        self.tls_ready = True
 
     async def _handshake(self) -> None:
         # The connection's deadline (see ``run``) bounds the handshake; no timeout of its own.
@@ -897,7 +941,7 @@ class _Connection:
                 return
             amf.decode(body)
         except amf.AmfError as exc:
-            log.debug("rtmp %s: ignoring malformed data message: %s", self.peer, exc)
+            log.debug("%s: ignoring malformed data message: %s", self.label, exc)
             return
         self.session._metadata(msg.timestamp, body)
 
@@ -925,7 +969,7 @@ class _Connection:
         elif name in ("FCUnpublish", "deleteStream", "closeStream"):
             self._end_session(f"unpublished ({name})")
         else:
-            log.debug("rtmp %s: ignoring command %s", self.peer, _short(name))
+            log.debug("%s: ignoring command %s", self.label, _short(name))
 
     async def _on_connect(self, txid: float, args: list[amf.AmfValue]) -> None:
         if self.app is not None:
@@ -972,7 +1016,7 @@ class _Connection:
         try:
             decision = self.server.authorize(target.app, target.stream, target.key, self.peer)
         except Exception:
-            log.exception("rtmp %s: authorizer failed for %s", self.peer, refused)
+            log.exception("%s: authorizer failed for %s", self.label, refused)
             await self._refuse(stream_id, PUBLISH_UNAUTHORIZED, "not authorized", f"{refused}: authorizer error")
             return
         if not decision.ok:
@@ -992,7 +1036,7 @@ class _Connection:
         self.session = session
         self._authorised()
         self.server._start_handler(session)
-        log.info("rtmp %s: publish started: %s as %s", self.peer, shown, _short(stream))
+        log.info("%s: publish started: %s as %s", self.label, shown, _short(stream))
         await self._send(2, MSG_USER_CONTROL, b"\x00\x00" + stream_id.to_bytes(4, "big"))
         await self._status(stream_id, "status", PUBLISH_START, f"{stream} is now published", stream)
 
@@ -1000,14 +1044,14 @@ class _Connection:
         session, self.session = self.session, None
         if session is not None:
             session._finish(reason)
-            log.info("rtmp %s stream=%s: publish ended: %s", self.peer, session.stream, session.close_reason)
+            log.info("%s stream=%s: publish ended: %s", self.label, session.stream, session.close_reason)
 
 
 # ---------------------------------------------------------------- server
 
 
 class RtmpServer:
-    """Accepts RTMP publishers on one port; see the module docstring for URL forms and limits."""
+    """Accepts RTMP publishers on one port (RTMPS with ``ssl``); see the module docstring for URL forms and limits."""
 
     def __init__(
         self,
@@ -1025,6 +1069,7 @@ class RtmpServer:
         idle_timeout_s: float = 30.0,
         max_buffer_bytes: int = 16 * MiB,
         log_interval_s: float = 10.0,
+        ssl: SSLContext | None = None,
     ) -> None:
         if max_sessions < 1:
             raise ValueError(f"max_sessions must be >= 1, got {max_sessions}")
@@ -1052,6 +1097,8 @@ class RtmpServer:
         self.handshake_timeout_s = handshake_timeout_s
         self.idle_timeout_s = idle_timeout_s
         self.max_buffer_bytes = max_buffer_bytes
+        self.ssl = ssl  # RTMPS: every connection starts with a TLS handshake in this (live, reloadable) context
+        self.scheme = "rtmp" if ssl is None else "rtmps"  # how log lines name this server's connections
         self._port = port
         self._server: asyncio.Server | None = None
         self._connections: dict[asyncio.Task[None], _Connection] = {}
@@ -1080,7 +1127,7 @@ class RtmpServer:
             raise RuntimeError("RTMP server already started")
         self._server = await asyncio.start_server(self._accept, self.host, self._port)
         self._port = self._server.sockets[0].getsockname()[1]
-        log.info("rtmp: listening on %s:%d", self.host, self._port)
+        log.info("%s: listening on %s:%d", self.scheme, self.host, self._port)
 
     async def close(self) -> None:
         """Stop accepting, end every session ("server shutting down") and wait for handlers (up to 5 s)."""
@@ -1113,7 +1160,7 @@ class RtmpServer:
         conn = _Connection(self, reader, writer, peer, host)
         why = "server shutting down" if self._closing else self.slots.admit(conn, host)
         if why is not None:
-            self.rate_log.warning((host, "refused"), "rtmp %s: connection refused: %s", peer, why)
+            self.rate_log.warning((host, "refused"), "%s %s: connection refused: %s", self.scheme, peer, why)
             writer.transport.abort()
             return
         task = asyncio.current_task()
@@ -1142,5 +1189,5 @@ class RtmpServer:
             session.close("server shutting down")
             raise
         except Exception:
-            log.exception("rtmp %s stream=%s: publish handler failed", session.peer, session.stream)
+            log.exception("%s %s stream=%s: publish handler failed", self.scheme, session.peer, session.stream)
             session.close("publish handler failed")

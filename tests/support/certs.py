@@ -47,7 +47,7 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 @dataclass
-class TestCa:
+class CertAuthority:
     key: ec.EllipticCurvePrivateKey
     cert: x509.Certificate
     path: Path  # ca.pem
@@ -85,7 +85,7 @@ class TestCa:
         return Issued(folder / f"{name}.pem", folder / f"{name}.key", digest, cert.serial_number, key)
 
 
-def make_ca(folder: Path) -> TestCa:
+def make_ca(folder: Path) -> CertAuthority:
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (
         x509.CertificateBuilder()
@@ -102,4 +102,4 @@ def make_ca(folder: Path) -> TestCa:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "ca.pem"
     path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return TestCa(key, cert, path)
+    return CertAuthority(key, cert, path)

@@ -189,6 +189,63 @@ TLS_FRONT_HTTP = """
 """
 
 
+# Signed playback behind a CDN: the edge asks the origin's /auth/playback about every request
+# (auth_request, verdicts cached 5 s per stream and token), caches media under its path alone (one copy
+# for every viewer, the token left out of the key) and manifests under the full URI (they carry the
+# viewer's token in their URIs).
+EDGE_AUTH_HTTP = r"""
+  access_log {dir}/access.log;
+  proxy_cache_path {dir}/cache levels=1:2 keys_zone=live:16m max_size=2g inactive=10m use_temp_path=off;
+  proxy_cache_path {dir}/auth keys_zone=auth:4m inactive=1m use_temp_path=off;
+  upstream origin {{ server 127.0.0.1:{origin}; keepalive 64; }}
+  # an auth subrequest has no query of its own: its key comes from the viewer's $request_uri
+  map $request_uri $auth_key {{
+    "~^/live/(?<name>[^/?]+)/[^?]*[?](?:.*&)?token=(?<token>[^&]+)" "$name $token";
+    default $request_uri;
+  }}
+  proxy_ssl_verify on;
+  proxy_ssl_trusted_certificate {ca};
+  proxy_ssl_name localhost;
+  proxy_ssl_session_reuse on;
+  proxy_http_version 1.1;
+  proxy_set_header Connection "";
+  server {{
+    listen 127.0.0.1:{port};
+    location = /_auth {{
+      internal;
+      proxy_pass https://origin/auth/playback;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Original-URI $request_uri;
+      proxy_cache auth;
+      proxy_cache_key "$auth_key $http_authorization";
+      proxy_ignore_headers Cache-Control Expires;
+      proxy_cache_valid 204 5s;
+      proxy_cache_valid 401 403 1s;
+    }}
+    location ~ ^/live/.+\.(m4s|mp4)$ {{
+      auth_request /_auth;
+      proxy_pass https://origin;
+      proxy_cache live;
+      proxy_cache_key $uri;
+      proxy_cache_lock on;
+      proxy_read_timeout 30s;
+      add_header X-Cache-Status $upstream_cache_status always;
+    }}
+    location /live/ {{
+      auth_request /_auth;
+      proxy_pass https://origin;
+      proxy_cache live;
+      proxy_cache_key $request_uri;
+      proxy_cache_lock on;
+      proxy_read_timeout 30s;
+      add_header X-Cache-Status $upstream_cache_status always;
+    }}
+    location / {{ proxy_pass https://origin; }}
+  }}
+"""
+
+
 def nginx_binary() -> str | None:
     found = shutil.which("nginx")
     if found is not None:
@@ -204,8 +261,11 @@ def nginx_conf(workdir: Path, http: str, *, connections: int = 16384) -> str:
 
 
 @contextlib.contextmanager
-def run_nginx(workdir: Path, conf: str, port: int, ready_path: str) -> Iterator[str]:
-    """nginx with ``conf`` until the block ends; yields its base URL once ``ready_path`` answers."""
+def run_nginx(
+    workdir: Path, conf: str, port: int, ready_path: str, context: ssl.SSLContext | None = None
+) -> Iterator[str]:
+    """nginx with ``conf`` until the block ends; yields its base URL once ``ready_path`` answers
+    (``context``: it listens with TLS, verified with that client context)."""
     nginx = nginx_binary()
     if nginx is None:
         raise FileNotFoundError("nginx is not installed")
@@ -215,8 +275,9 @@ def run_nginx(workdir: Path, conf: str, port: int, ready_path: str) -> Iterator[
         cmd = [nginx, "-c", str(workdir / "nginx.conf"), "-p", str(workdir)]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
     try:
-        wait_http(f"http://127.0.0.1:{port}{ready_path}", 15, proc)
-        yield f"http://127.0.0.1:{port}"
+        base = f"{'https' if context else 'http'}://127.0.0.1:{port}"
+        wait_http(f"{base}{ready_path}", 15, proc, context)
+        yield base
     finally:
         proc.terminate()
         try:
