@@ -150,7 +150,8 @@ class WorkerPool:
 
 
 async def supervise(command: Sequence[str], count: int, *, cwd: str | None = None) -> int:
-    """Run ``count`` workers until SIGTERM/SIGINT, which is forwarded to them; 0 once they are all gone."""
+    """Run ``count`` workers until SIGTERM/SIGINT, which is forwarded to them (as is SIGHUP, the certificate
+    reload); 0 once they are all gone."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     received: list[int] = []
@@ -162,6 +163,7 @@ async def supervise(command: Sequence[str], count: int, *, cwd: str | None = Non
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
     pool = WorkerPool(command, count, cwd=cwd)
+    loop.add_signal_handler(signal.SIGHUP, pool.send, signal.SIGHUP)  # each worker reloads its certificate
     await pool.start()
     await stop.wait()
     await pool.close(signum=received[0] if received else signal.SIGTERM)

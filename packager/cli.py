@@ -425,8 +425,23 @@ async def _run(args: argparse.Namespace, config: StreamConfig) -> int:
         mirror.close()
         print(f"packager: {failure}", file=sys.stderr)
         return 1
+    if args.origin_workers or args.no_serve:  # no origin in this process to hook SIGHUP: do it here
+        _reload_on_sighup(transport.tls, shared.pool if shared is not None else None)
     control = (gate, manager, bus, ingest, pipelines)
     return await _serve_until_stopped(args, config, (source, store, mirror, out), ports, control, shared)
+
+
+def _reload_on_sighup(tls: object, pool: object) -> None:
+    """SIGHUP: reload this process's certificate (RTMPS) and pass the signal on to the origin workers."""
+
+    def reload() -> None:
+        if tls is not None:
+            tls.reload()  # type: ignore[attr-defined]
+        if pool is not None:
+            pool.send(signal.SIGHUP)  # type: ignore[attr-defined]
+
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)
 
 
 async def _recover(mirror: object, configs: list[StreamConfig]) -> None:

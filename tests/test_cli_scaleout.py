@@ -271,3 +271,53 @@ def test_run_with_origin_workers_serves_its_stream_and_stops_them(redis_server: 
         assert encoder.wait(30) == 0, (tmp_path / "run.log").read_text()
     wait_gone(workers)
     assert redis.Redis(port=redis_server.port).get("lp:lease:demo") is None, "the lease is released on exit"
+
+
+def _served_serial(port: int, context) -> int:  # type: ignore[no-untyped-def]
+    from cryptography import x509
+
+    with (
+        socket.create_connection(("127.0.0.1", port)) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as s,
+    ):
+        return x509.load_der_x509_certificate(s.getpeercert(binary_form=True)).serial_number
+
+
+def test_workers_serve_https_with_the_admin_token_and_reload_on_sighup(
+    redis_server: RedisServer, tmp_path: Path, certs
+) -> None:  # type: ignore[no-untyped-def]
+    issued = certs.ca.issue(tmp_path, "workers")
+    (tmp_path / "admin").write_text("workers-admin-token-0123")
+    port = free_port()
+    base = f"https://127.0.0.1:{port}"
+    args = ["origin", "--store", redis_server.url, "--workers", "2", "--port", str(port)]
+    args += [
+        "--tls-cert",
+        str(issued.cert),
+        "--tls-key",
+        str(issued.key),
+        "--admin-token-file",
+        str(tmp_path / "admin"),
+    ]
+    ctx = certs.ca.client_context()
+    with background(args, tmp_path / "origin.log") as supervisor:
+        wait_http(f"{base}/healthz", 30, supervisor, ctx)
+        assert get(f"{base}/metrics", context=ctx)[0] == 401
+        assert "workers-admin-token" not in " ".join(Path(f"/proc/{supervisor.pid}/cmdline").read_text().split("\0"))
+        seen = set()
+        for _ in range(20):  # both workers: each got the settings from the supervisor
+            status, _, body = get(f"{base}/metrics", {"Authorization": "Bearer workers-admin-token-0123"}, context=ctx)
+            assert status == 200
+            seen.add(re.search(rb"^origin_worker_pid (\d+)$", body, re.M).group(1))  # type: ignore[union-attr]
+        assert len(seen) == 2, seen
+        renewed = certs.ca.issue(tmp_path, "workers")
+        supervisor.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if {_served_serial(port, ctx) for _ in range(8)} == {renewed.serial}:
+                break
+            time.sleep(0.2)
+        assert {_served_serial(port, ctx) for _ in range(8)} == {renewed.serial}
+        assert supervisor.poll() is None  # SIGHUP is a reload, not a hang-up
+        supervisor.send_signal(signal.SIGTERM)
+        assert supervisor.wait(15) == 0
