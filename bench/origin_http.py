@@ -9,7 +9,14 @@ for a ~1 MB segment and a media playlist. Prints requests/s, MB/s, p99 latency
 and requests per origin CPU-second (medians of ``--rounds``), plus each
 origin's event-loop lag p99 during the playlist runs.
 
-    .venv/bin/python bench/origin_http.py [--store both|memory|redis] [--rounds 3] [--seconds 10]
+``--tls`` (memory mode only): after the plain run, a second ``packager run``
+on the same ladder serves HTTPS (``--tls-cert``/``--tls-key``, a throw-away
+CA's certificate) and its nginx serves that output folder over both plain HTTP
+and ``listen ... ssl`` (TLSv1.2/1.3, keepalive); wrk measures the HTTPS origin
+and nginx terminating TLS, and the report gives HTTPS vs plain HTTP (same
+bench run) and HTTPS origin vs nginx TLS.
+
+    .venv/bin/python bench/origin_http.py [--store both|memory|redis] [--tls] [--rounds 3] [--seconds 10]
 """
 
 from __future__ import annotations
@@ -19,12 +26,14 @@ import contextlib
 import os
 import re
 import shutil
+import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 QUIET_S = 65.0  # of no HTTP load before the quiet loop-lag reading (its window is the last minute)
@@ -32,7 +41,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.cluster import cluster, cpu_seconds, descendants, metric_max  # noqa: E402
-from tests.support.procs import free_port, nginx_conf, packager, run_nginx, wait_segments  # noqa: E402
+from tests.support.certs import Issued, make_ca  # noqa: E402
+from tests.support.procs import free_port, get, nginx_conf, packager, run_nginx, wait_segments  # noqa: E402
 
 NGINX_STATIC = """
   access_log off;
@@ -44,6 +54,28 @@ NGINX_STATIC = """
     location /live/ {{ alias {root}/; }}
   }}
 """
+
+NGINX_TLS = """
+  server {{
+    listen 127.0.0.1:{port} ssl;
+    ssl_certificate {cert};
+    ssl_certificate_key {key};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    location /live/ {{ alias {root}/; }}
+  }}
+"""
+LAG = "origin_event_loop_lag_p99_seconds"
+
+
+@dataclass(frozen=True)
+class Tls:
+    issued: Issued  # the server certificate chain and key, for the packager and nginx
+    context: ssl.SSLContext  # a client context trusting the throw-away CA
+
+
+def make_tls(folder: Path) -> Tls:
+    ca = make_ca(folder)
+    return Tls(ca.issue(folder), ca.client_context())
 
 
 def need(tool: str, package: str) -> str:
@@ -71,8 +103,11 @@ def wrk(url: str, seconds: int, connections: int = 100) -> dict[str, float]:
     return {"rps": rps, "mbps": mb, "p99_ms": p99_ms, "non2xx": float(errors.group(1)) if errors else 0.0}
 
 
-def lag_p99(base: str, samples: int = 1) -> float:
-    return metric_max(base, "origin_event_loop_lag_p99_seconds", samples)
+def lag_p99(base: str, samples: int = 1, context: ssl.SSLContext | None = None) -> float:
+    if context is None:
+        return metric_max(base, LAG, samples)
+    m = re.search(rf"^{LAG} (\S+)", get(f"{base}/metrics", context=context)[2].decode(), re.M)
+    return float(m.group(1)) if m else 0.0
 
 
 def newest_segment(folder: Path) -> Path:
@@ -81,8 +116,17 @@ def newest_segment(folder: Path) -> Path:
     return max(segs, key=lambda p: p.stat().st_size)
 
 
-def measure(label: str, base: str, folder: Path, seconds: int, pids: list[int], rows: dict, lags: dict) -> int:
-    """One round of wrk on ``base``'s segment and playlist; returns the segment's size."""
+def measure(
+    label: str,
+    base: str,
+    folder: Path,
+    seconds: int,
+    pids: list[int],
+    rows: dict,
+    lags: dict,
+    context: ssl.SSLContext | None = None,
+) -> int:
+    """One round of wrk on ``base``'s segment and playlist (``context``: an https origin's); returns the size."""
     seg = newest_segment(folder)
     for what, url in (
         ("segment", f"{base}/live/demo/720p/{seg.name}"),
@@ -93,8 +137,9 @@ def measure(label: str, base: str, folder: Path, seconds: int, pids: list[int], 
         cpu = cpu_seconds(pids) - cpu0
         row["per_cpu_s"] = row["rps"] * seconds / cpu if cpu > 0 else 0.0
         rows.setdefault(f"{what} {label}", []).append(row)
-        if what == "playlist" and label != "nginx":
-            lags.setdefault(label, []).append(lag_p99(base, samples=6 if label != "single" else 1))
+        if what == "playlist" and not label.startswith("nginx"):
+            samples = 6 if label.startswith("redis") else 1
+            lags.setdefault(label, []).append(lag_p99(base, samples, context))
     return seg.stat().st_size
 
 
@@ -105,26 +150,42 @@ def quiet_lag(base: str, label: str, samples: int, lags: dict) -> None:
 
 
 @contextlib.contextmanager
-def static_nginx(tmp: Path, root: Path) -> Iterator[tuple[str, list[int]]]:
-    ndir = tmp / "nginx"
-    nport = free_port()
-    conf = nginx_conf(ndir, NGINX_STATIC.format(port=nport, root=root), connections=4096)
+def static_nginx(tmp: Path, root: Path, tls: Tls | None = None) -> Iterator[tuple[str, list[int]]]:
+    """nginx serving ``root``; with ``tls`` over both HTTP and HTTPS, yielding the https base URL."""
+    ndir = tmp / ("nginx-tls" if tls else "nginx")
+    nport, sport = free_port(), free_port()
+    http = NGINX_STATIC.format(port=nport, root=root)
+    if tls:
+        http += NGINX_TLS.format(port=sport, root=root, cert=tls.issued.cert, key=tls.issued.key)
+    conf = nginx_conf(ndir, http, connections=4096)
     with run_nginx(ndir, conf, nport, "/live/demo/master.m3u8") as nbase:
         master = int((ndir / "nginx.pid").read_text())
-        yield nbase, [master, *descendants(master)]
+        yield f"https://127.0.0.1:{sport}" if tls else nbase, [master, *descendants(master)]
 
 
-def run_single(args: argparse.Namespace, tmp: Path, rows: dict, lags: dict) -> int:
-    out = tmp / "out"
+def run_single(args: argparse.Namespace, tmp: Path, rows: dict, lags: dict, tls: Tls | None = None) -> int:
+    """One packager (HTTPS with ``tls``) and nginx on its files, measured in turn each round."""
+    out = tmp / ("out-tls" if tls else "out")
+    suffix, ctx = (" tls", tls.context) if tls else ("", None)
+    certs = ["--tls-cert", str(tls.issued.cert), "--tls-key", str(tls.issued.key)] if tls else []
     size = 0
-    with packager(["testsrc", "--ladder", args.ladder, "--window", "120"], out=out) as (proc, base):
-        wait_segments(f"{base}/live/demo/720p/index.m3u8", 4, 60)
-        quiet_lag(base, "single", 1, lags)
-        with static_nginx(tmp, out) as (nbase, npids):
+    source = ["testsrc", "--ladder", args.ladder, "--window", "120", *certs]
+    with packager(source, out=out, context=ctx) as (proc, base):
+        wait_segments(f"{base}/live/demo/720p/index.m3u8", 4, 60, context=ctx)
+        if not tls:
+            quiet_lag(base, "single", 1, lags)
+        with static_nginx(tmp, out, tls) as (nbase, npids):
             for _ in range(args.rounds):
-                size = measure("single", base, out / "demo" / "720p", args.seconds, [proc.pid], rows, lags)
-                measure("nginx", nbase, out / "demo" / "720p", args.seconds, npids, rows, lags)
+                folder = out / "demo" / "720p"
+                size = measure(f"single{suffix}", base, folder, args.seconds, [proc.pid], rows, lags, ctx)
+                measure(f"nginx{suffix}", nbase, folder, args.seconds, npids, rows, lags)
     return size
+
+
+def run_memory(args: argparse.Namespace, tmp: Path, rows: dict, lags: dict) -> int:
+    """The plain run, then (``--tls``) the HTTPS one on the same ladder."""
+    size = run_single(args, tmp, rows, lags)
+    return run_single(args, tmp, rows, lags, make_tls(tmp / "certs")) if args.tls else size
 
 
 def run_redis(args: argparse.Namespace, tmp: Path, rows: dict, lags: dict) -> int:
@@ -152,6 +213,11 @@ def main() -> None:
         "over Redis; both: one after the other in the same run (default)",
     )
     ap.add_argument("--workers", type=int, default=2, help="origin worker processes in the redis mode")
+    ap.add_argument(
+        "--tls",
+        action="store_true",
+        help="memory mode only: also an HTTPS packager and nginx terminating TLS (after the plain run, same ladder)",
+    )
     args = ap.parse_args()
     need("nginx", "nginx-light")
     need("wrk", "wrk")
@@ -163,8 +229,8 @@ def main() -> None:
         for mode in ("memory", "redis"):
             if args.store in (mode, "both"):
                 (tmp / mode).mkdir()
-                run = run_single(args, tmp / mode, rows, lags) if mode == "memory" else None
-                seg_size = run if run is not None else run_redis(args, tmp / mode, rows, lags)
+                run = run_memory if mode == "memory" else run_redis
+                seg_size = run(args, tmp / mode, rows, lags)
     report(args, rows, lags, seg_size)
 
 
@@ -177,14 +243,21 @@ def report(args: argparse.Namespace, rows: dict, lags: dict, seg_size: int) -> N
     print(f"{'':20} {'req/s':>10} {'MB/s':>9} {'p99 ms':>8} {'non-2xx':>8} {'req/CPU-s':>10}")
     for k, v in med.items():
         print(f"{k:20} {v['rps']:10.0f} {v['mbps']:9.1f} {v['p99_ms']:8.2f} {v['non2xx']:8.0f} {v['per_cpu_s']:10.0f}")
-    for what in ("segment", "playlist"):
-        nginx = med.get(f"{what} nginx")
-        for k, v in med.items():
-            if k.startswith(what) and nginx and k != f"{what} nginx":
-                print(f"{k}: /nginx = {v['rps'] / nginx['rps']:.2f}x")
+    for k, v in med.items():
+        for ref in (r for r in references(k) if r in med):
+            ratio, p99 = v["rps"] / med[ref]["rps"], med[ref]["p99_ms"]
+            print(f"{k}: /{ref.split(' ', 1)[1]} = {ratio:.2f}x (p99 {v['p99_ms']:.1f} vs {p99:.1f} ms)")
     for label, values in lags.items():
         when = label if "no HTTP load" in label else f"{label}, during the playlist runs"
         print(f"event-loop lag p99 ({when}): {statistics.median(values) * 1000:.1f} ms")
+
+
+def references(key: str) -> list[str]:
+    """The rows ``key`` is compared with: nginx on the same transport, and (TLS) the same server over plain HTTP."""
+    what, label = key.split(" ", 1)
+    tls = label.endswith(" tls")
+    refs = [] if label.startswith("nginx") else [f"{what} nginx tls" if tls else f"{what} nginx"]
+    return refs + ([f"{what} {label.removesuffix(' tls')}"] if tls else [])
 
 
 if __name__ == "__main__":
