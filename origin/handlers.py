@@ -139,7 +139,7 @@ async def master(request: web.Request) -> web.StreamResponse:
     if isinstance(stream, web.Response):
         return stream
     view = stream.view()
-    if not view.tracks:
+    if not view.tracks or view.starting:  # a ladder listed before every rendition exists would stay short
         return _fail(request, 404, "stream has no media yet", Kind.MASTER, stream)
     return manifest(request, _state(request).cache.master(view), Kind.MASTER, _headers(request, Kind.MASTER, stream))
 
@@ -149,7 +149,7 @@ async def mpd(request: web.Request) -> web.StreamResponse:
     if isinstance(stream, web.Response):
         return stream
     view = stream.view()
-    if not view.tracks:
+    if not view.tracks or view.starting:
         return _fail(request, 404, "stream has no media yet", Kind.MPD, stream)
     # while the shared store is unreachable the last MPD stays served: all it names is in memory, and a
     # player retrying a 503 MPD gives up after a few tries (dash.js), while a stale one only shows no news

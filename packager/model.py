@@ -167,6 +167,7 @@ class StreamView:
     ended: bool
     tracks: tuple[TrackView, ...] = field(default=())  # video highest first, then audio
     published_utc_s: float = 0.0  # wall time of the newest change
+    starting: bool = False  # a rendition the pipeline announced has no init yet: the ladder is incomplete
 
     def track(self, name: str) -> TrackView | None:
         for t in self.tracks:

@@ -390,6 +390,7 @@ class StreamStore:
     # -- StreamListener (what the pipeline publishes to)
     def expect_tracks(self, names: frozenset[str]) -> None:
         self.expected_tracks = names
+        self._view = None
         self.announce(TracksExpected(self.name, names))
 
     def on_init(self, info: TrackInfo, data: bytes) -> None:
@@ -524,6 +525,10 @@ class StreamStore:
         audio = [t for t in self.tracks.values() if t.info.kind == "audio"]
         return video + audio
 
+    def _no_init(self, name: str) -> bool:
+        track = self.tracks.get(name)
+        return track is None or track.init is None
+
     def view(self) -> StreamView:
         if self._view is None:
             self._view = StreamView(
@@ -538,6 +543,7 @@ class StreamStore:
                 ended=self.ended,
                 tracks=tuple(t.view() for t in self.ordered_tracks() if t.init is not None),
                 published_utc_s=self.published_utc_s,
+                starting=not self.ended and any(self._no_init(name) for name in self.expected_tracks),
             )
         return self._view
 

@@ -458,3 +458,30 @@ def make_big_track():
     from tests.support.live import VIDEO
 
     return type(VIDEO)(**{**VIDEO.__dict__, "name": "big"})
+
+
+async def test_manifests_wait_until_every_announced_rendition_exists(aiohttp_client):
+    from packager.store import Store
+    from packager.timebase import MediaClock
+    from tests.support.live import AUDIO, VIDEO, VIDEO2
+
+    store = Store()
+    stream = store.open_stream(
+        "demo",
+        segment_s=Fraction(1),
+        part_s=Fraction(1, 4),
+        window_s=Fraction(10),
+        target_duration=1,
+        clock=MediaClock(Fraction(0), live=True),
+    )
+    stream.expect_tracks(frozenset({VIDEO.name, VIDEO2.name, AUDIO.name}))
+    client = await aiohttp_client(create_app(store))
+    stream.on_init(AUDIO, b"ftyp+moov audio")  # a restart re-lists its tracks one by one
+    stream.on_init(VIDEO, b"ftyp+moov video")
+    for path in ("/live/demo/master.m3u8", "/live/demo/manifest.mpd"):
+        r = await client.get(path)
+        assert r.status == 404 and "no media yet" in await r.text(), path  # never a short ladder
+    stream.on_init(VIDEO2, b"ftyp+moov video2")
+    master = await client.get("/live/demo/master.m3u8")
+    assert master.status == 200 and VIDEO2.name in await master.text()
+    assert (await client.get("/live/demo/manifest.mpd")).status == 200
