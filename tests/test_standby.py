@@ -166,3 +166,25 @@ def test_hls_lists_a_cut_segment_at_its_nominal_duration_with_gap_parts_for_what
     assert '#EXT-X-PRELOAD-HINT:TYPE=PART,URI="1002.0.m4s"' in text  # the new owner's first part
     for uri in re.findall(r'#EXT-X-PART:(?![^\n]*GAP=YES)[^\n]*URI="(\d+)\.(\d+)\.m4s"', text):
         assert stream.part(VIDEO.name, int(uri[0]), int(uri[1])) is not None  # every part it names exists
+
+
+def test_dash_lists_a_cut_segment_up_to_the_next_one_so_the_timeline_has_no_hole() -> None:
+    from packager.manifest.dash import render_mpd
+    from packager.manifest.timeline import timeline_entries
+
+    store, old = make_live(segment_s=SEG, part_s=PART, tracks=TRACKS)
+    old.publish(6)  # 1000 whole, 1001.0-1, then the owner died
+    stream = store.get("demo")
+    assert stream is not None
+    stream.hand_over(OwnerChanged("demo", "a", "b", 2, "lease expired", 1002, 0.5, 0.0))
+    new = Driver(stream, TRACKS, SEG, PART, msn=1002)
+    new.publish(4)  # the new owner's segment 1002, whole
+    view = stream.view()
+    for track in view.tracks:
+        entries = timeline_entries(view, track, with_production=True)
+        by_msn = {e.msn: e for e in entries}
+        cut = stream.segment(track.info.name, 1001)
+        assert cut is not None and cut.cut and cut.duration < by_msn[1002].start - cut.start  # media ends early
+        assert by_msn[1001].start + by_msn[1001].duration == by_msn[1002].start  # listed back to back
+    mpd = render_mpd(view).decode()
+    assert mpd.count("<Period") == 1 and mpd.count(' t="') == len(view.tracks)  # one t each: the first S

@@ -17,6 +17,7 @@ msn's nominal boundary, ``run * segment_s`` on the UTC media timeline.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -84,12 +85,12 @@ def timeline_entries(view: StreamView, track: TrackView, *, with_production: boo
     producing = production_msn(track) if with_production else None
     last = track.segments[-1] if track.segments else None
     if producing is None or (last is not None and producing <= last.msn):
-        return tuple(entries)
+        return _without_holes(entries, int(view.segment_s * track.info.timescale))
     follows = last is not None and last.msn + 1 == producing
     if not follows and not track.pending:
         # a new run is listed from its first real part on: the number a new owner expected to resume at
         # may never be produced (its encoder was still starting)
-        return tuple(entries)
+        return _without_holes(entries, int(view.segment_s * track.info.timescale))
     segment_ticks = int(view.segment_s * track.info.timescale)
     if track.pending:
         start = track.pending[0].start
@@ -102,6 +103,20 @@ def timeline_entries(view: StreamView, track: TrackView, *, with_production: boo
         duration = segment_ticks
     run = entries[-1].run_msn if follows and entries else producing
     entries.append(TimelineEntry(producing, start, duration, producing=True, run=run))
+    return _without_holes(entries, int(view.segment_s * track.info.timescale))
+
+
+def _without_holes(entries: list[TimelineEntry], segment_ticks: int) -> tuple[TimelineEntry, ...]:
+    """Consecutive segments listed back to back: one that ends early (cut by a failover, its missing tail
+    marked GAP in HLS) is listed up to the next one's start, as HLS lists it at its nominal duration.
+
+    dash.js asks for the segment at the previous one's end plus 10 ms and finds nothing inside a timeline
+    hole, so it would wait there until something seeks it past; a short gap *inside* the media it steps
+    over like any buffer gap."""
+    for i in range(len(entries) - 1):
+        e, f = entries[i], entries[i + 1]
+        if f.msn == e.msn + 1 and 0 < f.start - (e.start + e.duration) < segment_ticks:
+            entries[i] = dataclasses.replace(e, duration=f.start - e.start)
     return tuple(entries)
 
 
