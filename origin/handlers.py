@@ -482,6 +482,11 @@ def streams_json(
 async def api_streams(request: web.Request) -> web.StreamResponse:
     st = _state(request)
     data = streams_json(st.store, lifecycle=st.lifecycle, rates=st.rates, nodes=st.nodes)
+    for stream in data["streams"]:
+        pipeline = st.pipelines.get(stream["name"])
+        progress = getattr(pipeline, "progress", None)
+        if progress is not None:  # this process encodes it: media time done, speed, time left
+            stream["progress"] = progress.now().as_json()
     return web.Response(text=json.dumps(data), headers=_headers(request, Kind.API))
 
 

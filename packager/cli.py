@@ -178,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     pkg.add_argument("source", help="a file, a URL PyAV opens, or testsrc[:WxH[@FPS]] (with --duration)")
     pkg.add_argument("--out", required=True, help="output folder")
     pkg.add_argument("--fast", action="store_true", help="process as fast as the machine allows (file -> VOD)")
+    pkg.add_argument(
+        "--quiet", action="store_true", help="no progress (default: a bar on a terminal, a line every 10 s otherwise)"
+    )
     _add_stream_flags(pkg)
 
     org = sub.add_parser(
@@ -323,7 +326,10 @@ async def _package(args: argparse.Namespace, config: StreamConfig) -> int:
         mirror.close()
         return 1
     _install_signals(pipeline)
-    reason = await pipeline.wait()
+    from packager.readout import readout
+
+    async with readout(config.name, pipeline.progress.now, quiet=args.quiet):
+        reason = await pipeline.wait()
     await _finalize(mirror)
     ok = not reason.startswith(("source error",)) and "failed" not in reason
     print(f"packager: {config.name}: {reason}; output in {out / config.name}", file=sys.stderr)

@@ -20,6 +20,7 @@ from packager.chunker import TrackChunker
 from packager.config import StreamConfig
 from packager.model import Sample
 from packager.offloop import call_in_thread
+from packager.progress import MediaProgress
 from packager.sources import Source, SourceInfo
 from packager.store import Store, StreamStore
 from packager.timebase import MediaClock
@@ -71,6 +72,7 @@ class Pipeline:
         self.video_workers: list[VideoEncoder] = []
         self.audio_worker: AudioEncoder | None = None
         self.end_reason = ""
+        self.progress = MediaProgress(duration_s)  # media time done; the total once the source is probed
         self._done: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -115,9 +117,11 @@ class Pipeline:
                 on_samples=self._threadsafe(self._on_samples("audio")),
                 blocking=blocking,
             )
-        self.stream.expect_tracks(
-            frozenset([w.rendition.name for w in self.video_workers] + (["audio"] if self.audio_worker else []))
-        )
+        names = [w.rendition.name for w in self.video_workers] + (["audio"] if self.audio_worker else [])
+        self.stream.expect_tracks(frozenset(names))
+        self.progress.expect(names)
+        totals = [t for t in (info.duration_s, self.duration_s) if t is not None]
+        self.progress.total_s = min(totals) if totals else None
         for w in self._workers:
             w.start()
         threading.Thread(target=self._source_thread, name=f"source-{cfg.name}", daemon=True).start()
@@ -195,7 +199,9 @@ class Pipeline:
             chunker = self.chunkers.get(track)
             if chunker is None:
                 return
+            timescale = chunker.info.timescale
             for s in samples:
+                self.progress.advance(track, s.pts, s.duration, timescale)
                 try:
                     chunker.push(s)
                 except ValueError as exc:  # a bad sample is counted and dropped, never fatal

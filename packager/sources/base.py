@@ -23,6 +23,7 @@ class SourceInfo:
     height: int = 0
     fps: Fraction = Fraction(30)
     live: bool = True  # media time is UTC (live) or starts at zero (VOD)
+    duration_s: float | None = None  # the media the input holds (a file's duration; None: unknown, live)
 
 
 class FrameSink(Protocol):

@@ -168,8 +168,15 @@ class MediaSource:
             height=height,
             fps=fps,
             live=self.live,
+            duration_s=self._duration_s(container),
         )
         return self.info
+
+    def _duration_s(self, container: av.container.InputContainer) -> float | None:
+        """The file's duration from its header (None for a looped input or one that does not say)."""
+        if self.loop or not container.duration or container.duration <= 0:
+            return None
+        return container.duration / av.time_base
 
     def close(self) -> None:
         """Give up a probed input that will not be run. Safe to call more than once."""
