@@ -154,6 +154,8 @@ def _report(rows: list, final: list[dict], poller: Poller) -> None:  # type: ign
         )
         print(f"{s.get('player', n)} stalls (media time, seconds): {s.get('stallLog', [])}")
     print(f"manifest references to missing media: {len(poller.failures)} of {poller.checked} checked")
+    for phase, url, status, _ in poller.failures[:10]:
+        print(f"  {status} {url} ({phase})")
     for s in final:
         print(f"{s.get('player')} errors: {s.get('errors', [])[-10:]}")
 
