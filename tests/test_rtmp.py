@@ -9,7 +9,6 @@ import logging
 import math
 import random
 import re
-import shutil
 import struct
 import threading
 import time
@@ -44,8 +43,8 @@ from packager.ingest.rtmp import (
 from packager.ingest.slots import ConnectionSlots, MemoryBudget, SlotLimits
 from packager.ratelog import RateLimitedLog
 from packager.settings import IngestSettings, RtmpLimits, StreamSettings, load
+from tests.support.pushes import FFMPEG, push
 
-FFMPEG = shutil.which("ffmpeg")
 needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="needs the ffmpeg command (Debian package ffmpeg)")
 LOGGER = "packager.ingest.rtmp"
 
@@ -999,22 +998,6 @@ async def ffmpeg_server(serve) -> tuple[RtmpServer, Collect, Gate]:
 
     server.on_publish = on_publish
     return server, collect, gate
-
-
-async def push(url: str, clip: Path, timeout: float = 30.0) -> tuple[int, str]:
-    assert FFMPEG is not None
-    args = ["-hide_banner", "-nostdin", "-loglevel", "error", "-re", "-i", str(clip), "-c", "copy", "-f", "flv", url]
-    proc = await asyncio.create_subprocess_exec(
-        FFMPEG, *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
-    )
-    try:
-        _, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    assert proc.returncode is not None
-    return proc.returncode, err.decode(errors="replace")
 
 
 def decode_all(source: Any, **open_args: Any) -> dict[str, Any]:

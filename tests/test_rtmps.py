@@ -30,8 +30,8 @@ from packager.settings import IngestSettings, RtmpLimits, StreamSettings, load
 from packager.tls import ServerTls, TlsFiles
 from tests.support import certs
 from tests.support.certs import Issued, make_ca
+from tests.support.pushes import FFMPEG, push
 
-FFMPEG = shutil.which("ffmpeg")
 needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="needs the ffmpeg command (Debian package ffmpeg)")
 KEYS = {"demo": "key-for-demo-123", "other": "key-for-other-456"}
 START, UNAUTHORIZED = "NetStream.Publish.Start", "NetStream.Publish.Unauthorized"
@@ -198,22 +198,6 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "3s": make_clip(folder / "a.mp4", seconds=3),
         "2s": make_clip(folder / "b.mp4", seconds=2, width=256, height=144),
     }
-
-
-async def push(url: str, clip: Path, timeout: float = 30.0) -> tuple[int, str]:
-    assert FFMPEG is not None
-    args = ["-hide_banner", "-nostdin", "-loglevel", "error", "-re", "-i", str(clip), "-c", "copy", "-f", "flv", url]
-    proc = await asyncio.create_subprocess_exec(
-        FFMPEG, *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
-    )
-    try:
-        _, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    assert proc.returncode is not None
-    return proc.returncode, err.decode(errors="replace")
 
 
 def decode(path: Path) -> tuple[list[str], int, set[tuple[int, int]]]:
