@@ -299,7 +299,7 @@ def render_media(view: StreamView, track: str, *, skip: bool = False) -> str:
                 lines.extend(_gap_parts(view, seg, timescale))
         duration = _nominal_end(view, seg, timescale) - seg.start if seg.cut else seg.duration
         lines.append(f"#EXTINF:{fmt_seconds(Fraction(duration, timescale))},")
-        if seg.gap or seg.cut:
+        if seg.gap or (seg.cut and not seg.parts):  # a cut segment holds the media of its first parts
             lines.append("#EXT-X-GAP")
         lines.append(segment_name(seg.msn))
 
