@@ -141,6 +141,10 @@ class DiskMirror:
         )
         if found:
             track.adopt(found)
+            folder = self.folder(stream)
+            for seg, data in found:
+                if seg.cut and folder is not None:  # its file was never written: the manifests name it now
+                    self.disk.write(folder / track_name / segment_name(seg.msn), data)
             log.info(
                 "resume: %s/%s: %d segments from before the restart (%d..%d)",
                 stream,

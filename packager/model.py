@@ -99,8 +99,8 @@ class Segment:
     published_utc_s: float = 0.0
     gap: bool = False  # no media: stands for a segment the feed never delivered (HLS EXT-X-GAP)
     # The encoder producing it stopped before its end (a failover to a redundant encoder): its parts are
-    # real, the rest of its time never existed. HLS lists it as an EXT-X-GAP segment of nominal duration
-    # whose missing parts carry GAP=YES; DASH lists the media it has, then a hole in the timeline.
+    # real, the rest of its time never existed. HLS lists it at its nominal duration (not EXT-X-GAP: it
+    # holds media) with GAP=YES for the missing parts; DASH lists it up to the next segment's start.
     cut: bool = False
     # msn of the first segment of the unbroken run of consecutive msns this one belongs to: a feed or
     # encoder that stopped and came back later starts a new run, listed as a new DASH Period. None: the

@@ -15,8 +15,8 @@ the segments the new run adopts, trusting nothing:
   overlap;
 * a closed segment's file must be exactly ``styp`` + its parts;
 * parts whose segment file was never written (the process died in that
-  segment) form a *cut* segment (:attr:`packager.model.Segment.cut`): HLS lists
-  it as ``EXT-X-GAP`` of nominal duration with its real parts;
+  segment) form a *cut* segment (:attr:`packager.model.Segment.cut`), listed at
+  its nominal duration with its real parts (its file is written on adoption);
 * only segments still inside the new run's window count.
 
 What the process lost while it was down is a run of msns nobody produced, which
