@@ -131,6 +131,10 @@ class Poller(threading.Thread):
         self.base = base
         self.stopped = threading.Event()
         self.failures: list[tuple[str, str, int, str]] = []  # phase, URL, status, origin that answered
+        # An outage of every encoder: the MPD's newest entry (the segment that was to come next) can be one no
+        # encoder ever produced, answered 404 once the stream ends (README, Known limits). Counted, not failed.
+        self.unproduced_allowed = False
+        self.unproduced = 0
         self.phase = "playing"
         self.manifest_statuses: dict[int, int] = {}
         self.checked = 0
@@ -157,6 +161,9 @@ class Poller(threading.Thread):
         # the segment the MPD lists as in production is sent chunk by chunk as it is made; while the store
         # is unreachable an origin cannot know it and says 503 (try again), never 404
         if status not in (200, -1) and not (in_production and status == 503):
+            if in_production and status == 404 and self.unproduced_allowed:
+                self.unproduced += 1  # see Poller.unproduced_allowed
+                return
             self.failures.append((self.phase, url, status, upstream))
 
     def poll(self) -> None:
