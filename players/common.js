@@ -391,7 +391,10 @@
     video.addEventListener('waiting', () => {
       if (!stats.ready || stalledSince !== null) return;
       stalledSince = performance.now();
-      if (stalledSince - resumedAt < STALL_MERGE_MS && stats.stallLog.length) return;
+      // the same interruption: playback resumed less than a second ago, or has not yet moved a second of
+      // media past the previous stall (a player's seek back over a hole stalls again at nearly the same spot)
+      const last = stats.stallLog[stats.stallLog.length - 1];
+      if (last && (stalledSince - resumedAt < STALL_MERGE_MS || video.currentTime - last.at < STALL_MERGE_MS / 1000)) return;
       stats.stalls++;
       pushCapped(stats.stallLog, { at: +video.currentTime.toFixed(3), s: 0 });
     });
