@@ -41,6 +41,7 @@ if not have_browser():
 STREAM = "/live/demo"
 SEGMENT_S = 2.0
 PART_S = 0.5
+NOTICEABLE_STALL_S = 0.1  # three frames at 30 fps
 
 
 @pytest.fixture(scope="module")
@@ -122,9 +123,11 @@ def test_a_killed_active_node_is_replaced_within_a_segment_and_players_keep_play
         for _, pb in players:
             stats = pb.last
             print(f"{stats.get('player')}: stalls {stats.get('stallLog')} ({stats.get('stallTime', 0):.2f} s)")
-            # at most one stall; how long it lasts depends on where in a segment the kill landed: a cut
-            # segment leaves a hole in the media players wait out (printed above, not a pass criterion)
-            assert stats.get("stalls", 0) <= 1 and stats.get("stallTime", 0) < 3 * SEGMENT_S, stats
+            # at most one noticeable stall; how long it lasts depends on where in a segment the kill landed: a
+            # cut segment leaves a hole in the media players wait out (printed above, not a pass criterion).
+            # A wait under NOTICEABLE_STALL_S holds the picture for at most three frames: counted, not failed.
+            noticeable = [s for s in stats.get("stallLog", []) if s["s"] >= NOTICEABLE_STALL_S]
+            assert len(noticeable) <= 1 and stats.get("stallTime", 0) < 3 * SEGMENT_S, stats
             assert not [e for e in pb.media_errors if not e.startswith("503 ")], pb.media_errors
     finally:
         poller.stopped.set()
