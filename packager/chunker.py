@@ -20,6 +20,8 @@ from packager.model import Part, Sample, TrackInfo
 log = logging.getLogger(__name__)
 
 PartSink = Callable[[Part, bool, bool], None]  # (part, last_in_segment, discontinuity)
+# The emsg boxes for the part whose nominal boundary is at the given track tick (none: [])
+EventSource = Callable[[int], list[bytes]]
 
 
 class TrackChunker:
@@ -34,6 +36,7 @@ class TrackChunker:
         sink: PartSink,
         epoch_s: float = 0.0,
         track_id: int = 1,
+        events: EventSource | None = None,
     ) -> None:
         if segment_ticks <= 0 or part_ticks <= 0 or segment_ticks % part_ticks:
             raise ValueError("segment_ticks must be a positive multiple of part_ticks")
@@ -44,6 +47,7 @@ class TrackChunker:
         self.sink = sink
         self.epoch_s = epoch_s
         self.track_id = track_id
+        self.events = events
         self._samples: list[Sample] = []
         self._msn = -1
         self._index = -1
@@ -101,7 +105,11 @@ class TrackChunker:
         prft = Prft(
             ntp_utc_s=first.capture_utc_s or (self.epoch_s + first.dts / self.info.timescale), media_time=first.pts
         )
-        data = chunk(sequence_number=seq & 0xFFFFFFFF, track_id=self.track_id, samples=samples, prft=prft)
+        boundary = self._msn * self.segment_ticks + self._index * self.part_ticks
+        events = self.events(boundary) if self.events is not None else []
+        data = chunk(
+            sequence_number=seq & 0xFFFFFFFF, track_id=self.track_id, samples=samples, prft=prft, events=events
+        )
         end = samples[-1].dts + samples[-1].duration
         part = Part(
             track=self.info.name,

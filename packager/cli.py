@@ -64,6 +64,11 @@ def _add_stream_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--window", default="60", help="seconds kept in live manifests (default: %(default)s)")
     g.add_argument("--preset", default="veryfast", help="x264 preset (default: %(default)s)")
     g.add_argument(
+        "--hls-cue-tags",
+        action="store_true",
+        help="also mark ad breaks with EXT-X-CUE-OUT/EXT-X-CUE-IN for older ad servers (EXT-X-DATERANGE always)",
+    )
+    g.add_argument(
         "--fps", default=None, help="output frame rate, e.g. 30 or 30000/1001 (default: the source's, 30 for testsrc)"
     )
     g.add_argument("--loop", action="store_true", help="repeat a file forever as one continuous live feed")
@@ -225,6 +230,7 @@ def stream_config(args: argparse.Namespace) -> StreamConfig:
         ladder=Ladder.parse(args.ladder, args.audio_bitrate),
         timing=timing,
         encoding=Encoding(preset=args.preset, fps=fps),
+        hls_cue_tags=args.hls_cue_tags,
     )
 
 

@@ -188,6 +188,7 @@ class StreamConfig:
     ladder: Ladder = field(default_factory=lambda: Ladder.parse(DEFAULT_LADDER))
     timing: Timing = field(default_factory=Timing)
     encoding: Encoding = field(default_factory=Encoding)
+    hls_cue_tags: bool = False  # legacy EXT-X-CUE-OUT/IN next to EXT-X-DATERANGE
 
     def __post_init__(self) -> None:
         check_name(self.name, "--stream")

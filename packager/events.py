@@ -53,6 +53,7 @@ STREAM_STARTED = "stream.started"
 STREAM_STOPPED = "stream.stopped"
 STREAM_DISCONTINUITY = "stream.discontinuity"
 STREAM_FAILOVER = "stream.failover"
+STREAM_SPLICE = "stream.splice"
 RENDITION_STALLED = "rendition.stalled"
 RENDITION_RECOVERED = "rendition.recovered"
 SEGMENT_PUBLISHED = "segment.published"
@@ -64,6 +65,7 @@ EVENT_TYPES: tuple[str, ...] = (
     STREAM_STOPPED,
     STREAM_DISCONTINUITY,
     STREAM_FAILOVER,
+    STREAM_SPLICE,
     RENDITION_STALLED,
     RENDITION_RECOVERED,
     SEGMENT_PUBLISHED,

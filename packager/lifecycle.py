@@ -27,6 +27,7 @@ from packager.events import (
     SEGMENT_PUBLISHED,
     STREAM_DISCONTINUITY,
     STREAM_FAILOVER,
+    STREAM_SPLICE,
     STREAM_STARTED,
     STREAM_STOPPED,
     VOD_READY,
@@ -40,11 +41,13 @@ from packager.publication import (
     PartPublished,
     Publication,
     SegmentClosed,
+    SpliceScheduled,
     StreamEnded,
     StreamOpened,
     StreamRemoved,
     TracksExpected,
 )
+from packager.splice import SPLICE_TIMESCALE, Splice
 from packager.store import Store, StreamStore
 from packager.timebase import Clock, iso_from_epoch_s
 
@@ -183,6 +186,8 @@ class StreamEvents:
                 self._ended(stream, state)
             case OwnerChanged():
                 self._failover(stream, state, event)
+            case SpliceScheduled(splice=splice):
+                self.bus.publish(STREAM_SPLICE, stream.name, _splice_data(stream, splice))
 
     def _forget(self, name: str) -> None:
         state = self._states.pop(name, None)
@@ -351,6 +356,17 @@ def _started_data(stream: StreamStore) -> dict[str, Any]:
         "part_s": float(stream.part_s),
         "hls": f"/live/{stream.name}/{MASTER_NAME}",
         "dash": f"/live/{stream.name}/{MPD_NAME}",
+    }
+
+
+def _splice_data(stream: StreamStore, splice: Splice) -> dict[str, Any]:
+    """A placed ad-break splice: its id, kind, instant (UTC, as EXT-X-PROGRAM-DATE-TIME counts) and source."""
+    return {
+        "id": splice.event_id,
+        "kind": splice.kind,
+        "start": iso_from_epoch_s(stream.clock.epoch_s + splice.start_s),
+        "duration_s": None if splice.duration is None else splice.duration / SPLICE_TIMESCALE,
+        "from": splice.origin,
     }
 
 

@@ -35,11 +35,13 @@ from packager.publication import (
     PartPublished,
     Publication,
     SegmentClosed,
+    SpliceScheduled,
     StreamEnded,
     StreamOpened,
     StreamRemoved,
     StreamTiming,
 )
+from packager.splice import Splice
 from packager.store import Store
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,7 @@ class DiskMirror:
         self._live: dict[str, bool] = {}
         self._timing: dict[str, StreamTiming] = {}
         self._found: dict[tuple[str, str], resume.TrackFiles] = {}
+        self._found_splices: dict[str, tuple[Splice, ...]] = {}
 
     def attach(self) -> DiskMirror:
         self.store.subscribe(self)
@@ -86,6 +89,7 @@ class DiskMirror:
         first_msn = math.floor((self.store.clock.utc_s() - float(window_s)) / float(segment_s)) - 1
         found = await asyncio.to_thread(resume.scan, self.root, max(0, first_msn))
         self._found.update(found)
+        self._found_splices.update(await asyncio.to_thread(resume.scan_splices, self.root))
         return len(found)
 
     # -- the listener
@@ -94,6 +98,7 @@ class DiskMirror:
             self._removed.discard(event.stream)
             self._live[event.stream] = event.timing.live
             self._timing[event.stream] = event.timing
+            self._resume_splices(event.stream, event.timing)
             return
         folder = self.folder(event.stream)
         if folder is None:
@@ -108,6 +113,10 @@ class DiskMirror:
                 data = self.store.get(event.stream).segment_bytes(seg.track, seg.msn)  # type: ignore[union-attr]
                 if data is not None:
                     self.disk.write(folder / seg.track / segment_name(seg.msn), data)
+            case SpliceScheduled():
+                s = self.store.get(event.stream)
+                if s is not None:
+                    self.disk.write(folder / resume.SPLICES_NAME, resume.splices_file(s.splices))
             case MediaRetired(track=track, msn=msn, parts=parts):
                 if self._live.get(event.stream, True):
                     self.disk.delete(folder / track / segment_name(msn))
@@ -122,6 +131,15 @@ class DiskMirror:
                 self.disk.remove_tree(folder)
                 return
         self._schedule(event.stream)
+
+    def _resume_splices(self, stream: str, timing: StreamTiming) -> None:
+        """A live stream reopened on this folder lists the splices it had (those of breaks still in its
+        window stay once its old segments are adopted)."""
+        found = self._found_splices.pop(stream, ())
+        s = self.store.get(stream)
+        if found and timing.live and s is not None:
+            s.adopt_splices(found)
+            log.info("resume: %s: %d splices from before the restart", stream, len(found))
 
     def _resume(self, stream: str, track_name: str, init: bytes) -> None:
         """A track's first init: adopt the window a killed run left on disk, if it is this run's media."""

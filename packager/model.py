@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Literal, Protocol
 
+from packager.splice import Splice
+
 TrackKind = Literal["video", "audio"]
 
 INIT_NAME = "init.mp4"
@@ -168,6 +170,8 @@ class StreamView:
     tracks: tuple[TrackView, ...] = field(default=())  # video highest first, then audio
     published_utc_s: float = 0.0  # wall time of the newest change
     starting: bool = False  # a rendition the pipeline announced has no init yet: the ladder is incomplete
+    splices: tuple[Splice, ...] = ()  # ad-break splices of the window and ahead of it, by start
+    hls_cue_tags: bool = False  # media playlists also carry legacy EXT-X-CUE-OUT/IN
 
     def track(self, name: str) -> TrackView | None:
         for t in self.tracks:

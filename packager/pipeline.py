@@ -12,6 +12,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from fractions import Fraction
 
 import av
@@ -21,7 +22,10 @@ from packager.config import StreamConfig
 from packager.model import Sample
 from packager.offloop import call_in_thread
 from packager.progress import MediaProgress
+from packager.scte35 import PtsMapper
 from packager.sources import Source, SourceInfo
+from packager.splice import SPLICE_TIMESCALE, KeyframeSchedule
+from packager.splicer import Splicer
 from packager.store import Store, StreamStore
 from packager.timebase import MediaClock
 from packager.transcode import AudioEncoder, EncodedInit, VideoEncoder
@@ -32,17 +36,34 @@ log = logging.getLogger(__name__)
 class _Fanout:
     """The FrameSink the source thread calls: copies each frame reference to every encoder."""
 
-    def __init__(self, video: list[VideoEncoder], audio: AudioEncoder | None) -> None:
+    def __init__(
+        self,
+        video: list[VideoEncoder],
+        audio: AudioEncoder | None,
+        keyframes: KeyframeSchedule | None,
+        on_cue: Callable[[bytes, PtsMapper], None],
+    ) -> None:
         self.video_workers = video
         self.audio_worker = audio
+        self.keyframes = keyframes
+        self.on_cue = on_cue
 
     def video(self, frame: av.VideoFrame, pts: int, capture_utc_s: float) -> None:
+        if self.keyframes is not None:
+            self.keyframes.submitted(pts)  # before any encoder sees it: a splice placed now lies after it
         for w in self.video_workers:
             w.submit((frame, pts, capture_utc_s))
+
+    def cue(self, section: bytes, to_media: PtsMapper) -> None:
+        self.on_cue(section, to_media)
 
     def audio(self, frame: av.AudioFrame, pts: int, capture_utc_s: float) -> None:
         if self.audio_worker is not None:
             self.audio_worker.submit((frame, pts, capture_utc_s))
+
+
+def _no_cues(section: bytes, to_media: PtsMapper) -> None:
+    """An input without video has nothing to splice: its cues are ignored."""
 
 
 class Pipeline:
@@ -71,6 +92,7 @@ class Pipeline:
         self.chunkers: dict[str, TrackChunker] = {}
         self.video_workers: list[VideoEncoder] = []
         self.audio_worker: AudioEncoder | None = None
+        self.splicer: Splicer | None = None  # ad-break splices; None without video
         self.end_reason = ""
         self.progress = MediaProgress(duration_s)  # media time done; the total once the source is probed
         self._done: asyncio.Event | None = None
@@ -93,10 +115,12 @@ class Pipeline:
             window_s=timing.window_s if info.live else Fraction(10**9),
             target_duration=timing.target_duration,
             clock=clock,
+            hls_cue_tags=cfg.hls_cue_tags,
         )
         blocking = self.fast or not info.live or self.backpressure
         fps = cfg.encoding.fps or info.fps
         if info.has_video:
+            self.splicer = Splicer(self.stream, timing.part_ticks(SPLICE_TIMESCALE), self._loop)
             ladder = cfg.ladder.fit_to_source(info.width, info.height)
             for rendition in ladder.renditions:
                 self.video_workers.append(
@@ -108,6 +132,7 @@ class Pipeline:
                         on_init=self._threadsafe(self._on_init),
                         on_samples=self._threadsafe(self._on_samples(rendition.name)),
                         blocking=blocking,
+                        keyframes=self.splicer.keyframes,
                     )
                 )
         if info.has_audio:
@@ -162,7 +187,13 @@ class Pipeline:
         return call
 
     def _source_thread(self) -> None:
-        sink = _Fanout(self.video_workers, self.audio_worker)
+        splicer = self.splicer
+        sink = _Fanout(
+            self.video_workers,
+            self.audio_worker,
+            splicer.keyframes if splicer else None,
+            splicer.on_cue if splicer else _no_cues,
+        )
         try:
             reason = self.source.run(sink, self.stop_event, self.duration_s)
         except Exception as exc:
@@ -191,6 +222,7 @@ class Pipeline:
                 part_ticks=t.part_ticks(info.timescale),
                 sink=self.stream.on_part,
                 epoch_s=float(self.stream.clock.epoch_s),
+                events=self.splicer.events_for(info) if self.splicer and info.kind == "video" else None,
             )
         self.stream.on_init(info, init.data)
 

@@ -8,6 +8,8 @@ the order a player sees::
 
     StreamOpened, InitPublished, (PartPublished ... SegmentClosed)*, StreamEnded, StreamRemoved
 
+``SpliceScheduled`` says an ad-break splice was placed (it may lie ahead
+of the newest media: the encoders start an IDR there when they reach it).
 ``OwnerChanged`` says another node now publishes the stream (a redundant
 encoder took over): the segments the old owner left unfinished were closed
 as *cut* right before it (``SegmentClosed`` with ``segment.cut``), and the new
@@ -30,6 +32,7 @@ from fractions import Fraction
 from typing import Protocol
 
 from packager.model import Part, Segment, TrackInfo
+from packager.splice import Splice
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,9 @@ class StreamTiming:
     target_duration: int
     epoch_s: Fraction  # UTC seconds of media time 0 (0 for live feeds)
     live: bool  # False: VOD (a file packaged at machine speed)
+    # Manifest dialect every renderer of the stream (origins, the disk mirror) must agree on:
+    # legacy EXT-X-CUE-OUT/IN ad markers next to EXT-X-DATERANGE.
+    hls_cue_tags: bool = False
 
 
 @dataclass(frozen=True)
@@ -120,6 +126,14 @@ class OwnerChanged:
 
 
 @dataclass(frozen=True)
+class SpliceScheduled:
+    """An ad-break splice is placed: every rendition's media has an IDR at ``splice.start``; manifests list it."""
+
+    stream: str
+    splice: Splice
+
+
+@dataclass(frozen=True)
 class StreamEnded:
     stream: str
     reason: str
@@ -142,6 +156,7 @@ Publication = (
     | MediaRetired
     | InputSwitched
     | OwnerChanged
+    | SpliceScheduled
     | StreamEnded
     | StreamRemoved
 )

@@ -26,6 +26,7 @@ manifests already render as gaps (HLS ``EXT-X-GAP`` segments; DASH, whose
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -36,6 +37,7 @@ from pathlib import Path
 from packager.cmaf import parse_fragments, styp
 from packager.cmaf.fragment import NON_SYNC_SAMPLE_FLAGS
 from packager.model import INIT_NAME, PartRef, Segment, segment_name
+from packager.splice import Splice, SpliceError, splice_from, splice_json
 
 log = logging.getLogger(__name__)
 
@@ -173,3 +175,31 @@ def _parts(by_index: dict[int, bytes], msn: int, timing: Timing) -> list[PartRef
         independent = not f.sample_flags[0] & _NON_SYNC
         refs.append(PartRef(msn, index, f.base_decode_time, f.duration, independent, len(data)))
     return refs or None
+
+
+SPLICES_NAME = "splices.json"  # a stream folder's ad-break splices (the disk mirror keeps it current)
+MAX_SPLICES_BYTES = 1 << 20
+
+
+def scan_splices(root: Path) -> dict[str, tuple[Splice, ...]]:
+    """The splices each stream folder under ``root`` had published. Blocking: run it on a worker thread.
+
+    A file that is unreadable or not a list of splices is skipped with a warning (its stream resumes
+    without them)."""
+    found: dict[str, tuple[Splice, ...]] = {}
+    for stream_dir in _subfolders(root):
+        path = stream_dir / SPLICES_NAME
+        try:
+            if not path.is_file() or path.stat().st_size > MAX_SPLICES_BYTES:
+                continue
+            values = json.loads(path.read_bytes())
+            if not isinstance(values, list):
+                raise SpliceError("not a list")
+            found[stream_dir.name] = tuple(sorted((splice_from(v) for v in values), key=lambda s: s.start))
+        except (OSError, ValueError) as exc:
+            log.warning("resume: %s: ignored (%s)", path, exc)
+    return found
+
+
+def splices_file(splices: tuple[Splice, ...]) -> bytes:
+    return json.dumps([splice_json(s) for s in splices], separators=(",", ":")).encode()

@@ -76,7 +76,18 @@ from packager.config import ConfigError, Encoding, Ladder, StreamConfig, Timing,
 from packager.events import parse_types
 from packager.security import SERVER_KEYS, SecuritySettings, security_settings
 
-_STREAM_KEYS = {"key", "ladder", "audio_bitrate", "segment", "part", "window", "preset", "takeover", "max_kbps"}
+_STREAM_KEYS = {
+    "key",
+    "ladder",
+    "audio_bitrate",
+    "segment",
+    "part",
+    "window",
+    "preset",
+    "takeover",
+    "max_kbps",
+    "hls_cue_tags",
+}
 _STREAM_KEYS |= {"passphrase", "pbkeylen"}  # SRT encryption
 _SERVER_KEYS = {"srt_port", "rtmp_port", "reconnect_window", "keep", "max_publishers", "max_ingest_kbps"}
 _SERVER_KEYS |= {"publisher_kbps", "refusal_limit", "refusal_window"}
@@ -85,7 +96,7 @@ _SERVER_KEYS |= _PUSH_KEYS
 _RTMP_KEYS = {"rtmp_publish_timeout", "rtmp_max_per_peer", "rtmp_max_unauthenticated"}
 _SERVER_KEYS |= _RTMP_KEYS
 _SERVER_KEYS |= SERVER_KEYS | {"rtmps_port"}
-_DEFAULT_KEYS = {"ladder", "audio_bitrate", "segment", "part", "window", "preset"}
+_DEFAULT_KEYS = {"ladder", "audio_bitrate", "segment", "part", "window", "preset", "hls_cue_tags"}
 _WEBHOOK_KEYS = {"url", "secret", "events", "timeout_s", "max_attempts", "allow_private", "ca_file"}
 _EVENTS_KEYS = {"dead_letter", "backlog", "rejection_interval"}
 
@@ -281,7 +292,12 @@ def stream_config(name: str, values: dict[str, Any], base: StreamConfig, where: 
     if "preset" in values:
         encoding = replace(encoding, preset=str(values["preset"]))
         Encoding(preset=encoding.preset)
-    return StreamConfig(name=check_name(name, where), ladder=ladder, timing=timing, encoding=encoding)
+    cue_tags = values.get("hls_cue_tags", base.hls_cue_tags)
+    if not isinstance(cue_tags, bool):
+        raise ConfigError(f"--config: {where}.hls_cue_tags must be true or false")
+    return StreamConfig(
+        name=check_name(name, where), ladder=ladder, timing=timing, encoding=encoding, hls_cue_tags=cue_tags
+    )
 
 
 def check_webhook_url(url: object, where: str) -> str:

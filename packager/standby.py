@@ -21,12 +21,14 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from packager.model import Part, TrackInfo
+from packager.splice import Splice
 from packager.store import StreamStore
 from packager.timebase import SYSTEM_CLOCK, Clock, MediaClock
 
 log = logging.getLogger(__name__)
 
 KEEP_SEGMENTS = 3  # enough to resume after a lease expiry (two parts) plus a slow claim
+KEEP_SPLICES = 64  # the newest splices, handed to the store on a take-over (it keeps the window's)
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class StandbyStream:
         self._resume_msn = 0
         self._stopped_tracks: set[str] = set()
         self._on_stopped: Callable[[], None] | None = None
+        self.splices: tuple[Splice, ...] = ()
 
     # -- StreamListener (the pipeline's side)
     def expect_tracks(self, names: frozenset[str]) -> None:
@@ -90,6 +93,18 @@ class StandbyStream:
     def on_input_switch(self) -> None:
         if self.target is not None:
             self.target.on_input_switch()
+
+    def on_splice(self, splice: Splice) -> bool:
+        """A placed splice: staged (this encoder's media has its IDR), and published while active."""
+        if splice in self.splices:
+            return False
+        self.splices = tuple(sorted((*self.splices, splice), key=lambda s: s.start))[-KEEP_SPLICES:]
+        if self.target is not None:
+            self.target.on_splice(splice)
+        return True
+
+    def clock_utc_s(self) -> float:
+        return self.utc.utc_s()
 
     def on_end(self, reason: str, ended_utc_s: float | None = None) -> None:
         self.ended = reason
@@ -129,6 +144,8 @@ class StandbyStream:
                 target.on_part(fresh, staged.last_in_segment, staged.discontinuity or (first and name in changed))
                 first = False
             parts.clear()
+        for splice in self.splices:
+            target.on_splice(splice)
         self.target = target
         self._resume_msn = resume_msn
         self._stop_after = None
@@ -188,6 +205,7 @@ class StandbyStore:
         target_duration: int,
         clock: MediaClock,
         started_utc_s: float | None = None,
+        hls_cue_tags: bool = False,
     ) -> StandbyStream:
         stream = StandbyStream(name, StagedTiming(segment_s, part_s, window_s, target_duration), clock, utc=self.clock)
         self.streams[name] = stream

@@ -44,6 +44,7 @@ from packager.publication import (
     Publication,
     PublicationListener,
     SegmentClosed,
+    SpliceScheduled,
     StreamEnded,
     StreamOpened,
     StreamRemoved,
@@ -51,6 +52,7 @@ from packager.publication import (
     TracksExpected,
 )
 from packager.reader import Position, Progress
+from packager.splice import SPLICE_TIMESCALE, Splice, kept
 from packager.timebase import SYSTEM_CLOCK, Clock, MediaClock
 
 log = logging.getLogger(__name__)
@@ -360,6 +362,7 @@ class StreamStore:
         self.published_utc_s = started_utc_s
         self._started_utc_s = started_utc_s
         self.node: str | None = None  # None: published by this process
+        self.splices: tuple[Splice, ...] = ()  # by start; those of breaks that left the window are dropped
         self._view: StreamView | None = None
         # Media leaves memory >= 3 target durations after it left every manifest.
         self.grace_s = 3.0 * timing.target_duration + float(timing.segment_s)
@@ -408,6 +411,30 @@ class StreamStore:
         self.published_utc_s = part.published_utc_s or self.clock_utc_s()
         if not track.publish_part(part, last_in_segment, discontinuity):
             self.published_utc_s = before
+
+    def on_splice(self, splice: Splice) -> bool:
+        """Add a placed splice (the same one twice, a repeated cue, is ignored); False if ignored."""
+        same = (splice.event_id, splice.kind, splice.start)
+        if any((s.event_id, s.kind, s.start) == same for s in self.splices):
+            return False
+        self.splices = kept(tuple(sorted((*self.splices, splice), key=lambda s: s.start)), self._window_start())
+        self.announce(SpliceScheduled(self.name, splice))
+        return True
+
+    def adopt_splices(self, splices: tuple[Splice, ...]) -> None:
+        """Seed the splices a restarted process had published (like :meth:`TrackStore.adopt`: listed, not
+        announced as new)."""
+        merged = {(s.event_id, s.kind, s.start): s for s in (*splices, *self.splices)}
+        self.splices = tuple(sorted(merged.values(), key=lambda s: s.start))
+        self.version += 1
+        self._view = None
+
+    def _window_start(self) -> int | None:
+        """Media time (splice ticks) of the oldest segment any track still lists."""
+        starts = [
+            t.segments[0].start * SPLICE_TIMESCALE // t.info.timescale for t in self.tracks.values() if t.segments
+        ]
+        return min(starts) if starts else None
 
     def on_input_switch(self) -> None:
         """The feed's input changed on a continuing timeline: listeners hear of it; the manifests need
@@ -469,6 +496,8 @@ class StreamStore:
                 self.announce(event)
             case InputSwitched():
                 self.on_input_switch()
+            case SpliceScheduled(splice=splice):
+                self.on_splice(splice)
             case StreamEnded(reason=reason, ended_utc_s=ended):
                 self.on_end(reason, ended)
             case _:
@@ -525,6 +554,11 @@ class StreamStore:
         audio = [t for t in self.tracks.values() if t.info.kind == "audio"]
         return video + audio
 
+    def _listed_splices(self) -> tuple[Splice, ...]:
+        """The splices of breaks still in the window (those that slid out are forgotten)."""
+        self.splices = kept(self.splices, self._window_start())
+        return self.splices
+
     def _no_init(self, name: str) -> bool:
         track = self.tracks.get(name)
         return track is None or track.init is None
@@ -544,6 +578,8 @@ class StreamStore:
                 tracks=tuple(t.view() for t in self.ordered_tracks() if t.init is not None),
                 published_utc_s=self.published_utc_s,
                 starting=not self.ended and any(self._no_init(name) for name in self.expected_tracks),
+                splices=self._listed_splices(),
+                hls_cue_tags=self.timing.hls_cue_tags,
             )
         return self._view
 
@@ -590,8 +626,9 @@ class Store:
         target_duration: int,
         clock: MediaClock,
         started_utc_s: float | None = None,
+        hls_cue_tags: bool = False,
     ) -> StreamStore:
-        timing = StreamTiming(segment_s, part_s, window_s, target_duration, clock.epoch_s, clock.live)
+        timing = StreamTiming(segment_s, part_s, window_s, target_duration, clock.epoch_s, clock.live, hls_cue_tags)
         return self.open(name, timing, self.clock.utc_s() if started_utc_s is None else started_utc_s)
 
     def open(self, name: str, timing: StreamTiming, started_utc_s: float) -> StreamStore:

@@ -25,6 +25,7 @@ import av
 from packager.cmaf import aac, audio_init, avc, video_init
 from packager.config import Encoding, Rendition
 from packager.model import Sample, TrackInfo
+from packager.splice import KeyframeSchedule
 from packager.timebase import AUDIO_TIMESCALE, VIDEO_TIMESCALE
 
 log = logging.getLogger(__name__)
@@ -160,7 +161,9 @@ class VideoEncoder(_Worker):
         on_init: InitSink,
         on_samples: SampleSink,
         blocking: bool,
+        keyframes: KeyframeSchedule | None = None,
     ) -> None:
+        """``keyframes``: extra instants (ad-break splices) where this encoder starts an IDR too."""
         self.name = f"encode-{rendition.name}"
         super().__init__(blocking=blocking)
         self.rendition = rendition
@@ -199,6 +202,8 @@ class VideoEncoder(_Worker):
         ctx.open()
         self.ctx = ctx
         self.next_boundary: int | None = None
+        self.keyframes = keyframes
+        self.last_pts: int | None = None
         self.capture: dict[int, float] = {}
         self.sent_init = False
 
@@ -215,11 +220,13 @@ class VideoEncoder(_Worker):
         # libx264 copies the picture during encode().
         out.pts = pts
         out.time_base = Fraction(1, VIDEO_TIMESCALE)
-        if self.next_boundary is None or pts >= self.next_boundary:
+        spliced = self.keyframes is not None and self.keyframes.due(self.last_pts, pts)
+        if self.next_boundary is None or pts >= self.next_boundary or spliced:
             out.pict_type = av.video.frame.PictureType.I
             self.next_boundary = (pts // self.segment_ticks + 1) * self.segment_ticks
         else:
             out.pict_type = av.video.frame.PictureType.NONE
+        self.last_pts = pts
         self.capture[pts] = capture_utc_s
         self._emit(self.ctx.encode(out))
         self.counters.took_frame(1 / float(self.fps))

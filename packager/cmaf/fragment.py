@@ -162,8 +162,10 @@ def chunk(
     track_id: int,
     samples: Sequence[Sample],
     prft: Prft | None = None,
+    events: Sequence[bytes] = (),
 ) -> bytes:
-    """One CMAF chunk: ``[prft] moof mdat`` holding ``samples`` (already in MP4 form) in order."""
+    """One CMAF chunk: ``[prft] [emsg...] moof mdat`` holding ``samples`` (already in MP4 form) in order;
+    ``events`` are whole ``emsg`` boxes (:mod:`packager.cmaf.emsg`)."""
     if not samples:
         raise ValueError("a chunk needs at least one sample")
     if track_id <= 0:
@@ -183,4 +185,4 @@ def chunk(
     if data_offset > _S32_MAX:
         raise ValueError("too many samples in one chunk")
     head = prft_box(prft, track_id) if prft is not None else b""
-    return head + moof(data_offset) + box(b"mdat", payload)
+    return head + b"".join(events) + moof(data_offset) + box(b"mdat", payload)

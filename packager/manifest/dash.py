@@ -40,8 +40,10 @@ from fractions import Fraction
 from lxml import etree
 
 from packager.manifest import is_low_latency, part_bound, peak_bitrate
+from packager.manifest.adbreaks import SCTE35_INBAND_SCHEME, SCTE35_NS, SCTE35_XML_BIN_SCHEME, dash_events
 from packager.manifest.timeline import PeriodPlan, TimelineEntry, compress_timeline, plan_periods, timeline_entries
 from packager.model import INIT_NAME, StreamView, TrackView
+from packager.splice import SPLICE_TIMESCALE
 from packager.timebase import iso_from_epoch_s
 
 MPD_NS = "urn:mpeg:dash:schema:mpd:2011"
@@ -209,8 +211,10 @@ def render_mpd(
         )
         _el(sd, "PlaybackRate", min=PLAYBACK_RATE_MIN, max=PLAYBACK_RATE_MAX)
 
-    for plan in plan_periods(view, per_track, static_origin_s=static_origin_s):
-        _period(mpd, view, plan, replace(mode, origin_s=plan.origin_s))
+    plans = plan_periods(view, per_track, static_origin_s=static_origin_s)
+    for i, plan in enumerate(plans):
+        end_s = plans[i + 1].origin_s if i + 1 < len(plans) else None
+        _period(mpd, view, plan, replace(mode, origin_s=plan.origin_s), end_s=end_s, first=i == 0)
 
     if dynamic:
         _utc_timing(mpd, mode.utc_timing_url)
@@ -222,14 +226,41 @@ def _first_media_s(view: StreamView, per_track: dict[str, tuple[TimelineEntry, .
     return min(starts, default=Fraction(0))
 
 
-def _period(mpd: etree._Element, view: StreamView, plan: PeriodPlan, mode: _Mode) -> None:
+def _period(
+    mpd: etree._Element, view: StreamView, plan: PeriodPlan, mode: _Mode, *, end_s: Fraction | None, first: bool
+) -> None:
     period = _el(mpd, "Period", id=plan.id, start=xs_duration(plan.start_s))
+    _event_stream(period, view, plan.origin_s, end_s, first=first)
     if view.video:
         _adaptation_set(period, view, view.video, as_id=0, mode=mode, per_track=plan.entries)
     languages = list(dict.fromkeys(a.info.language or "und" for a in view.audio))
     for i, lang in enumerate(languages):
         tracks = tuple(a for a in view.audio if (a.info.language or "und") == lang)
         _adaptation_set(period, view, tracks, as_id=1 + i, mode=mode, per_track=plan.entries)
+
+
+def _event_stream(
+    period: etree._Element, view: StreamView, origin_s: Fraction, end_s: Fraction | None, *, first: bool
+) -> None:
+    """The Period's SCTE-35 splices as an EventStream whose presentationTime is the media time."""
+    start = math.floor(origin_s * SPLICE_TIMESCALE)
+    end = None if end_s is None else math.floor(end_s * SPLICE_TIMESCALE)
+    events = dash_events(view.splices, start, end, first=first)
+    if not events:
+        return
+    stream = _el(
+        period,
+        "EventStream",
+        schemeIdUri=SCTE35_XML_BIN_SCHEME,
+        timescale=str(SPLICE_TIMESCALE),
+        presentationTimeOffset=str(start),
+    )
+    for e in events:
+        event = _el(stream, "Event", presentationTime=str(e.presentation_time), id=str(e.id))
+        if e.duration is not None:
+            event.set("duration", str(e.duration))
+        signal = etree.SubElement(event, f"{{{SCTE35_NS}}}Signal", nsmap={"scte35": SCTE35_NS})
+        etree.SubElement(signal, f"{{{SCTE35_NS}}}Binary").text = e.binary
 
 
 def _utc_timing(parent: etree._Element, url: str) -> None:
@@ -285,6 +316,9 @@ def _adaptation_set(
         lang = tracks[0].info.language or "und"
         aset.set("lang", lang)
 
+    if video:
+        # splices are also carried in-band: an emsg in the part that starts at each splice (SCTE 214-3)
+        _el(aset, "InbandEventStream", schemeIdUri=SCTE35_INBAND_SCHEME)
     shared_timescale = len({t.info.timescale for t in tracks}) == 1
     if mode.low_latency and shared_timescale:
         first = tracks[0]

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from packager.manifest import average_bitrate, gap_filled, is_low_latency, is_vod, part_target, peak_bitrate
+from packager.manifest.adbreaks import cue_tags, dateranges
 from packager.model import (
     INIT_NAME,
     MEDIA_PLAYLIST_NAME,
@@ -257,6 +258,9 @@ def skip_possible(view: StreamView, track: str) -> bool:
 def render_media(view: StreamView, track: str, *, skip: bool = False) -> str:
     """Media playlist of ``track``; with ``skip`` a Playlist Delta Update when the window is long enough.
 
+    Ad breaks are ``EXT-X-DATERANGE`` tags (:mod:`packager.manifest.adbreaks`), listed before the
+    segments in full and delta playlists alike; ``view.hls_cue_tags`` adds legacy ``EXT-X-CUE-OUT/IN``.
+
     Live: a Low-Latency HLS playlist. Ended or VOD: ``EXT-X-ENDLIST`` (plus
     ``EXT-X-PLAYLIST-TYPE:VOD`` for VOD) and no low-latency tags. ``skip`` only
     applies while live; the segments it replaces are those that end at least
@@ -284,6 +288,7 @@ def render_media(view: StreamView, track: str, *, skip: bool = False) -> str:
     lines.append(f"#EXT-X-MAP:URI={_quoted(INIT_NAME)}")
     if plan.skipped:
         lines.append(f"#EXT-X-SKIP:SKIPPED-SEGMENTS={plan.skipped}")
+    lines.extend(dateranges(view.splices, view.epoch_s))
 
     parts_from: int | None = None
     if live and plan.end_ticks is not None:
@@ -292,6 +297,8 @@ def render_media(view: StreamView, track: str, *, skip: bool = False) -> str:
     for seg in plan.segments[plan.skipped :]:
         if seg.discontinuity and seg.msn != plan.first_untagged:
             lines.append("#EXT-X-DISCONTINUITY")
+        if view.hls_cue_tags:
+            lines.extend(cue_tags(view.splices, seg.start, _nominal_end(view, seg, timescale), timescale))
         lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_pdt(view, seg.start, timescale)}")
         if parts_from is not None and seg.start >= parts_from:
             lines.extend(_part_line(p, timescale) for p in seg.parts)
@@ -310,7 +317,11 @@ def render_media(view: StreamView, track: str, *, skip: bool = False) -> str:
     if plan.pending:
         if plan.pending_discontinuity and plan.pending[0].msn != plan.first_untagged:
             lines.append("#EXT-X-DISCONTINUITY")
-        lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_pdt(view, plan.pending[0].start, timescale)}")
+        first = plan.pending[0]
+        if view.hls_cue_tags:
+            nominal_end = (first.msn + 1) * int(view.segment_s * timescale)
+            lines.extend(cue_tags(view.splices, first.start, nominal_end, timescale))
+        lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_pdt(view, first.start, timescale)}")
         lines.extend(_part_line(p, timescale) for p in plan.pending)
     if tv.next_part is not None:
         msn, index = tv.next_part

@@ -24,12 +24,14 @@ from packager.publication import (
     PartPublished,
     Publication,
     SegmentClosed,
+    SpliceScheduled,
     StreamEnded,
     StreamOpened,
     StreamRemoved,
     StreamTiming,
     TracksExpected,
 )
+from packager.splice import splice_from, splice_json
 
 Fields = dict[bytes, bytes]
 SYNC = b"y"  # type of a marker entry: no event, a snapshot was written with it
@@ -83,6 +85,7 @@ def timing_json(t: StreamTiming) -> dict[str, Any]:
         "target_duration": t.target_duration,
         "epoch_s": frac(t.epoch_s),
         "live": t.live,
+        "hls_cue_tags": t.hls_cue_tags,
     }
 
 
@@ -94,6 +97,7 @@ def timing_from(d: Mapping[str, Any]) -> StreamTiming:
         int(d["target_duration"]),
         unfrac(d["epoch_s"]),
         bool(d["live"]),
+        bool(d.get("hls_cue_tags", False)),
     )
 
 
@@ -205,6 +209,8 @@ def encode(event: Publication) -> Fields:
             return {b"t": b"w", b"s": s}
         case OwnerChanged():
             return {b"t": b"f", b"s": s, b"oc": dumps(_owner_json(event))}
+        case SpliceScheduled(splice=splice):
+            return {b"t": b"a", b"s": s, b"sp": dumps(splice_json(splice))}
         case StreamEnded(reason=reason, ended_utc_s=ended):
             return {b"t": b"e", b"s": s, b"re": _s(reason), b"eu": _f(ended)}
         case StreamRemoved():
@@ -274,6 +280,8 @@ def _other(kind: bytes, f: Mapping[bytes, bytes], stream: str) -> Publication:
             return _owner_from(stream, json.loads(f[b"oc"]))
         case b"d":
             return StreamRemoved(stream)
+        case b"a":
+            return SpliceScheduled(stream, splice_from(json.loads(f[b"sp"])))
     raise CodecError(f"unknown entry type {kind!r}")
 
 

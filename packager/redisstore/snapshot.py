@@ -27,6 +27,7 @@ from packager.redisstore.codec import (
     timing_json,
 )
 from packager.redisstore.keys import Keys
+from packager.splice import splice_from, splice_json
 from packager.store import Store, StreamStore, TrackStore
 
 
@@ -67,6 +68,7 @@ def capture(stream: StreamStore, log_id: str) -> bytes:
             "ended": stream.ended,
             "end_reason": stream.end_reason,
             "tracks": [_track_json(t) for t in stream.tracks.values()],
+            "splices": [splice_json(s) for s in stream.splices],
         }
     )
 
@@ -159,6 +161,7 @@ def restore(store: Store, snap: Snapshot, media: dict[str, bytes], keys: Keys, n
     dropped = [t for name, t in stream.tracks.items() if name not in tracks]
     stream.tracks = tracks
     stream.expected_tracks = frozenset(state["expected"])
+    stream.splices = tuple(splice_from(s) for s in state.get("splices", ()))
     stream.restored(
         ended=bool(state["ended"]),
         end_reason=state["end_reason"],

@@ -9,6 +9,8 @@ from typing import Protocol
 
 import av
 
+from packager.scte35 import PtsMapper
+
 
 class SourceError(Exception):
     """The input cannot be used; the message is one line for the user."""
@@ -32,6 +34,10 @@ class FrameSink(Protocol):
     def video(self, frame: av.VideoFrame, pts: int, capture_utc_s: float) -> None: ...
 
     def audio(self, frame: av.AudioFrame, pts: int, capture_utc_s: float) -> None: ...
+
+    def cue(self, section: bytes, to_media: PtsMapper) -> None:
+        """An SCTE-35 splice_info_section from the input; ``to_media`` maps its 90 kHz pts to media ticks."""
+        ...
 
 
 class Source(Protocol):

@@ -11,6 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+CUE_CLOCK_HZ = 90_000  # SCTE-35 pts_time, MPEG-TS PTS and the media clock's video/splice ticks
+PTS_WRAP = 1 << 33
+
 
 @dataclass
 class Rebaser:
@@ -79,3 +82,27 @@ def grid_ticks(t_s: Fraction, frame_ticks: int, timescale: int) -> int:
     ticks = t_s * timescale
     n = -(-ticks // frame_ticks)
     return int(n) * frame_ticks
+
+
+@dataclass
+class CueClock:
+    """Maps an SCTE-35 cue's 33-bit 90 kHz pts (the input's own clock) to media ticks.
+
+    The cue's pts is on the same clock as the input's video timestamps: the
+    33-bit value is unwrapped next to the newest video source time and moved
+    by the rebaser's offset. Before the first video frame it is unknown.
+    """
+
+    rebaser: Rebaser
+    last_video_src_s: Fraction | None = None
+
+    def saw_video(self, src_s: Fraction) -> None:
+        self.last_video_src_s = src_s
+
+    def to_media(self, pts: int) -> int | None:
+        if self.rebaser.offset_s is None or self.last_video_src_s is None:
+            return None
+        reference = round(self.last_video_src_s * CUE_CLOCK_HZ)
+        wraps = round((reference - pts) / PTS_WRAP)
+        src_s = Fraction(pts + wraps * PTS_WRAP, CUE_CLOCK_HZ)
+        return round((src_s + self.rebaser.offset_s) * CUE_CLOCK_HZ)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import av
 import numpy as np
 
+from packager.scte35 import PtsMapper
 from packager.sources.base import FrameSink, SourceInfo
 from packager.sources.media import MediaSource
 from packager.sources.testsrc import Painter
@@ -110,6 +111,9 @@ class _Tracker:
     def audio(self, frame: av.AudioFrame, pts: int, capture_utc_s: float) -> None:
         self.sink.audio(frame, pts, capture_utc_s)
         self.next_audio = pts + frame.samples
+
+    def cue(self, section: bytes, to_media: PtsMapper) -> None:
+        self.sink.cue(section, to_media)
 
 
 class FeedSource:

@@ -23,7 +23,7 @@ import av
 from packager.admission import PUSH_FORMATS, InputLimits, demuxer_options
 from packager.prescan import declared_size
 from packager.sources.base import FrameSink, SourceError, SourceInfo
-from packager.sources.clock import CfrScheduler, Rebaser, grid_ticks
+from packager.sources.clock import CfrScheduler, CueClock, Rebaser, grid_ticks
 from packager.timebase import AUDIO_TIMESCALE, VIDEO_TIMESCALE
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,11 @@ class InputStalled(SourceError):
 def _error_text(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:300]
+
+
+def _cue_streams(container: av.container.InputContainer) -> list:  # type: ignore[type-arg]
+    """The input's SCTE-35 PIDs (FFmpeg exposes them as ``scte_35`` data streams)."""
+    return [s for s in container.streams.data if getattr(s, "name", None) == "scte_35"]
 
 
 class MediaSource:
@@ -195,6 +200,7 @@ class MediaSource:
         anchor_ticks = grid_ticks(start_s, frame_ticks, VIDEO_TIMESCALE) if info.live else 0
         anchor_s = Fraction(anchor_ticks, VIDEO_TIMESCALE)
         rebaser = Rebaser(anchor_s)
+        cues = CueClock(rebaser)
         cfr = CfrScheduler(frame_ticks, anchor_ticks)
         resampler = av.AudioResampler(format="fltp", layout="stereo", rate=AUDIO_TIMESCALE)
         audio_next: int | None = None
@@ -206,7 +212,12 @@ class MediaSource:
                 streams = [s for s in (*container.streams.video[:1], *container.streams.audio[:1])]
                 for s in streams:
                     s.thread_type = "AUTO"
+                streams += _cue_streams(container)
                 for packet in self._packets(container, streams, stop):
+                    if packet.stream.type == "data":
+                        if packet.size:
+                            sink.cue(bytes(packet), cues.to_media)
+                        continue
                     try:
                         frames = packet.decode()
                     except av.error.FFmpegError as exc:
@@ -225,6 +236,7 @@ class MediaSource:
                             if src_s is None:
                                 src_s = rebaser.expected.get("v", anchor_s) - (rebaser.offset_s or 0)
                             media_s = rebaser.media_s("v", src_s, 1 / fps)
+                            cues.saw_video(src_s)
                             t_ticks = round(media_s * VIDEO_TIMESCALE)
                             if end_ticks is not None and t_ticks >= end_ticks:
                                 return "duration reached"
