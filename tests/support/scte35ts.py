@@ -9,20 +9,11 @@ whose PTS reaches the cue's insertion time.
 
 from __future__ import annotations
 
+from threefive.crc import crc32  # CRC-32/MPEG-2, as PSI sections use
 
 PACKET = 188
 SCTE35_PID = 0x1F5
 _CUEI = b"\x05\x04CUEI"
-
-
-def _crc32_mpeg(data: bytes) -> int:
-    crc = 0xFFFFFFFF
-    for byte in data:
-        crc ^= byte << 24
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x04C11DB7) if crc & 0x80000000 else crc << 1
-            crc &= 0xFFFFFFFF
-    return crc
 
 
 def _pid(pkt: bytes) -> int:
@@ -56,7 +47,7 @@ def _with_scte35_stream(pkt: bytes) -> bytes:
     section += bytes([0x86, 0xE0 | (SCTE35_PID >> 8), SCTE35_PID & 0xFF, 0xF0, 0x00])
     new_length = len(section) - 3 + 4
     section[1], section[2] = 0xB0 | (new_length >> 8), new_length & 0xFF
-    section += _crc32_mpeg(bytes(section)).to_bytes(4, "big")
+    section += crc32(bytes(section)).to_bytes(4, "big")
     out = pkt[:start] + bytes(section)
     return out + b"\xff" * (PACKET - len(out))
 
