@@ -2,8 +2,9 @@
 
 A splice comes from the operator API or from an SCTE-35 cue in the input
 (:mod:`packager.scte35` reads and builds the sections). Whatever instant it
-asks for, :class:`KeyframeSchedule` moves it to the first *part boundary*
-the encoders have not reached yet, and every rendition's encoder starts an
+asks for, :class:`KeyframeSchedule` moves it to the nearest *part boundary*
+(at most half a part away), or to the first one the encoders have not
+reached yet when that is later, and every rendition's encoder starts an
 IDR on the first frame at or after it: the part that begins there is
 ``INDEPENDENT=YES`` in every rendition, at the same instant. Segment and
 part numbers stay pure functions of time (the splice adds an IDR inside a
@@ -129,11 +130,16 @@ class KeyframeSchedule:
                 self._submitted = pts
 
     def place(self, at_ticks: int | None) -> int:
-        """Any side: the first part boundary at or after ``at_ticks`` that no encoder has reached; scheduled."""
+        """Any side: the part boundary nearest ``at_ticks`` (None: as soon as possible), or the first that no
+        encoder has reached when that is later; scheduled."""
         with self._lock:
             earliest = -(2**62) if self._submitted is None else self._submitted + 1
-            wanted = earliest if at_ticks is None else max(at_ticks, earliest)
-            instant = -(-wanted // self.part_ticks) * self.part_ticks
+            first_free = -(-earliest // self.part_ticks) * self.part_ticks
+            if at_ticks is None:
+                instant = first_free
+            else:
+                nearest = (at_ticks + self.part_ticks // 2) // self.part_ticks * self.part_ticks
+                instant = max(nearest, first_free)
             if instant not in self._instants:
                 bisect.insort(self._instants, instant)
             self._forget_old()

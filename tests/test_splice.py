@@ -39,19 +39,21 @@ def back(event: int, start: int) -> Splice:
 # --------------------------------------------------------------------------- the IDR schedule
 
 
-def test_a_splice_is_placed_on_the_first_part_boundary_no_frame_has_reached() -> None:
+def test_a_splice_is_placed_on_the_nearest_part_boundary_no_frame_has_reached() -> None:
     k = KeyframeSchedule(PART)
     k.submitted(10 * PART + 4 * FRAME)
     assert k.place(None) == 11 * PART  # as soon as possible: the next boundary
     assert k.place(3 * PART) == 11 * PART  # asked for the past: still the next boundary
-    assert k.place(20 * PART + 1) == 21 * PART  # asked for later: the boundary at or after it
-    assert k.place(20 * PART) == 20 * PART
+    assert k.place(20 * PART + 1) == 20 * PART  # asked for later: the nearest boundary
+    assert k.place(20 * PART + PART // 2) == 21 * PART
+    assert k.place(11 * PART - 1) == 11 * PART
+    assert k.place(10 * PART + 1) == 11 * PART  # nearest is 10, but frames reached it already
 
 
 def test_every_encoder_gets_an_idr_at_the_first_frame_at_or_after_the_instant() -> None:
     k = KeyframeSchedule(PART)
     k.submitted(0)
-    instant = k.place(PART + 100)  # 2 * PART
+    instant = k.place(2 * PART - 100)  # 2 * PART
     frames = list(range(0, 4 * PART, FRAME))
     for _ in range(3):  # three renditions, each asking for every frame in order
         prev = None
