@@ -8,6 +8,7 @@ from fractions import Fraction
 
 import pytest
 
+from packager import scte35
 from packager.config import ConfigError
 from packager.manifest.dash import render_mpd
 from packager.manifest.hls import render_master, render_media
@@ -18,6 +19,7 @@ from packager.publication import (
     MediaRetired,
     PartPublished,
     SegmentClosed,
+    SpliceScheduled,
     StreamEnded,
     StreamOpened,
     StreamRemoved,
@@ -28,6 +30,7 @@ from packager.reader import Position
 from packager.redisstore import RedisPublisher, RedisReplica, RedisTarget, Registry
 from packager.redisstore.codec import decode, encode
 from packager.redisstore.keys import Keys
+from packager.splice import Splice
 from packager.store import Store, StreamStore
 from packager.timebase import MediaClock
 from tests.support.clock import until
@@ -138,6 +141,9 @@ def test_codec_round_trips_every_event() -> None:
         SegmentClosed("s", dataclasses.replace(seg, gap=False, cut=True, run=3)),
         MediaRetired("s", "360p", 7, ((7, 0), (7, 1))),
         InputSwitched("s"),
+        SpliceScheduled("s", Splice(42, "out", 1_260_000, 2_700_000, scte35.build("out", 42, 1_260_000, 2_700_000))),
+        SpliceScheduled("s", Splice(7, "in", 9, None, b"\xfc\x30", "input")),
+        StreamOpened("s", dataclasses.replace(timing, hls_cue_tags=True), 1.5),
         StreamEnded("s", "feed ended ✓", 1_700_000_100.5),
         StreamRemoved("s"),
     ]
@@ -226,6 +232,32 @@ async def test_replica_matches_the_publisher_byte_for_byte(target: RedisTarget, 
         await until(lambda: replica.get("demo") is None)
     finally:
         await replica.close()
+
+
+async def test_splices_reach_live_and_late_replicas(target: RedisTarget, publisher: RedisPublisher) -> None:
+    live = await replica_of(target)
+    try:
+        driver = open_live(publisher.store)
+        driver.publish_segments(2)
+        source = publisher.store.get("demo")
+        assert source is not None
+        start = (driver.msn * 2 + 1) * 90_000 // 2  # a part boundary ahead of the media
+        source.on_splice(Splice(9, "out", start, 90_000, scte35.build("out", 9, start, 90_000)))
+        driver.publish(3)
+        await until(lambda: matches(live, source))
+        assert "SCTE35-OUT=0x" in render_media(source.view(), "360p")
+        await until(lambda: publisher._idle.is_set() and not publisher._queue)
+        late = await replica_of(target)  # from the snapshot
+        try:
+            mirrors = [live.get("demo"), late.get("demo")]
+            await until(lambda: matches(late, source))
+            for mirror in mirrors:
+                assert mirror is not None and mirror.splices == source.splices
+                assert renders(mirror) == renders(source)
+        finally:
+            await late.close()
+    finally:
+        await live.close()
 
 
 async def test_late_replicas_catch_up_from_the_snapshot_and_agree(

@@ -8,11 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from packager import scte35
 from packager.cmaf import chunk
 from packager.manifest.dash import render_mpd
 from packager.manifest.hls import render_media
 from packager.mirror import DiskMirror
 from packager.model import Sample, TrackInfo, part_name, segment_name
+from packager.resume import SPLICES_NAME
+from packager.splice import Splice
 from packager.store import Store
 from tests.support.clock import ManualClock
 from tests.support.live import AUDIO, VIDEO, Driver, make_live
@@ -169,4 +172,29 @@ def test_recover_ignores_what_is_not_media(tmp_path, clock):
     (tmp_path / "stray-file").write_text("x")
     _store, mirror, d = _run(tmp_path, clock)
     assert list(d.stream.track("360p").segments) == []
+    mirror.close()
+
+
+def test_a_restart_lists_the_splices_it_had_published(tmp_path, clock):
+    _store, mirror, d = _run(tmp_path, clock, recover=False)
+    d.publish_segments(3)
+    out = Splice(5, "out", 1001 * 90_000 + 22_500, 45_000, scte35.build("out", 5, 1001 * 90_000 + 22_500, 45_000))
+    old = Splice(4, "out", 990 * 90_000, 9_000, scte35.build("out", 4, 990 * 90_000, 9_000))  # ended long ago
+    d.stream.on_splice(out)
+    d.stream.on_splice(old)
+    assert d.stream.view().splices == (out,)  # the old break is out of the window already
+    d.publish(2)
+    mirror.disk.close()  # kill -9
+    clock.advance(2.0)
+    _store, mirror, d = _run(tmp_path, clock)
+    assert d.stream.view().splices == (out,)
+    assert 'ID="splice-5-' in render_media(d.stream.view(), "360p")
+    mirror.close()
+
+
+def test_a_damaged_splices_file_resumes_without_splices(tmp_path, clock):
+    _killed_run(tmp_path, clock)
+    (tmp_path / "demo" / SPLICES_NAME).write_text('[{"id": "x"}]')
+    _store, mirror, d = _run(tmp_path, clock)
+    assert d.stream.splices == () and d.stream.track("360p").segments  # the media still resumed
     mirror.close()
