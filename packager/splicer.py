@@ -19,7 +19,7 @@ from typing import Protocol
 
 from packager import scte35
 from packager.cmaf.emsg import EventMessage, emsg
-from packager.manifest.adbreaks import SCTE35_INBAND_SCHEME, event_id
+from packager.manifest.adbreaks import SCTE35_INBAND_SCHEME, SCTE35_INBAND_VALUE, event_id
 from packager.model import TrackInfo
 from packager.scte35 import PtsMapper, Scte35Error
 from packager.splice import SPLICE_TIMESCALE, KeyframeSchedule, Splice, SpliceError, SpliceRequest, breaks
@@ -107,7 +107,7 @@ class Splicer:
                 emsg(
                     EventMessage(
                         SCTE35_INBAND_SCHEME,
-                        "",
+                        SCTE35_INBAND_VALUE,
                         info.timescale,
                         scaled(s.start),
                         None if s.duration is None else scaled(s.duration),

@@ -159,7 +159,7 @@ def test_inband_event_stream_on_video_only_and_static_mpds_keep_events() -> None
     for aset in root.iterfind(".//d:AdaptationSet", NS):
         inband = aset.findall("d:InbandEventStream", NS)
         if aset.get("contentType") == "video":
-            assert [i.get("schemeIdUri") for i in inband] == [SCTE35_INBAND_SCHEME]
+            assert [(i.get("schemeIdUri"), i.get("value")) for i in inband] == [(SCTE35_INBAND_SCHEME, "1")]
         else:
             assert inband == []
     vod = make_view(count=6, live=False)

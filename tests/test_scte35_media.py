@@ -90,8 +90,9 @@ def test_the_splice_and_its_return_are_idrs_in_every_rendition(packaged, renditi
     (box,) = [b for b in iter_boxes(chunk) if b.type == "emsg"]
     payload = chunk[box.offset + 8 : box.offset + box.size]
     timescale, time, duration, _ = struct.unpack(">IQII", payload[4:24])
-    scheme, _, message = payload[24:].split(b"\0", 2)
+    scheme, value, message = payload[24:].split(b"\0", 2)
     assert (payload[0], scheme.decode(), timescale, time) == (1, SCTE35_INBAND_SCHEME, 90_000, SPLICE_S * 90_000)
+    assert value == b"1"  # as the MPD's InbandEventStream@value says
     assert duration == (RETURN_S - SPLICE_S) * 90_000 and message == section
     assert decode_segments(folder, rendition) > 0
 

@@ -33,6 +33,8 @@ from packager.timebase import iso_from_epoch_s
 
 SCTE35_XML_BIN_SCHEME = "urn:scte:scte35:2014:xml+bin"  # MPD EventStream (SCTE 214-1 6.7.4)
 SCTE35_INBAND_SCHEME = "urn:scte:scte35:2013:bin"  # emsg in the segments (SCTE 214-3)
+# emsg value and InbandEventStream@value: players match the two as one pair (scheme, value)
+SCTE35_INBAND_VALUE = "1"
 SCTE35_NS = "http://www.scte.org/schemas/35/2016"
 _EVENT_ID_TICKS = SPLICE_TIMESCALE // 10  # splices are at least a part (>= 0.1 s) apart
 

@@ -40,7 +40,13 @@ from fractions import Fraction
 from lxml import etree
 
 from packager.manifest import is_low_latency, part_bound, peak_bitrate
-from packager.manifest.adbreaks import SCTE35_INBAND_SCHEME, SCTE35_NS, SCTE35_XML_BIN_SCHEME, dash_events
+from packager.manifest.adbreaks import (
+    SCTE35_INBAND_SCHEME,
+    SCTE35_INBAND_VALUE,
+    SCTE35_NS,
+    SCTE35_XML_BIN_SCHEME,
+    dash_events,
+)
 from packager.manifest.timeline import PeriodPlan, TimelineEntry, compress_timeline, plan_periods, timeline_entries
 from packager.model import INIT_NAME, StreamView, TrackView
 from packager.splice import SPLICE_TIMESCALE
@@ -318,7 +324,7 @@ def _adaptation_set(
 
     if video:
         # splices are also carried in-band: an emsg in the part that starts at each splice (SCTE 214-3)
-        _el(aset, "InbandEventStream", schemeIdUri=SCTE35_INBAND_SCHEME)
+        _el(aset, "InbandEventStream", schemeIdUri=SCTE35_INBAND_SCHEME, value=SCTE35_INBAND_VALUE)
     shared_timescale = len({t.info.timescale for t in tracks}) == 1
     if mode.low_latency and shared_timescale:
         first = tracks[0]
