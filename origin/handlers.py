@@ -15,6 +15,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from packager.lifecycle import NO_FAILOVERS, StreamEvents
 from packager.model import INIT_NAME, MEDIA_PLAYLIST_NAME, StreamView, TrackView, part_name, segment_name
 from packager.reader import Position, StoreReader, StreamReader
 from packager.redisstore.health import NodeWatch, status_json
+from packager.splice import SPLICE_TIMESCALE, Break, breaks
 from packager.timebase import iso_from_epoch_s
 
 log = logging.getLogger(__name__)
@@ -445,7 +447,19 @@ def _stream_json(
         "hls": f"/live/{s.name}/master.m3u8",
         "dash": f"/live/{s.name}/manifest.mpd",
         "renditions": renditions,
+        "breaks": [_break_json(b, view.epoch_s) for b in breaks(view.splices)],
         **(extra or {}),
+    }
+
+
+def _break_json(b: Break, epoch_s: Fraction) -> dict[str, Any]:
+    """An ad break of the window: its id, start, where it returns (None: open) and where its cues came from."""
+    end = b.end
+    return {
+        "id": b.event_id,
+        "start": iso_from_epoch_s(epoch_s + Fraction(b.start, SPLICE_TIMESCALE)),
+        "end": None if end is None else iso_from_epoch_s(epoch_s + Fraction(end, SPLICE_TIMESCALE)),
+        "from": (b.out or b.back).origin,  # type: ignore[union-attr]
     }
 
 

@@ -88,6 +88,10 @@ async def test_open_ended_break_then_its_return(live) -> None:  # type: ignore[n
     await _part_at(stream, "180p", round(returned["start_s"] * 90_000))
     text = render_media(stream.view(), "180p")
     assert text.count(f'ID="splice-{returned["id"]}-') == 2 and "SCTE35-IN=0x" in text and "DURATION=" in text
+    data = await (await client.get("/api/streams", headers=_auth())).json()
+    (listed,) = data["streams"][0]["breaks"]
+    assert listed["id"] == returned["id"] and listed["from"] == "api"
+    assert listed["start"] == out["splice"]["start"] and listed["end"] == returned["start"]
 
 
 MALFORMED = [

@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
+from packager import scte35
 from packager.model import Part
 from packager.publication import OwnerChanged, PartPublished, Publication
+from packager.splice import Splice
 from packager.standby import KEEP_SEGMENTS, StandbyStore, StandbyStream
 from packager.store import Store
 from packager.timebase import MediaClock
@@ -190,3 +192,23 @@ def test_dash_lists_a_cut_segment_up_to_the_next_one_so_the_timeline_has_no_hole
         assert by_msn[1001].start + by_msn[1001].duration == by_msn[1002].start  # listed back to back
     mpd = render_mpd(view).decode()
     assert mpd.count("<Period") == 1 and mpd.count(' t="') == len(view.tracks)  # one t each: the first S
+
+
+def test_splices_are_staged_on_standby_and_published_once_active() -> None:
+    heard = Heard()
+    store = Store()
+    store.subscribe(heard)
+    staged, driver = staged_stream()
+    driver.publish(4)
+    early = Splice(1, "out", 1001 * 90_000, None, scte35.build("out", 1, 1001 * 90_000, None))
+    assert staged.on_splice(early) and not staged.on_splice(early)  # a repeated cue is one splice
+    assert heard.events == []  # standby: nothing published
+    stream = store.open_stream(
+        "demo", segment_s=SEG, part_s=PART, window_s=Fraction(10), target_duration=1, clock=staged.clock
+    )
+    staged.activate(stream, 1001)
+    assert stream.splices == (early,)
+    late = Splice(1, "in", 1002 * 90_000, None, scte35.build("in", 1, 1002 * 90_000, None))
+    staged.on_splice(late)
+    assert stream.splices == (early, late)
+    assert [type(e).__name__ for e in heard.events].count("SpliceScheduled") == 2
