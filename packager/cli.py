@@ -64,6 +64,12 @@ def _add_stream_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--window", default="60", help="seconds kept in live manifests (default: %(default)s)")
     g.add_argument("--preset", default="veryfast", help="x264 preset (default: %(default)s)")
     g.add_argument(
+        "--cc-language",
+        default="und",
+        metavar="LANG",
+        help="language of the input's CEA-608 captions, as manifests signal them (default: %(default)s)",
+    )
+    g.add_argument(
         "--hls-cue-tags",
         action="store_true",
         help="also mark ad breaks with EXT-X-CUE-OUT/EXT-X-CUE-IN for older ad servers (EXT-X-DATERANGE always)",
@@ -231,6 +237,7 @@ def stream_config(args: argparse.Namespace) -> StreamConfig:
         timing=timing,
         encoding=Encoding(preset=args.preset, fps=fps),
         hls_cue_tags=args.hls_cue_tags,
+        cc_language=args.cc_language,
     )
 
 

@@ -180,6 +180,16 @@ class Encoding:
             raise ConfigError(f"--fps: {float(self.fps)} must be in 1..120")
 
 
+_LANGUAGE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*\Z")
+
+
+def check_language(tag: object, where: str) -> str:
+    """A BCP 47 language tag (``en``, ``deu``, ``pt-BR``, ``und``), or a ConfigError naming ``where``."""
+    if not isinstance(tag, str) or not _LANGUAGE.match(tag) or len(tag) > 35:
+        raise ConfigError(f"{where}: {tag!r} is not a language tag (e.g. en, deu, pt-BR)")
+    return tag
+
+
 @dataclass(frozen=True)
 class StreamConfig:
     """Everything one stream needs: name, ladder, timing, encoding."""
@@ -189,6 +199,8 @@ class StreamConfig:
     timing: Timing = field(default_factory=Timing)
     encoding: Encoding = field(default_factory=Encoding)
     hls_cue_tags: bool = False  # legacy EXT-X-CUE-OUT/IN next to EXT-X-DATERANGE
+    cc_language: str = "und"  # the language the input's CEA-608 captions are signalled in
 
     def __post_init__(self) -> None:
         check_name(self.name, "--stream")
+        check_language(self.cc_language, "--cc-language")

@@ -50,6 +50,8 @@ class TrackInfo:
     sample_rate: int = 0
     channels: int = 0
     language: str = "und"
+    # Video: CEA-608 captions (CC1) ride in its SEI, in this language ("und": not said); None: no captions
+    captions: str | None = None
 
 
 @dataclass(frozen=True)

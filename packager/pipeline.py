@@ -133,6 +133,7 @@ class Pipeline:
                         on_samples=self._threadsafe(self._on_samples(rendition.name)),
                         blocking=blocking,
                         keyframes=self.splicer.keyframes,
+                        caption_language=cfg.cc_language,
                     )
                 )
         if info.has_audio:

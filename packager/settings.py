@@ -72,7 +72,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from packager.admission import InputLimits
-from packager.config import ConfigError, Encoding, Ladder, StreamConfig, Timing, check_name, parse_seconds
+from packager.config import (
+    ConfigError,
+    Encoding,
+    Ladder,
+    StreamConfig,
+    Timing,
+    check_language,
+    check_name,
+    parse_seconds,
+)
 from packager.events import parse_types
 from packager.security import SERVER_KEYS, SecuritySettings, security_settings
 
@@ -87,6 +96,7 @@ _STREAM_KEYS = {
     "takeover",
     "max_kbps",
     "hls_cue_tags",
+    "cc_language",
 }
 _STREAM_KEYS |= {"passphrase", "pbkeylen"}  # SRT encryption
 _SERVER_KEYS = {"srt_port", "rtmp_port", "reconnect_window", "keep", "max_publishers", "max_ingest_kbps"}
@@ -96,7 +106,7 @@ _SERVER_KEYS |= _PUSH_KEYS
 _RTMP_KEYS = {"rtmp_publish_timeout", "rtmp_max_per_peer", "rtmp_max_unauthenticated"}
 _SERVER_KEYS |= _RTMP_KEYS
 _SERVER_KEYS |= SERVER_KEYS | {"rtmps_port"}
-_DEFAULT_KEYS = {"ladder", "audio_bitrate", "segment", "part", "window", "preset", "hls_cue_tags"}
+_DEFAULT_KEYS = {"ladder", "audio_bitrate", "segment", "part", "window", "preset", "hls_cue_tags", "cc_language"}
 _WEBHOOK_KEYS = {"url", "secret", "events", "timeout_s", "max_attempts", "allow_private", "ca_file"}
 _EVENTS_KEYS = {"dead_letter", "backlog", "rejection_interval"}
 
@@ -295,8 +305,14 @@ def stream_config(name: str, values: dict[str, Any], base: StreamConfig, where: 
     cue_tags = values.get("hls_cue_tags", base.hls_cue_tags)
     if not isinstance(cue_tags, bool):
         raise ConfigError(f"--config: {where}.hls_cue_tags must be true or false")
+    language = check_language(values.get("cc_language", base.cc_language), f"--config: {where}.cc_language")
     return StreamConfig(
-        name=check_name(name, where), ladder=ladder, timing=timing, encoding=encoding, hls_cue_tags=cue_tags
+        name=check_name(name, where),
+        ladder=ladder,
+        timing=timing,
+        encoding=encoding,
+        hls_cue_tags=cue_tags,
+        cc_language=language,
     )
 
 

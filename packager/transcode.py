@@ -23,6 +23,7 @@ from fractions import Fraction
 import av
 
 from packager.cmaf import aac, audio_init, avc, video_init
+from packager.cmaf.captions import MAX_CC_COUNT, sei_nal, with_sei
 from packager.config import Encoding, Rendition
 from packager.model import Sample, TrackInfo
 from packager.splice import KeyframeSchedule
@@ -162,8 +163,10 @@ class VideoEncoder(_Worker):
         on_samples: SampleSink,
         blocking: bool,
         keyframes: KeyframeSchedule | None = None,
+        caption_language: str = "und",
     ) -> None:
-        """``keyframes``: extra instants (ad-break splices) where this encoder starts an IDR too."""
+        """``keyframes``: extra instants (ad-break splices) where this encoder starts an IDR too;
+        ``caption_language``: what the CEA-608 captions passed through from the input are signalled as."""
         self.name = f"encode-{rendition.name}"
         super().__init__(blocking=blocking)
         self.rendition = rendition
@@ -195,7 +198,9 @@ class VideoEncoder(_Worker):
             "repeat-headers=1",
             "aud=0",
         ]
-        options = {"preset": encoding.preset, "forced-idr": "1", "x264-params": ":".join(x264)}
+        # a53cc=0: the input's captions are put back by this encoder (_with_captions), once per source frame,
+        # whether or not the scaler handed libx264 the source frame with its side data
+        options = {"preset": encoding.preset, "forced-idr": "1", "a53cc": "0", "x264-params": ":".join(x264)}
         if encoding.tune_zerolatency:
             options["tune"] = "zerolatency"
         ctx.options = options
@@ -206,8 +211,15 @@ class VideoEncoder(_Worker):
         self.last_pts: int | None = None
         self.capture: dict[int, float] = {}
         self.sent_init = False
+        self.caption_language = caption_language
+        self.captions: dict[int, bytes] = {}  # pts -> the source frame's cc_data triplets
+        self.saw_captions = False
+        self.info: TrackInfo | None = None
+        self.init_data = b""
+        self._last_source: av.VideoFrame | None = None
 
     def _handle(self, frame: av.VideoFrame, pts: int, capture_utc_s: float) -> None:  # type: ignore[override]
+        self._take_captions(frame, pts)
         out = self.reformatter.reformat(
             frame,
             width=self.rendition.width,
@@ -237,42 +249,75 @@ class VideoEncoder(_Worker):
         except av.error.EOFError:
             pass
 
+    def _take_captions(self, frame: av.VideoFrame, pts: int) -> None:
+        """Keep the source frame's cc_data for the picture at ``pts``; a frame repeated to fill the frame
+        rate carries none (its captions went out with its first copy)."""
+        if frame is self._last_source:
+            return
+        self._last_source = frame
+        side = frame.side_data.get(av.sidedata.sidedata.Type.A53_CC)
+        if side is None:
+            return
+        data = bytes(side)
+        data = data[: len(data) - len(data) % 3]
+        if data:
+            self.captions[pts] = data
+            self.saw_captions = True
+
+    def _with_captions(self, sample: bytes, pts: int) -> bytes:
+        data = self.captions.pop(pts, b"")
+        for start in range(0, len(data), 3 * MAX_CC_COUNT):
+            sample = with_sei(sample, sei_nal(data[start : start + 3 * MAX_CC_COUNT]))
+        return sample
+
+    def _track_info(self, codec: str) -> TrackInfo:
+        return TrackInfo(
+            name=self.rendition.name,
+            kind="video",
+            codec=codec,
+            timescale=VIDEO_TIMESCALE,
+            bitrate=self.rendition.bitrate,
+            width=self.rendition.width,
+            height=self.rendition.height,
+            frame_rate=self.fps,
+            captions=self.caption_language if self.saw_captions else None,
+        )
+
+    def _announce(self, raw: bytes) -> None:
+        """The init (from the first keyframe's parameter sets), or a new TrackInfo once captions appear."""
+        if not self.sent_init:
+            sps, pps = avc.parameter_sets(raw)
+            if not sps or not pps:
+                raise RuntimeError("encoder gave a keyframe without SPS/PPS")
+            info = self._track_info(avc.codec_string(sps[0]))
+            self.init_data = video_init(
+                track_id=1,
+                timescale=VIDEO_TIMESCALE,
+                width=info.width,
+                height=info.height,
+                sps=sps,
+                pps=pps,
+                bitrate=self.rendition.bitrate,
+            )
+            self.info, self.sent_init = info, True
+            self.on_init(EncodedInit(info, self.init_data))
+        elif self.saw_captions and self.info is not None and self.info.captions is None:
+            # captions began after the first picture: the manifests learn of them now
+            self.info = replace(self.info, captions=self.caption_language)
+            self.on_init(EncodedInit(self.info, self.init_data))
+
     def _emit(self, packets: list[av.Packet]) -> None:
         samples = []
         for packet in packets:
             raw = bytes(packet)
-            if not self.sent_init:
-                if not packet.is_keyframe:
-                    continue
-                sps, pps = avc.parameter_sets(raw)
-                if not sps or not pps:
-                    raise RuntimeError("encoder gave a keyframe without SPS/PPS")
-                info = TrackInfo(
-                    name=self.rendition.name,
-                    kind="video",
-                    codec=avc.codec_string(sps[0]),
-                    timescale=VIDEO_TIMESCALE,
-                    bitrate=self.rendition.bitrate,
-                    width=self.rendition.width,
-                    height=self.rendition.height,
-                    frame_rate=self.fps,
-                )
-                data = video_init(
-                    track_id=1,
-                    timescale=VIDEO_TIMESCALE,
-                    width=info.width,
-                    height=info.height,
-                    sps=sps,
-                    pps=pps,
-                    bitrate=self.rendition.bitrate,
-                )
-                self.on_init(EncodedInit(info, data))
-                self.sent_init = True
+            if not self.sent_init and not packet.is_keyframe:
+                continue
+            self._announce(raw)
             pts = packet.pts if packet.pts is not None else 0
             dts = packet.dts if packet.dts is not None else pts
             samples.append(
                 Sample(
-                    data=avc.annexb_to_mp4(raw),
+                    data=self._with_captions(avc.annexb_to_mp4(raw), pts),
                     dts=dts,
                     pts=pts,
                     duration=self.frame_ticks,

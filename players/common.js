@@ -487,8 +487,21 @@
       video.currentTime = next + 0.05;
     }
 
+    // Captions and subtitles as the browser holds them: each text track with its newest cues (a
+    // disabled track keeps none)
+    function textTracks() {
+      return Array.from(video.textTracks).map((t) => {
+        const cues = Array.from(t.cues || []).slice(-20);
+        return {
+          kind: t.kind, label: t.label, language: t.language, mode: t.mode,
+          cues: cues.map((c) => ({ start: c.startTime, end: c.endTime, text: c.text })),
+        };
+      });
+    }
+
     function tick() {
       jumpGap();
+      stats.textTracks = textTracks();
       stats.currentTime = video.currentTime;
       stats.buffer = bufferAhead(video);
       stats.videoWidth = video.videoWidth;

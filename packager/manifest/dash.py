@@ -59,6 +59,7 @@ PROFILE_LOW_LATENCY = "http://www.dashif.org/guidelines/low-latency-live-v5"
 UTC_HTTP_ISO = "urn:mpeg:dash:utc:http-iso:2014"
 AUDIO_CHANNELS_SCHEME = "urn:mpeg:dash:23003:3:audio_channel_configuration:2011"
 ROLE_SCHEME = "urn:mpeg:dash:role:2011"
+CEA608_SCHEME = "urn:scte:dash:cc:cea-608:2015"  # Accessibility: captions in the video's SEI (DASH-IF IOP)
 
 INIT_TEMPLATE = f"$RepresentationID$/{INIT_NAME}"
 MEDIA_TEMPLATE = "$RepresentationID$/$Number$.m4s"  # == segment_name(msn) under the track folder
@@ -329,6 +330,10 @@ def _adaptation_set(
     if mode.low_latency and shared_timescale:
         first = tracks[0]
         _producer_reference_time(aset, view, first, per_track[first.info.name], mode.utc_timing_url)
+    captions = next((t.info.captions for t in tracks if video and t.info.captions is not None), None)
+    if captions is not None:
+        # value: channel=language, ISO 639-2 per SCTE 214-1 (a tag that is not three letters is given as is)
+        _el(aset, "Accessibility", schemeIdUri=CEA608_SCHEME, value="CC1" if captions == "und" else f"CC1={captions}")
     _el(aset, "Role", schemeIdUri=ROLE_SCHEME, value="main")
 
     for t in tracks:

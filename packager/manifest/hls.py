@@ -54,6 +54,7 @@ from packager.timebase import iso_from_epoch_s
 HLS_VERSION = 6  # EXT-X-MAP in a Media Playlist without EXT-X-I-FRAMES-ONLY
 HLS_SKIP_VERSION = 9  # a Playlist containing EXT-X-SKIP (rfc8216bis, protocol version compatibility)
 AUDIO_GROUP = "audio"
+CC_GROUP = "cc"
 
 PART_WINDOW_TARGETS = 3  # parts listed for segments starting within 3 target durations of the end
 HOLD_BACK_TARGETS = 3  # HOLD-BACK >= 3 x TARGETDURATION
@@ -112,6 +113,7 @@ def render_master(view: StreamView) -> str:
             attrs.append(f"URI={_quoted(_media_uri(a.info.name))}")
             lines.append("#EXT-X-MEDIA:" + ",".join(attrs))
 
+    captions = _closed_captions(view, lines)
     for v in video:
         average = average_bitrate(v) + audio_average
         bandwidth = max(peak_bitrate(v) + audio_peak, average)
@@ -126,6 +128,7 @@ def render_master(view: StreamView) -> str:
             attrs.append(f"FRAME-RATE={float(v.info.frame_rate):.3f}")
         if audio:
             attrs.append(f"AUDIO={_quoted(AUDIO_GROUP)}")
+        attrs.append(captions)
         lines.append("#EXT-X-STREAM-INF:" + ",".join(attrs))
         lines.append(_media_uri(v.info.name))
 
@@ -138,6 +141,25 @@ def render_master(view: StreamView) -> str:
             )
             lines.append(_media_uri(a.info.name))
     return "\n".join(lines) + "\n"
+
+
+def _closed_captions(view: StreamView, lines: list[str]) -> str:
+    """The CEA-608 rendition (CC1, in the video's SEI) when the video carries captions, appended to ``lines``;
+    the variants' ``CLOSED-CAPTIONS`` attribute: the group, or ``NONE`` (RFC 8216bis 4.4.6.2)."""
+    language = next((v.info.captions for v in view.video if v.info.captions is not None), None)
+    if language is None:
+        return "CLOSED-CAPTIONS=NONE"
+    attrs = ["TYPE=CLOSED-CAPTIONS", f"GROUP-ID={_quoted(CC_GROUP)}", f"NAME={_quoted(language_name(language))}"]
+    if language != "und":
+        attrs.append(f"LANGUAGE={_quoted(language)}")
+    attrs += ["DEFAULT=YES", "AUTOSELECT=YES", 'INSTREAM-ID="CC1"']
+    lines.append("#EXT-X-MEDIA:" + ",".join(attrs))
+    return f"CLOSED-CAPTIONS={_quoted(CC_GROUP)}"
+
+
+def language_name(tag: str) -> str:
+    """A rendition NAME for a language tag: the tag itself, or "CC1" when it is not said."""
+    return "CC1" if tag == "und" else tag
 
 
 def _media_uri(track: str) -> str:

@@ -114,6 +114,7 @@ def info_json(info: TrackInfo) -> dict[str, Any]:
         "sample_rate": info.sample_rate,
         "channels": info.channels,
         "language": info.language,
+        "captions": info.captions,
     }
 
 
@@ -131,6 +132,7 @@ def info_from(d: Mapping[str, Any]) -> TrackInfo:
         sample_rate=int(d["sample_rate"]),
         channels=int(d["channels"]),
         language=d["language"],
+        captions=d.get("captions"),
     )
 
 
