@@ -16,12 +16,13 @@ from fractions import Fraction
 
 import av
 
+from packager.audiotracks import AudioStreamInfo, AudioTrack, plan_audio
 from packager.chunker import TrackChunker
-from packager.config import StreamConfig
+from packager.config import ConfigError, StreamConfig
 from packager.model import Sample
 from packager.offloop import call_in_thread
 from packager.progress import MediaProgress
-from packager.sources import Source, SourceInfo
+from packager.sources import Source, SourceError, SourceInfo
 from packager.store import Store, StreamStore
 from packager.timebase import MediaClock
 from packager.transcode import AudioEncoder, EncodedInit, VideoEncoder
@@ -30,19 +31,31 @@ log = logging.getLogger(__name__)
 
 
 class _Fanout:
-    """The FrameSink the source thread calls: copies each frame reference to every encoder."""
+    """The FrameSink the source thread calls: each video frame to every rendition, audio to its track's encoder."""
 
-    def __init__(self, video: list[VideoEncoder], audio: AudioEncoder | None) -> None:
+    def __init__(self, video: list[VideoEncoder], audio: list[AudioEncoder]) -> None:
         self.video_workers = video
-        self.audio_worker = audio
+        self.audio_workers = {w.track.stream: w for w in audio}
 
     def video(self, frame: av.VideoFrame, pts: int, capture_utc_s: float) -> None:
         for w in self.video_workers:
             w.submit((frame, pts, capture_utc_s))
 
-    def audio(self, frame: av.AudioFrame, pts: int, capture_utc_s: float) -> None:
-        if self.audio_worker is not None:
-            self.audio_worker.submit((frame, pts, capture_utc_s))
+    def audio(self, frame: av.AudioFrame, pts: int, capture_utc_s: float, stream: int) -> None:
+        worker = self.audio_workers.get(stream)
+        if worker is not None:
+            worker.submit((frame, pts, capture_utc_s))
+
+
+def audio_tracks(info: SourceInfo, config: StreamConfig) -> tuple[AudioTrack, ...]:
+    """The audio renditions of this input; SourceError when the configuration picks a stream it lacks."""
+    if not info.has_audio:
+        return ()
+    streams = info.audio_streams or (AudioStreamInfo(0, channels=2),)
+    try:
+        return plan_audio(streams, config.audio)
+    except ConfigError as exc:
+        raise SourceError(f"{info.description}: {exc}") from None
 
 
 class Pipeline:
@@ -70,7 +83,7 @@ class Pipeline:
         self.info: SourceInfo | None = None
         self.chunkers: dict[str, TrackChunker] = {}
         self.video_workers: list[VideoEncoder] = []
-        self.audio_worker: AudioEncoder | None = None
+        self.audio_workers: list[AudioEncoder] = []
         self.end_reason = ""
         self.progress = MediaProgress(duration_s)  # media time done; the total once the source is probed
         self._done: asyncio.Event | None = None
@@ -84,6 +97,7 @@ class Pipeline:
         info = await call_in_thread(self.source.probe, name=f"probe-{self.config.name}")  # not the shared executor
         self.info = info
         cfg = self.config
+        tracks = audio_tracks(info, cfg)
         timing = cfg.timing
         clock = MediaClock(Fraction(0), live=True) if info.live else MediaClock(Fraction(time.time()), live=False)
         self.stream = self.store.open_stream(
@@ -110,14 +124,18 @@ class Pipeline:
                         blocking=blocking,
                     )
                 )
-        if info.has_audio:
-            self.audio_worker = AudioEncoder(
-                bitrate=cfg.ladder.audio_bitrate,
-                on_init=self._threadsafe(self._on_init),
-                on_samples=self._threadsafe(self._on_samples("audio")),
-                blocking=blocking,
+        self.source.select_audio(tuple(t.stream for t in tracks))
+        for track in tracks:
+            self.audio_workers.append(
+                AudioEncoder(
+                    bitrate=cfg.ladder.audio_bitrate,
+                    on_init=self._threadsafe(self._on_init),
+                    on_samples=self._threadsafe(self._on_samples(track.name)),
+                    blocking=blocking,
+                    track=track,
+                )
             )
-        names = [w.rendition.name for w in self.video_workers] + (["audio"] if self.audio_worker else [])
+        names = [w.rendition.name for w in self.video_workers] + [w.track_name for w in self.audio_workers]
         self.stream.expect_tracks(frozenset(names))
         self.progress.expect(names)
         totals = [t for t in (info.duration_s, self.duration_s) if t is not None]
@@ -130,13 +148,13 @@ class Pipeline:
             cfg.name,
             info.description,
             ", ".join(f"{w.rendition.name} {w.rendition.width}x{w.rendition.height}" for w in self.video_workers)
-            + (" + audio" if self.audio_worker else ""),
+            + "".join(f" + {w.track_name} ({w.track.language})" for w in self.audio_workers),
         )
         return self.stream
 
     @property
     def _workers(self) -> list:
-        return [*self.video_workers, *([self.audio_worker] if self.audio_worker else [])]
+        return [*self.video_workers, *self.audio_workers]
 
     def stop(self) -> None:
         """Ask the source to end; the stream is then finalized. Thread-safe."""
@@ -162,7 +180,7 @@ class Pipeline:
         return call
 
     def _source_thread(self) -> None:
-        sink = _Fanout(self.video_workers, self.audio_worker)
+        sink = _Fanout(self.video_workers, self.audio_workers)
         try:
             reason = self.source.run(sink, self.stop_event, self.duration_s)
         except Exception as exc:

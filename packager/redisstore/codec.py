@@ -110,6 +110,9 @@ def info_json(info: TrackInfo) -> dict[str, Any]:
         "sample_rate": info.sample_rate,
         "channels": info.channels,
         "language": info.language,
+        "label": info.label,
+        "default": info.default,
+        "describes_video": info.describes_video,
     }
 
 
@@ -127,6 +130,9 @@ def info_from(d: Mapping[str, Any]) -> TrackInfo:
         sample_rate=int(d["sample_rate"]),
         channels=int(d["channels"]),
         language=d["language"],
+        label=str(d.get("label", "")),  # absent in what older encoders published
+        default=bool(d.get("default", False)),
+        describes_video=bool(d.get("describes_video", False)),
     )
 
 

@@ -9,6 +9,10 @@ from typing import Protocol
 
 import av
 
+from packager.audiotracks import AudioStreamInfo
+
+__all__ = ["AudioStreamInfo", "FrameSink", "Source", "SourceError", "SourceInfo"]
+
 
 class SourceError(Exception):
     """The input cannot be used; the message is one line for the user."""
@@ -24,6 +28,7 @@ class SourceInfo:
     fps: Fraction = Fraction(30)
     live: bool = True  # media time is UTC (live) or starts at zero (VOD)
     duration_s: float | None = None  # the media the input holds (a file's duration; None: unknown, live)
+    audio_streams: tuple[AudioStreamInfo, ...] = ()  # every audio stream, in input order
 
 
 class FrameSink(Protocol):
@@ -31,7 +36,9 @@ class FrameSink(Protocol):
 
     def video(self, frame: av.VideoFrame, pts: int, capture_utc_s: float) -> None: ...
 
-    def audio(self, frame: av.AudioFrame, pts: int, capture_utc_s: float) -> None: ...
+    def audio(self, frame: av.AudioFrame, pts: int, capture_utc_s: float, stream: int) -> None:
+        """``stream``: which input audio stream (its index among the input's audio streams) it comes from."""
+        ...
 
 
 class Source(Protocol):
@@ -39,6 +46,10 @@ class Source(Protocol):
 
     def probe(self) -> SourceInfo:
         """Open the input and learn its streams (blocking; call off the event loop)."""
+        ...
+
+    def select_audio(self, streams: tuple[int, ...]) -> None:
+        """Decode these input audio streams (indices among the input's audio streams); call before ``run``."""
         ...
 
     def run(self, sink: FrameSink, stop: threading.Event, duration_s: float | None = None) -> str:
