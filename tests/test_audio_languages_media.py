@@ -9,7 +9,6 @@ default and mark an audio description.
 from __future__ import annotations
 
 import io
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 import pytest
 from lxml import etree
 
+from tests.support.languages import two_language_clip
 from tests.support.procs import REPO
 from tests.support.xsd import validate_mpd
 from tests.test_manifest_hls import attrs, tag_lines
@@ -27,21 +27,6 @@ from tests.test_manifest_hls import attrs, tag_lines
 pytestmark = pytest.mark.media
 
 NS = {"d": "urn:mpeg:dash:schema:mpd:2011"}
-TONES = {"eng": 440, "deu": 880}
-
-
-def two_language_clip(path: Path, seconds: int = 6) -> Path:
-    """testsrc2 video, a 440 Hz English and an 880 Hz German sine, made by the ffmpeg CLI."""
-    if shutil.which("ffmpeg") is None:
-        pytest.fail("ffmpeg is missing: run scripts/setup")
-    args = ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25"]
-    for freq in TONES.values():
-        args += ["-f", "lavfi", "-i", f"sine=frequency={freq}:sample_rate=48000"]
-    args += ["-map", "0", "-map", "1", "-map", "2", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"]
-    for i, lang in enumerate(TONES):
-        args += [f"-metadata:s:a:{i}", f"language={lang}"]
-    subprocess.run([*args, "-t", str(seconds), str(path)], check=True, timeout=60)
-    return path
 
 
 def package(clip: Path, out: Path, *extra: str) -> Path:
