@@ -67,7 +67,7 @@ def _language(text: str, where: str) -> str:
 
 
 def _index(text: str, where: str) -> int:
-    if not text.strip().isdigit():
+    if not (text.strip().isascii() and text.strip().isdecimal()):
         raise ConfigError(f"{where}: {text!r} is not an audio stream index (0 is the input's first audio stream)")
     return int(text)
 

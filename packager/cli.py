@@ -60,8 +60,9 @@ def _add_stream_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--audio",
         default="",
-        metavar="INDEX[:LANG[:NAME[:default][:description]]],...",
-        help="input audio streams to package, each its own AAC track: 0 is the input's first audio stream; "
+        metavar="SPEC",
+        help="input audio streams to package, each its own AAC track: INDEX[:LANG[:NAME[:default]"
+        "[:description]]], comma separated; INDEX 0 is the input's first audio stream; "
         "an empty LANG or NAME keeps the input's; 'default' = the track players start with; 'description' "
         "= an audio description of the video. E.g. 0:eng:English,1:deu:Deutsch:default "
         "(default: every audio stream, with the input's language and title)",
@@ -69,6 +70,7 @@ def _add_stream_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--max-audio",
         type=int,
+        metavar="N",
         default=DEFAULT_MAX_AUDIO,
         help="most audio tracks taken from an input when --audio picks none (default: %(default)s)",
     )

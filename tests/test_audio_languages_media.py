@@ -115,3 +115,19 @@ def test_a_missing_audio_stream_is_a_one_line_error(clip, tmp_path):
     cmd = [sys.executable, "-m", "packager", "package", str(clip), "--out", str(tmp_path), "--fast", "--audio", "5"]
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "no audio stream 5" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_input_names_and_flags_an_audio_description(tmp_path):
+    from packager.sources import AudioStreamInfo, MediaSource
+
+    clip = two_language_clip(tmp_path / "ad.mkv", seconds=3, german_described=True)
+    source = MediaSource(str(clip), paced=False)
+    try:
+        streams = source.probe().audio_streams
+    finally:
+        source.close()
+    assert streams == (AudioStreamInfo(0, "eng", "", 1, False), AudioStreamInfo(1, "deu", "Hörfilm", 1, True))
+    out = package(clip, tmp_path / "out")
+    (ad,) = [m for m in media_attrs((out / "master.m3u8").read_text()) if m["LANGUAGE"] == "de"]
+    assert ad["NAME"] == "Hörfilm" and ad["URI"] == "audio-de-ad/index.m3u8" and ad["DEFAULT"] == "NO"
+    assert ad["CHARACTERISTICS"] == "public.accessibility.describes-video"

@@ -48,6 +48,8 @@ def test_audio_flag_parses_index_language_name_and_flags():
     "text,needle",
     [
         ("x:eng", "not an audio stream index"),
+        ("²", "not an audio stream index"),
+        ("-1", "not an audio stream index"),
         ("0:klingon", "not a language code"),
         ("0:qqq", "not an ISO 639"),
         ("0:eng:English:loud", "unknown flag 'loud'"),
