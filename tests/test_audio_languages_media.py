@@ -9,6 +9,7 @@ default and mark an audio description.
 from __future__ import annotations
 
 import io
+import itertools
 import subprocess
 import sys
 from pathlib import Path
@@ -131,3 +132,37 @@ def test_the_input_names_and_flags_an_audio_description(tmp_path):
     (ad,) = [m for m in media_attrs((out / "master.m3u8").read_text()) if m["LANGUAGE"] == "de"]
     assert ad["NAME"] == "Hörfilm" and ad["URI"] == "audio-de-ad/index.m3u8" and ad["DEFAULT"] == "NO"
     assert ad["CHARACTERISTICS"] == "public.accessibility.describes-video"
+
+
+class _Recorder:
+    """A FrameSink that keeps (pts, samples) of every audio frame per input audio stream."""
+
+    def __init__(self) -> None:
+        self.frames: dict[int, list[tuple[int, int]]] = {}
+        self.last_video = 0
+
+    def video(self, frame, pts: int, capture_utc_s: float) -> None:
+        self.last_video = pts
+
+    def audio(self, frame, pts: int, capture_utc_s: float, stream: int) -> None:
+        self.frames.setdefault(stream, []).append((pts, frame.samples))
+
+
+def test_a_feed_keeps_each_language_continuous_from_the_input_into_the_slate(tmp_path):
+    import threading
+
+    from packager.sources import MediaSource
+    from packager.sources.feed import FeedSource
+
+    clip = two_language_clip(tmp_path / "two.mkv", seconds=2)
+    feed = FeedSource(MediaSource(str(clip)), window_s=1.0)
+    feed.probe()
+    feed.select_audio((1, 0))
+    sink = _Recorder()
+    assert feed.run(sink, threading.Event()) == "feed lost"
+    assert feed.slate_frames > 0 and set(sink.frames) == {0, 1}
+    for stream, frames in sink.frames.items():
+        for (pts, samples), (next_pts, _) in itertools.pairwise(frames):
+            assert next_pts == pts + samples, (stream, pts, samples, next_pts)
+        end = frames[-1][0] + frames[-1][1]
+        assert end >= sink.last_video * 48_000 // 90_000, stream  # the slate's silence reached the end
