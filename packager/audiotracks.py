@@ -25,6 +25,7 @@ from packager.config import DEFAULT_MAX_AUDIO, MAX_AUDIO_LIMIT, AudioChoice, Aud
 from packager.languages import UNDETERMINED, bcp47, bcp47_or_und, display_name
 
 SINGLE_NAME = "audio"
+DESCRIBES_VIDEO_DISPOSITIONS = frozenset({"visual_impaired", "descriptions"})
 FLAGS = ("default", "description")
 _LABEL_MAX = 64
 
@@ -37,7 +38,12 @@ class AudioStreamInfo:
     language: str = UNDETERMINED  # as tagged (usually ISO 639-2)
     title: str = ""
     channels: int = 0
-    describes_video: bool = False  # FFmpeg disposition visual_impaired or descriptions
+    dispositions: tuple[str, ...] = ()  # FFmpeg's disposition flags: "default", "visual_impaired", ...
+
+    @property
+    def describes_video(self) -> bool:
+        """Marked as an audio description (FFmpeg disposition ``visual_impaired`` or ``descriptions``)."""
+        return bool(DESCRIBES_VIDEO_DISPOSITIONS & set(self.dispositions))
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,11 @@
-"""Per-rendition scale + encode on worker threads; audio encoded once and shared.
+"""Per-rendition scale + encode on worker threads; each audio track encoded once and shared.
 
 Video: one thread per rendition with its own ``VideoReformatter`` (a shared
 scaler is slower and unsafe across threads), libx264 with a fixed GOP of one
 segment, no scene-cut keyframes, no B-frames (zero-latency), and an IDR forced
 on the first frame at or after every segment boundary of the media clock, so
-every rendition cuts at the same instants. Audio: AAC-LC 48 kHz stereo.
+every rendition cuts at the same instants. Audio: one AAC-LC 48 kHz stereo
+encoder thread per audio track (language), whose init carries its language.
 
 Workers hand encoded samples back to the event loop with
 ``loop.call_soon_threadsafe``; a ``None`` in a worker's queue stops it.

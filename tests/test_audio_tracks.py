@@ -114,7 +114,8 @@ def test_every_stream_becomes_a_track_with_unique_names_and_one_default():
 
 
 def test_an_input_audio_description_is_marked_and_not_the_default():
-    described = AudioStreamInfo(0, "eng", "", 2, describes_video=True)
+    described = AudioStreamInfo(0, "eng", "", 2, ("default", "visual_impaired"))
+    assert described.describes_video and not AudioStreamInfo(0, dispositions=("default", "dub")).describes_video
     tracks = plan_audio((described, GER), AudioSelection())
     assert [(t.name, t.label, t.describes_video, t.default) for t in tracks] == [
         ("audio-en-ad", "English (audio description)", True, False),

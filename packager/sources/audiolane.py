@@ -15,7 +15,6 @@ from packager.audiotracks import AudioStreamInfo
 from packager.languages import UNDETERMINED
 from packager.timebase import AUDIO_TIMESCALE
 
-_DESCRIBES_VIDEO = av.stream.Disposition.visual_impaired | av.stream.Disposition.descriptions
 REANCHOR_TICKS = AUDIO_TIMESCALE // 10  # a stream more than 0.1 s off its own timeline restarts there
 
 
@@ -29,7 +28,7 @@ def describe(stream: av.audio.stream.AudioStream, index: int) -> AudioStreamInfo
         language=language,
         title=metadata.get("title", ""),
         channels=channels,
-        describes_video=bool(stream.disposition & _DESCRIBES_VIDEO),
+        dispositions=tuple(str(flag.name) for flag in av.stream.Disposition if stream.disposition & flag),
     )
 
 
