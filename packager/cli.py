@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from packager import serving
+from packager.audiotracks import parse_audio
 from packager.config import (
     DEFAULT_LADDER,
+    DEFAULT_MAX_AUDIO,
     ConfigError,
     Encoding,
     Ladder,
@@ -54,6 +56,23 @@ def _add_stream_flags(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--audio-bitrate", default="128k", help="AAC-LC bitrate shared by all variants (default: %(default)s)"
+    )
+    g.add_argument(
+        "--audio",
+        default="",
+        metavar="SPEC",
+        help="input audio streams to package, each its own AAC track: INDEX[:LANG[:NAME[:default]"
+        "[:description]]], comma separated; INDEX 0 is the input's first audio stream; "
+        "an empty LANG or NAME keeps the input's; 'default' = the track players start with; 'description' "
+        "= an audio description of the video. E.g. 0:eng:English,1:deu:Deutsch:default "
+        "(default: every audio stream, with the input's language and title)",
+    )
+    g.add_argument(
+        "--max-audio",
+        type=int,
+        metavar="N",
+        default=DEFAULT_MAX_AUDIO,
+        help="most audio tracks taken from an input when --audio picks none (default: %(default)s)",
     )
     g.add_argument("--segment", default="2.0", help="segment duration in seconds (default: %(default)s)")
     g.add_argument(
@@ -238,6 +257,7 @@ def stream_config(args: argparse.Namespace) -> StreamConfig:
         encoding=Encoding(preset=args.preset, fps=fps),
         hls_cue_tags=args.hls_cue_tags,
         cc_language=args.cc_language,
+        audio=parse_audio(args.audio, args.max_audio),
     )
 
 

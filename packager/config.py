@@ -116,6 +116,38 @@ class Ladder:
 
 
 DEFAULT_LADDER = "1280x720@3000k,854x480@1400k,640x360@800k"
+DEFAULT_MAX_AUDIO = 8
+MAX_AUDIO_LIMIT = 32
+
+
+@dataclass(frozen=True)
+class AudioChoice:
+    """One picked input audio stream and what the configuration says about it (None: the input's)."""
+
+    index: int  # among the input's audio streams, from 0
+    language: str | None = None  # BCP 47
+    label: str | None = None
+    default: bool = False
+    describes_video: bool | None = None
+
+
+@dataclass(frozen=True)
+class AudioSelection:
+    """The configured choice of audio streams; no ``choices`` means every one, up to ``max_tracks``."""
+
+    choices: tuple[AudioChoice, ...] = ()
+    max_tracks: int = DEFAULT_MAX_AUDIO
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_tracks <= MAX_AUDIO_LIMIT:
+            raise ConfigError(f"--max-audio: {self.max_tracks} must be in 1..{MAX_AUDIO_LIMIT}")
+        if len(self.choices) > self.max_tracks:
+            raise ConfigError(f"--audio: {len(self.choices)} tracks is more than --max-audio {self.max_tracks}")
+        indices = [c.index for c in self.choices]
+        if len(set(indices)) != len(indices):
+            raise ConfigError("--audio: an input audio stream is picked twice")
+        if sum(c.default for c in self.choices) > 1:
+            raise ConfigError("--audio: more than one track is marked default")
 
 
 @dataclass(frozen=True)
@@ -192,7 +224,7 @@ def check_language(tag: object, where: str) -> str:
 
 @dataclass(frozen=True)
 class StreamConfig:
-    """Everything one stream needs: name, ladder, timing, encoding."""
+    """Everything one stream needs: name, ladder, timing, encoding, audio tracks."""
 
     name: str = "demo"
     ladder: Ladder = field(default_factory=lambda: Ladder.parse(DEFAULT_LADDER))
@@ -200,6 +232,7 @@ class StreamConfig:
     encoding: Encoding = field(default_factory=Encoding)
     hls_cue_tags: bool = False  # legacy EXT-X-CUE-OUT/IN next to EXT-X-DATERANGE
     cc_language: str = "und"  # the language the input's CEA-608 captions are signalled in
+    audio: AudioSelection = field(default_factory=AudioSelection)
 
     def __post_init__(self) -> None:
         check_name(self.name, "--stream")

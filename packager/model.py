@@ -49,7 +49,10 @@ class TrackInfo:
     frame_rate: Fraction | None = None
     sample_rate: int = 0
     channels: int = 0
-    language: str = "und"
+    language: str = "und"  # BCP 47 (HLS LANGUAGE, DASH @lang)
+    label: str = ""  # audio: the name players show (HLS NAME, DASH Label); "" -> the track name
+    default: bool = False  # audio: the track players start with (none marked: the first)
+    describes_video: bool = False  # audio: an audio description of the video (accessibility)
     # Video: CEA-608 captions (CC1) ride in its SEI, in this language ("und": not said); None: no captions
     captions: str | None = None
 

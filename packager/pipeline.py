@@ -17,13 +17,14 @@ from fractions import Fraction
 
 import av
 
+from packager.audiotracks import AudioStreamInfo, AudioTrack, plan_audio
 from packager.chunker import TrackChunker
-from packager.config import StreamConfig
+from packager.config import ConfigError, StreamConfig
 from packager.model import Sample
 from packager.offloop import call_in_thread
 from packager.progress import MediaProgress
 from packager.scte35 import PtsMapper
-from packager.sources import Source, SourceInfo
+from packager.sources import Source, SourceError, SourceInfo
 from packager.splice import SPLICE_TIMESCALE, KeyframeSchedule
 from packager.splicer import Splicer
 from packager.store import Store, StreamStore
@@ -34,17 +35,17 @@ log = logging.getLogger(__name__)
 
 
 class _Fanout:
-    """The FrameSink the source thread calls: copies each frame reference to every encoder."""
+    """The FrameSink the source thread calls: each video frame to every rendition, audio to its track's encoder."""
 
     def __init__(
         self,
         video: list[VideoEncoder],
-        audio: AudioEncoder | None,
+        audio: list[AudioEncoder],
         keyframes: KeyframeSchedule | None,
         on_cue: Callable[[bytes, PtsMapper], None],
     ) -> None:
         self.video_workers = video
-        self.audio_worker = audio
+        self.audio_workers = {w.track.stream: w for w in audio}
         self.keyframes = keyframes
         self.on_cue = on_cue
 
@@ -57,9 +58,21 @@ class _Fanout:
     def cue(self, section: bytes, to_media: PtsMapper) -> None:
         self.on_cue(section, to_media)
 
-    def audio(self, frame: av.AudioFrame, pts: int, capture_utc_s: float) -> None:
-        if self.audio_worker is not None:
-            self.audio_worker.submit((frame, pts, capture_utc_s))
+    def audio(self, frame: av.AudioFrame, pts: int, capture_utc_s: float, stream: int) -> None:
+        worker = self.audio_workers.get(stream)
+        if worker is not None:
+            worker.submit((frame, pts, capture_utc_s))
+
+
+def audio_tracks(info: SourceInfo, config: StreamConfig) -> tuple[AudioTrack, ...]:
+    """The audio renditions of this input; SourceError when the configuration picks a stream it lacks."""
+    if not info.has_audio:
+        return ()
+    streams = info.audio_streams or (AudioStreamInfo(0, channels=2),)
+    try:
+        return plan_audio(streams, config.audio)
+    except ConfigError as exc:
+        raise SourceError(f"{info.description}: {exc}") from None
 
 
 def _no_cues(section: bytes, to_media: PtsMapper) -> None:
@@ -91,7 +104,7 @@ class Pipeline:
         self.info: SourceInfo | None = None
         self.chunkers: dict[str, TrackChunker] = {}
         self.video_workers: list[VideoEncoder] = []
-        self.audio_worker: AudioEncoder | None = None
+        self.audio_workers: list[AudioEncoder] = []
         self.splicer: Splicer | None = None  # ad-break splices; None without video
         self.end_reason = ""
         self.progress = MediaProgress(duration_s)  # media time done; the total once the source is probed
@@ -106,6 +119,7 @@ class Pipeline:
         info = await call_in_thread(self.source.probe, name=f"probe-{self.config.name}")  # not the shared executor
         self.info = info
         cfg = self.config
+        tracks = audio_tracks(info, cfg)
         timing = cfg.timing
         clock = MediaClock(Fraction(0), live=True) if info.live else MediaClock(Fraction(time.time()), live=False)
         self.stream = self.store.open_stream(
@@ -136,14 +150,18 @@ class Pipeline:
                         caption_language=cfg.cc_language,
                     )
                 )
-        if info.has_audio:
-            self.audio_worker = AudioEncoder(
-                bitrate=cfg.ladder.audio_bitrate,
-                on_init=self._threadsafe(self._on_init),
-                on_samples=self._threadsafe(self._on_samples("audio")),
-                blocking=blocking,
+        self.source.select_audio(tuple(t.stream for t in tracks))
+        for track in tracks:
+            self.audio_workers.append(
+                AudioEncoder(
+                    bitrate=cfg.ladder.audio_bitrate,
+                    on_init=self._threadsafe(self._on_init),
+                    on_samples=self._threadsafe(self._on_samples(track.name)),
+                    blocking=blocking,
+                    track=track,
+                )
             )
-        names = [w.rendition.name for w in self.video_workers] + (["audio"] if self.audio_worker else [])
+        names = [w.rendition.name for w in self.video_workers] + [w.track_name for w in self.audio_workers]
         self.stream.expect_tracks(frozenset(names))
         self.progress.expect(names)
         totals = [t for t in (info.duration_s, self.duration_s) if t is not None]
@@ -156,13 +174,13 @@ class Pipeline:
             cfg.name,
             info.description,
             ", ".join(f"{w.rendition.name} {w.rendition.width}x{w.rendition.height}" for w in self.video_workers)
-            + (" + audio" if self.audio_worker else ""),
+            + "".join(f" + {w.track_name} ({w.track.language})" for w in self.audio_workers),
         )
         return self.stream
 
     @property
     def _workers(self) -> list:
-        return [*self.video_workers, *([self.audio_worker] if self.audio_worker else [])]
+        return [*self.video_workers, *self.audio_workers]
 
     def stop(self) -> None:
         """Ask the source to end; the stream is then finalized. Thread-safe."""
@@ -191,7 +209,7 @@ class Pipeline:
         splicer = self.splicer
         sink = _Fanout(
             self.video_workers,
-            self.audio_worker,
+            self.audio_workers,
             splicer.keyframes if splicer else None,
             splicer.on_cue if splicer else _no_cues,
         )

@@ -33,13 +33,17 @@ Example::
     # public_key = "/etc/packager/playback.pub.pem"   # RS256/ES256 tokens; or:
     # jwks = "/etc/packager/playback.jwks.json"
 
-    [defaults]                # any stream flag: ladder, audio_bitrate, segment, part, window, preset
+    [defaults]                # any stream flag: ladder, audio_bitrate, segment, part, window, preset, audio, max_audio
     ladder = "1280x720@3000k,854x480@1400k,640x360@800k"
+    max_audio = 8             # most audio tracks taken from an input (when audio picks none)
 
     [streams.studio1]
     key = "change-me"
     ladder = "854x480@1400k,640x360@800k"
     takeover = false          # a second publisher replaces the first instead of being refused
+    audio = "0:eng:English,1:deu:Deutsch:default"   # like --audio; or an array of tables:
+    # audio = [{index = 0, language = "en", name = "English"}, {index = 1, language = "de", default = true},
+    #          {index = 2, language = "en", name = "English AD", description = true}]
     max_kbps = 20000          # this stream's ingest budget: reserved at admission, cut above it
     passphrase = "srt-secret-phrase"  # SRT only: the push must be encrypted with it (10-79 characters)
     pbkeylen = 16             # SRT only: the shortest AES key a caller may use, in bytes (16, 24 or 32)
@@ -72,6 +76,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from packager.admission import InputLimits
+from packager.audiotracks import audio_from_toml
 from packager.config import (
     ConfigError,
     Encoding,
@@ -97,6 +102,8 @@ _STREAM_KEYS = {
     "max_kbps",
     "hls_cue_tags",
     "cc_language",
+    "audio",
+    "max_audio",
 }
 _STREAM_KEYS |= {"passphrase", "pbkeylen"}  # SRT encryption
 _SERVER_KEYS = {"srt_port", "rtmp_port", "reconnect_window", "keep", "max_publishers", "max_ingest_kbps"}
@@ -106,7 +113,18 @@ _SERVER_KEYS |= _PUSH_KEYS
 _RTMP_KEYS = {"rtmp_publish_timeout", "rtmp_max_per_peer", "rtmp_max_unauthenticated"}
 _SERVER_KEYS |= _RTMP_KEYS
 _SERVER_KEYS |= SERVER_KEYS | {"rtmps_port"}
-_DEFAULT_KEYS = {"ladder", "audio_bitrate", "segment", "part", "window", "preset", "hls_cue_tags", "cc_language"}
+_DEFAULT_KEYS = {
+    "ladder",
+    "audio_bitrate",
+    "segment",
+    "part",
+    "window",
+    "preset",
+    "hls_cue_tags",
+    "cc_language",
+    "audio",
+    "max_audio",
+}
 _WEBHOOK_KEYS = {"url", "secret", "events", "timeout_s", "max_attempts", "allow_private", "ca_file"}
 _EVENTS_KEYS = {"dead_letter", "backlog", "rejection_interval"}
 
@@ -306,6 +324,10 @@ def stream_config(name: str, values: dict[str, Any], base: StreamConfig, where: 
     if not isinstance(cue_tags, bool):
         raise ConfigError(f"--config: {where}.hls_cue_tags must be true or false")
     language = check_language(values.get("cc_language", base.cc_language), f"--config: {where}.cc_language")
+    audio = base.audio
+    if {"audio", "max_audio"} & values.keys():
+        max_tracks = values.get("max_audio", base.audio.max_tracks)
+        audio = audio_from_toml(values.get("audio"), max_tracks, where, keep=base.audio.choices)
     return StreamConfig(
         name=check_name(name, where),
         ladder=ladder,
@@ -313,6 +335,7 @@ def stream_config(name: str, values: dict[str, Any], base: StreamConfig, where: 
         encoding=encoding,
         hls_cue_tags=cue_tags,
         cc_language=language,
+        audio=audio,
     )
 
 

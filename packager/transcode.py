@@ -1,10 +1,11 @@
-"""Per-rendition scale + encode on worker threads; audio encoded once and shared.
+"""Per-rendition scale + encode on worker threads; each audio track encoded once and shared.
 
 Video: one thread per rendition with its own ``VideoReformatter`` (a shared
 scaler is slower and unsafe across threads), libx264 with a fixed GOP of one
 segment, no scene-cut keyframes, no B-frames (zero-latency), and an IDR forced
 on the first frame at or after every segment boundary of the media clock, so
-every rendition cuts at the same instants. Audio: AAC-LC 48 kHz stereo.
+every rendition cuts at the same instants. Audio: one AAC-LC 48 kHz stereo
+encoder thread per audio track (language), whose init carries its language.
 
 Workers hand encoded samples back to the event loop with
 ``loop.call_soon_threadsafe``; a ``None`` in a worker's queue stops it.
@@ -22,9 +23,11 @@ from fractions import Fraction
 
 import av
 
+from packager.audiotracks import AudioTrack
 from packager.cmaf import aac, audio_init, avc, video_init
 from packager.cmaf.captions import MAX_CC_COUNT, sei_nal, with_sei
 from packager.config import Encoding, Rendition
+from packager.languages import iso639_2t
 from packager.model import Sample, TrackInfo
 from packager.splice import KeyframeSchedule
 from packager.timebase import AUDIO_TIMESCALE, VIDEO_TIMESCALE
@@ -330,16 +333,25 @@ class VideoEncoder(_Worker):
             self.on_samples(samples)
 
 
-class AudioEncoder(_Worker):
-    """AAC-LC 48 kHz stereo, encoded once for every variant."""
+SINGLE_AUDIO = AudioTrack(0, "audio", "und", "", default=True, describes_video=False)
 
-    name = "encode-audio"
+
+class AudioEncoder(_Worker):
+    """AAC-LC 48 kHz stereo of one audio track, encoded once for every variant."""
 
     def __init__(
-        self, *, bitrate: int, on_init: InitSink, on_samples: SampleSink, blocking: bool, track_name: str = "audio"
+        self,
+        *,
+        bitrate: int,
+        on_init: InitSink,
+        on_samples: SampleSink,
+        blocking: bool,
+        track: AudioTrack = SINGLE_AUDIO,
     ) -> None:
+        self.name = "encode-audio" if track.name == "audio" else f"encode-{track.name}"
         super().__init__(blocking=blocking, depth=400)
-        self.track_name = track_name
+        self.track = track
+        self.track_name = track.name
         self.bitrate = bitrate
         self.on_init = on_init
         self.on_samples = on_samples
@@ -357,20 +369,28 @@ class AudioEncoder(_Worker):
         self.first_pts: int | None = None  # encoder priming before this is not published
         asc = bytes(ctx.extradata) if ctx.extradata else aac.audio_specific_config(AUDIO_TIMESCALE, 2)
         info = TrackInfo(
-            name=track_name,
+            name=track.name,
             kind="audio",
             codec=aac.codec_string(),
             timescale=AUDIO_TIMESCALE,
             bitrate=bitrate,
             sample_rate=AUDIO_TIMESCALE,
             channels=2,
+            language=track.language,
+            label=track.label,
+            default=track.default,
+            describes_video=track.describes_video,
         )
-        self.init = EncodedInit(
-            info,
-            audio_init(
-                track_id=1, timescale=AUDIO_TIMESCALE, sample_rate=AUDIO_TIMESCALE, channels=2, asc=asc, bitrate=bitrate
-            ),
+        data = audio_init(
+            track_id=1,
+            timescale=AUDIO_TIMESCALE,
+            sample_rate=AUDIO_TIMESCALE,
+            channels=2,
+            asc=asc,
+            bitrate=bitrate,
+            language=iso639_2t(track.language),
         )
+        self.init = EncodedInit(info, data)
         self.sent_init = False
 
     def _handle(self, frame: av.AudioFrame, pts: int, capture_utc_s: float) -> None:  # type: ignore[override]

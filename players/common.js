@@ -5,7 +5,8 @@
  *    (and a visible notice on the page saying so)
  *  - syncClock(): offset of the origin's clock (GET /time) against Date.now(), best-RTT sample
  *  - decodeTimecode() / readBandLuma() / captureTimeMs(): the pixel timecode the test source draws
- *  - startMonitor(): stats overlay, rendition picker, window.__stats and window.__setLevel(i)
+ *  - startMonitor(): stats overlay, rendition and audio track pickers, window.__stats,
+ *    window.__setLevel(i) and window.__setAudioTrack(i)
  *
  * Everything is exported on window.LivePlayer; decodeTimecode is also a global for tests.
  */
@@ -249,6 +250,10 @@
     return h + br;
   }
 
+  function audioLabel(t) {
+    return (t.name || 'track ' + t.index) + (t.lang ? ' (' + t.lang + ')' : '') + (t.describesVideo ? ' [AD]' : '');
+  }
+
   function bufferAhead(video) {
     const t = video.currentTime;
     const b = video.buffered;
@@ -297,7 +302,9 @@
    *   version, latency() -> s|null, levels() -> [{index,height,width,bitrate}],
    *   level() -> index|-1, auto() -> bool, setLevel(i), lowLatency() -> bool,
    *   partTarget() -> s|null, targetLatency() -> s|null,
-   *   onVideoError(mediaError) -> true if the player itself recovers from a video element error
+   *   onVideoError(mediaError) -> true if the player itself recovers from a video element error,
+   *   audioTracks() -> [{index, name, lang, default, describesVideo}], audioTrack() -> index|-1,
+   *   setAudioTrack(i)   (the three audio ones optional)
    * }
    */
   function startMonitor(video, player) {
@@ -313,6 +320,8 @@
       level: -1,
       levels: [],
       auto: true,
+      audioTracks: [],        // [{index, name, lang, default, describesVideo}] as the player lists them
+      audioTrack: -1,         // index of the track the player has selected
       requestedLevel: -1,
       buffer: 0,
       stalls: 0,
@@ -375,6 +384,14 @@
       return true;
     };
 
+    global.__setAudioTrack = function (i) {
+      i = Number(i);
+      if (!adapter || !adapter.setAudioTrack || !Number.isInteger(i) || i < 0) return false;
+      if (i >= adapter.audioTracks().length) return false;
+      adapter.setAudioTrack(i);
+      return true;
+    };
+
     // ---- video element events
     video.addEventListener('playing', () => {
       stats.ready = true;
@@ -433,9 +450,34 @@
     select.id = 'level-select';
     select.addEventListener('change', () => global.__setLevel(Number(select.value)));
     label.appendChild(select);
+    const audioLabelEl = document.createElement('label');
+    audioLabelEl.textContent = ' audio ';
+    const audioSelect = document.createElement('select');
+    audioSelect.id = 'audio-select';
+    audioSelect.addEventListener('change', () => global.__setAudioTrack(Number(audioSelect.value)));
+    audioLabelEl.appendChild(audioSelect);
     box.appendChild(pre);
     box.appendChild(label);
+    box.appendChild(audioLabelEl);
     document.body.appendChild(box);
+    let audioKey = '';
+
+    function rebuildAudioSelect() {
+      const key = JSON.stringify(stats.audioTracks);
+      audioLabelEl.hidden = stats.audioTracks.length < 2;
+      if (key !== audioKey) {
+        audioKey = key;
+        audioSelect.textContent = '';
+        for (const t of stats.audioTracks) {
+          const o = document.createElement('option');
+          o.value = String(t.index);
+          o.textContent = audioLabel(t);
+          audioSelect.appendChild(o);
+        }
+      }
+      const want = String(stats.audioTrack);
+      if (document.activeElement !== audioSelect && audioSelect.value !== want) audioSelect.value = want;
+    }
 
     function rebuildSelect() {
       const key = JSON.stringify(stats.levels);
@@ -520,6 +562,10 @@
           stats.lowLatency = !!adapter.lowLatency();
           stats.partTarget = numOrNull(adapter.partTarget());
           stats.targetLatency = numOrNull(adapter.targetLatency());
+          if (adapter.audioTracks) {
+            stats.audioTracks = adapter.audioTracks();
+            stats.audioTrack = adapter.audioTrack();
+          }
           const lat = stats.ready ? numOrNull(adapter.latency()) : null;
           stats.liveLatency = lat;
           if (lat !== null) pushCapped(stats.latencySamples, lat);
@@ -538,6 +584,8 @@
 
     function render() {
       rebuildSelect();
+      rebuildAudioSelect();
+      const audio = stats.audioTracks.find((t) => t.index === stats.audioTrack);
       const want = stats.auto ? '-1' : String(stats.requestedLevel >= 0 ? stats.requestedLevel : stats.level);
       if (document.activeElement !== select && select.value !== want) select.value = want;
       const cur = stats.levels.find((l) => l.index === stats.level);
@@ -555,6 +603,8 @@
         'rendition ' + (cur ? levelLabel(cur) : stats.videoHeight ? stats.videoHeight + 'p' : '-') +
           (stats.auto ? ' [auto]' : ' [manual]') +
           (stats.videoWidth ? '  decoded ' + stats.videoWidth + 'x' + stats.videoHeight : ''),
+        'audio     ' + (audio ? audioLabel(audio) : '-') +
+          (stats.audioTracks.length > 1 ? '  of ' + stats.audioTracks.length : ''),
         'buffer    ' + fmt(stats.buffer, 2, ' s'),
         'stalls    ' + stats.stalls + (stats.stallTime ? ' (' + stats.stallTime.toFixed(1) + ' s)' : '') +
           (stats.gapJumps ? '  holes stepped over ' + stats.gapJumps : ''),

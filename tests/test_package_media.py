@@ -188,6 +188,8 @@ def test_live_window_then_ctrl_c_gives_vod(tmp_path):
         (["package", "testsrc", "--out", "{tmp}/o", "--segment", "2", "--part", "0.3"], "--part"),
         (["package", "testsrc", "--out", "{tmp}/o", "--stream", "../evil"], "--stream"),
         (["package", "testsrc", "--out", "{tmp}/o", "--fps", "abc"], "--fps"),
+        (["package", "testsrc", "--out", "{tmp}/o", "--audio", "0:klingon"], "--audio '0:klingon'"),
+        (["package", "testsrc", "--out", "{tmp}/o", "--audio", "0::A:loud"], "unknown flag"),
         (["package", "testsrc", "--out", "{tmp}/o", "--fast"], "--duration"),
         (["package", "testsrc:13x7", "--out", "{tmp}/o", "--fast", "--duration", "1"], "testsrc"),
         (["run", "--port", "notaport"], "invalid int"),

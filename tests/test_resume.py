@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -11,7 +11,7 @@ import pytest
 from packager import scte35
 from packager.cmaf import chunk
 from packager.manifest.dash import render_mpd
-from packager.manifest.hls import render_media
+from packager.manifest.hls import render_master, render_media
 from packager.mirror import DiskMirror
 from packager.model import Sample, TrackInfo, part_name, segment_name
 from packager.resume import SPLICES_NAME
@@ -197,4 +197,21 @@ def test_a_damaged_splices_file_resumes_without_splices(tmp_path, clock):
     (tmp_path / "demo" / SPLICES_NAME).write_text('[{"id": "x"}]')
     _store, mirror, d = _run(tmp_path, clock)
     assert d.stream.splices == () and d.stream.track("360p").segments  # the media still resumed
+    mirror.close()
+
+
+def test_several_audio_languages_resume_each_with_its_presentation(tmp_path, clock):
+    english = replace(AUDIO, name="audio-en", language="en", label="English", default=True)
+    german = replace(AUDIO, name="audio-de", language="de", label="Deutsch", describes_video=True)
+    tracks = (VIDEO, english, german)
+    _store, mirror, d = _run(tmp_path, clock, recover=False, tracks=tracks)
+    d.publish_segments(3)
+    mirror.disk.close()
+    clock.advance(1.0)
+    _store, mirror, d = _run(tmp_path, clock, tracks=tracks)
+    for name in ("audio-en", "audio-de"):
+        assert [s.msn for s in d.stream.track(name).segments] == [1000, 1001, 1002], name
+    master = render_master(d.stream.view())
+    assert 'NAME="English",LANGUAGE="en",DEFAULT=YES' in master
+    assert 'NAME="Deutsch",LANGUAGE="de",DEFAULT=NO,AUTOSELECT=YES,CHARACTERISTICS=' in master
     mirror.close()

@@ -17,6 +17,8 @@ few rules both formats share:
   (AAC: 1024 samples; 0.5 s at 48 kHz is 23.4 frames) a part may hold one
   frame more than fits (24 frames: 0.512 s). :func:`part_target` is the
   bound HLS must advertise (every part MUST be <= PART-TARGET).
+* **Audio tracks**: the one players start with (:func:`default_audio`) and
+  the names they show, unique in the stream (:func:`audio_labels`).
 * **Stream state**: :func:`is_low_latency` (live and not ended) and
   :func:`is_vod` (a file packaged as VOD, as opposed to a live stream that
   ended).
@@ -145,3 +147,21 @@ def part_target(view: StreamView) -> Fraction:
         for p in t.pending:
             longest = max(longest, Fraction(p.duration, t.info.timescale))
     return Fraction(math.ceil(longest * PART_TARGET_RESOLUTION), PART_TARGET_RESOLUTION)
+
+
+def default_audio(audio: Sequence[TrackView]) -> int:
+    """Position of the track players start with: the one marked default, else the first."""
+    return next((i for i, a in enumerate(audio) if a.info.default), 0)
+
+
+def audio_labels(audio: Sequence[TrackView]) -> list[str]:
+    """Each track's NAME: its label (else its name), made unique within the group by a counter."""
+    out: list[str] = []
+    for a in audio:
+        base = a.info.label or a.info.name
+        label, n = base, 1
+        while label in out:
+            n += 1
+            label = f"{base} ({n})"
+        out.append(label)
+    return out

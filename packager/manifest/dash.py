@@ -39,7 +39,7 @@ from fractions import Fraction
 
 from lxml import etree
 
-from packager.manifest import is_low_latency, part_bound, peak_bitrate
+from packager.manifest import audio_labels, default_audio, is_low_latency, part_bound, peak_bitrate
 from packager.manifest.adbreaks import (
     SCTE35_INBAND_SCHEME,
     SCTE35_INBAND_VALUE,
@@ -48,7 +48,7 @@ from packager.manifest.adbreaks import (
     dash_events,
 )
 from packager.manifest.timeline import PeriodPlan, TimelineEntry, compress_timeline, plan_periods, timeline_entries
-from packager.model import INIT_NAME, StreamView, TrackView
+from packager.model import INIT_NAME, StreamView, TrackInfo, TrackView
 from packager.splice import SPLICE_TIMESCALE
 from packager.timebase import iso_from_epoch_s
 
@@ -60,6 +60,8 @@ UTC_HTTP_ISO = "urn:mpeg:dash:utc:http-iso:2014"
 AUDIO_CHANNELS_SCHEME = "urn:mpeg:dash:23003:3:audio_channel_configuration:2011"
 ROLE_SCHEME = "urn:mpeg:dash:role:2011"
 CEA608_SCHEME = "urn:scte:dash:cc:cea-608:2015"  # Accessibility: captions in the video's SEI (DASH-IF IOP)
+AUDIO_PURPOSE_SCHEME = "urn:tva:metadata:cs:AudioPurposeCS:2007"  # DASH-IF IOP: audio description
+AUDIO_PURPOSE_VISUALLY_IMPAIRED = "1"
 
 INIT_TEMPLATE = f"$RepresentationID$/{INIT_NAME}"
 MEDIA_TEMPLATE = "$RepresentationID$/$Number$.m4s"  # == segment_name(msn) under the track folder
@@ -240,10 +242,10 @@ def _period(
     _event_stream(period, view, plan.origin_s, end_s, first=first)
     if view.video:
         _adaptation_set(period, view, view.video, as_id=0, mode=mode, per_track=plan.entries)
-    languages = list(dict.fromkeys(a.info.language or "und" for a in view.audio))
-    for i, lang in enumerate(languages):
-        tracks = tuple(a for a in view.audio if (a.info.language or "und") == lang)
-        _adaptation_set(period, view, tracks, as_id=1 + i, mode=mode, per_track=plan.entries)
+    default = default_audio(view.audio)
+    for i, (track, label) in enumerate(zip(view.audio, audio_labels(view.audio), strict=True)):
+        described = _AudioSet(label=label, default=i == default)
+        _adaptation_set(period, view, (track,), as_id=1 + i, mode=mode, per_track=plan.entries, audio=described)
 
 
 def _event_stream(
@@ -290,6 +292,23 @@ def _producer_reference_time(
     _utc_timing(prt, url)
 
 
+@dataclass(frozen=True)
+class _AudioSet:
+    """How an audio AdaptationSet presents its track: its Label and whether it is the main one."""
+
+    label: str
+    default: bool
+
+
+def _audio_roles(aset: etree._Element, info: TrackInfo, described: _AudioSet) -> None:
+    """Accessibility and Role (in schema order): main or alternate, plus description for an audio description."""
+    if info.describes_video:
+        _el(aset, "Accessibility", schemeIdUri=AUDIO_PURPOSE_SCHEME, value=AUDIO_PURPOSE_VISUALLY_IMPAIRED)
+    _el(aset, "Role", schemeIdUri=ROLE_SCHEME, value="main" if described.default else "alternate")
+    if info.describes_video:
+        _el(aset, "Role", schemeIdUri=ROLE_SCHEME, value="description")
+
+
 def _adaptation_set(
     period: etree._Element,
     view: StreamView,
@@ -298,6 +317,7 @@ def _adaptation_set(
     as_id: int,
     mode: _Mode,
     per_track: Mapping[str, tuple[TimelineEntry, ...]],
+    audio: _AudioSet | None = None,
 ) -> None:
     video = tracks[0].info.kind == "video"
     aset = _el(
@@ -326,6 +346,8 @@ def _adaptation_set(
     if video:
         # splices are also carried in-band: an emsg in the part that starts at each splice (SCTE 214-3)
         _el(aset, "InbandEventStream", schemeIdUri=SCTE35_INBAND_SCHEME, value=SCTE35_INBAND_VALUE)
+    if audio is not None:
+        _el(aset, "Label").text = audio.label
     shared_timescale = len({t.info.timescale for t in tracks}) == 1
     if mode.low_latency and shared_timescale:
         first = tracks[0]
@@ -334,7 +356,10 @@ def _adaptation_set(
     if captions is not None:
         # value: channel=language, ISO 639-2 per SCTE 214-1 (a tag that is not three letters is given as is)
         _el(aset, "Accessibility", schemeIdUri=CEA608_SCHEME, value="CC1" if captions == "und" else f"CC1={captions}")
-    _el(aset, "Role", schemeIdUri=ROLE_SCHEME, value="main")
+    if audio is None:
+        _el(aset, "Role", schemeIdUri=ROLE_SCHEME, value="main")
+    else:
+        _audio_roles(aset, tracks[0].info, audio)
 
     for t in tracks:
         _representation(aset, view, t, per_track[t.info.name], mode=mode, prt=mode.low_latency and not shared_timescale)

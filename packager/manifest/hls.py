@@ -3,7 +3,8 @@
 Pure text renderers over one :class:`~packager.model.StreamView`:
 
 * :func:`render_master` - the multivariant playlist: one ``EXT-X-STREAM-INF``
-  per video rendition, all sharing one audio group.
+  per video rendition, all sharing one audio group with an ``EXT-X-MEDIA``
+  per audio track (language, name, default, channels, audio description).
 * :func:`render_media` - one track's media playlist. While the stream is live
   it is a Low-Latency HLS playlist (``EXT-X-SERVER-CONTROL``, ``EXT-X-PART``,
   ``EXT-X-PRELOAD-HINT``, ``EXT-X-RENDITION-REPORT``, optional delta update
@@ -34,10 +35,20 @@ Rules this module keeps (see DESIGN.md "Rules that peers get wrong"):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from packager.manifest import average_bitrate, gap_filled, is_low_latency, is_vod, part_target, peak_bitrate
+from packager.manifest import (
+    audio_labels,
+    average_bitrate,
+    default_audio,
+    gap_filled,
+    is_low_latency,
+    is_vod,
+    part_target,
+    peak_bitrate,
+)
 from packager.manifest.adbreaks import cue_tags, dateranges
 from packager.model import (
     INIT_NAME,
@@ -55,6 +66,7 @@ HLS_VERSION = 6  # EXT-X-MAP in a Media Playlist without EXT-X-I-FRAMES-ONLY
 HLS_SKIP_VERSION = 9  # a Playlist containing EXT-X-SKIP (rfc8216bis, protocol version compatibility)
 AUDIO_GROUP = "audio"
 CC_GROUP = "cc"
+DESCRIBES_VIDEO = "public.accessibility.describes-video"  # EXT-X-MEDIA CHARACTERISTICS of an audio description
 
 PART_WINDOW_TARGETS = 3  # parts listed for segments starting within 3 target durations of the end
 HOLD_BACK_TARGETS = 3  # HOLD-BACK >= 3 x TARGETDURATION
@@ -83,6 +95,28 @@ def _quoted(text: str) -> str:
 # --------------------------------------------------------------------------- multivariant
 
 
+def audio_media_lines(audio: Sequence[TrackView]) -> list[str]:
+    """One ``EXT-X-MEDIA TYPE=AUDIO`` per track, all in one group, exactly one ``DEFAULT=YES``.
+
+    ``LANGUAGE`` is the track's BCP 47 tag (left out when undetermined), ``CHANNELS`` the AAC
+    channel count, and an audio description carries
+    ``CHARACTERISTICS="public.accessibility.describes-video"``."""
+    default = default_audio(audio)
+    lines = []
+    for i, (a, label) in enumerate(zip(audio, audio_labels(audio), strict=True)):
+        attrs = ["TYPE=AUDIO", f"GROUP-ID={_quoted(AUDIO_GROUP)}", f"NAME={_quoted(label)}"]
+        if a.info.language and a.info.language != "und":
+            attrs.append(f"LANGUAGE={_quoted(a.info.language)}")
+        attrs += [f"DEFAULT={'YES' if i == default else 'NO'}", "AUTOSELECT=YES"]
+        if a.info.describes_video:
+            attrs.append(f"CHARACTERISTICS={_quoted(DESCRIBES_VIDEO)}")
+        if a.info.channels:
+            attrs.append(f"CHANNELS={_quoted(str(a.info.channels))}")
+        attrs.append(f"URI={_quoted(_media_uri(a.info.name))}")
+        lines.append("#EXT-X-MEDIA:" + ",".join(attrs))
+    return lines
+
+
 def render_master(view: StreamView) -> str:
     """The multivariant playlist: every video rendition as a variant referencing one audio group.
 
@@ -99,19 +133,7 @@ def render_master(view: StreamView) -> str:
     audio_codecs = list(dict.fromkeys(a.info.codec for a in audio))
 
     if video and audio:
-        for i, a in enumerate(audio):
-            attrs = [
-                "TYPE=AUDIO",
-                f"GROUP-ID={_quoted(AUDIO_GROUP)}",
-                f"NAME={_quoted(a.info.name)}",
-            ]
-            if a.info.language and a.info.language != "und":
-                attrs.append(f"LANGUAGE={_quoted(a.info.language)}")
-            attrs += [f"DEFAULT={'YES' if i == 0 else 'NO'}", "AUTOSELECT=YES"]
-            if a.info.channels:
-                attrs.append(f"CHANNELS={_quoted(str(a.info.channels))}")
-            attrs.append(f"URI={_quoted(_media_uri(a.info.name))}")
-            lines.append("#EXT-X-MEDIA:" + ",".join(attrs))
+        lines += audio_media_lines(audio)
 
     captions = _closed_captions(view, lines)
     for v in video:

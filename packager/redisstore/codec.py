@@ -115,6 +115,9 @@ def info_json(info: TrackInfo) -> dict[str, Any]:
         "channels": info.channels,
         "language": info.language,
         "captions": info.captions,
+        "label": info.label,
+        "default": info.default,
+        "describes_video": info.describes_video,
     }
 
 
@@ -133,6 +136,9 @@ def info_from(d: Mapping[str, Any]) -> TrackInfo:
         channels=int(d["channels"]),
         language=d["language"],
         captions=d.get("captions"),
+        label=str(d.get("label", "")),  # absent in what older encoders published
+        default=bool(d.get("default", False)),
+        describes_video=bool(d.get("describes_video", False)),
     )
 
 

@@ -9,7 +9,7 @@ udp://, ...). Every source runs on its own thread and calls a
 
 from __future__ import annotations
 
-from packager.sources.base import FrameSink, Source, SourceError, SourceInfo
+from packager.sources.base import AudioStreamInfo, FrameSink, Source, SourceError, SourceInfo
 from packager.sources.media import MediaSource
 from packager.sources.testsrc import TestSource, parse_testsrc
 
@@ -27,4 +27,13 @@ def open_source(spec: str, *, paced: bool = True, loop: bool = False, fps: objec
     return MediaSource(spec, paced=paced, loop=loop, fps=want_fps)
 
 
-__all__ = ["FrameSink", "MediaSource", "Source", "SourceError", "SourceInfo", "TestSource", "open_source"]
+__all__ = [
+    "AudioStreamInfo",
+    "FrameSink",
+    "MediaSource",
+    "Source",
+    "SourceError",
+    "SourceInfo",
+    "TestSource",
+    "open_source",
+]

@@ -9,7 +9,10 @@ from typing import Protocol
 
 import av
 
+from packager.audiotracks import AudioStreamInfo
 from packager.scte35 import PtsMapper
+
+__all__ = ["AudioStreamInfo", "FrameSink", "Source", "SourceError", "SourceInfo"]
 
 
 class SourceError(Exception):
@@ -26,6 +29,7 @@ class SourceInfo:
     fps: Fraction = Fraction(30)
     live: bool = True  # media time is UTC (live) or starts at zero (VOD)
     duration_s: float | None = None  # the media the input holds (a file's duration; None: unknown, live)
+    audio_streams: tuple[AudioStreamInfo, ...] = ()  # every audio stream, in input order
 
 
 class FrameSink(Protocol):
@@ -33,7 +37,9 @@ class FrameSink(Protocol):
 
     def video(self, frame: av.VideoFrame, pts: int, capture_utc_s: float) -> None: ...
 
-    def audio(self, frame: av.AudioFrame, pts: int, capture_utc_s: float) -> None: ...
+    def audio(self, frame: av.AudioFrame, pts: int, capture_utc_s: float, stream: int) -> None:
+        """``stream``: which input audio stream (its index among the input's audio streams) it comes from."""
+        ...
 
     def cue(self, section: bytes, to_media: PtsMapper) -> None:
         """An SCTE-35 splice_info_section from the input; ``to_media`` maps its 90 kHz pts to media ticks."""
@@ -45,6 +51,10 @@ class Source(Protocol):
 
     def probe(self) -> SourceInfo:
         """Open the input and learn its streams (blocking; call off the event loop)."""
+        ...
+
+    def select_audio(self, streams: tuple[int, ...]) -> None:
+        """Decode these input audio streams (indices among the input's audio streams); call before ``run``."""
         ...
 
     def run(self, sink: FrameSink, stop: threading.Event, duration_s: float | None = None) -> str:

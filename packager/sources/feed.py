@@ -101,16 +101,21 @@ class _Tracker:
     def __init__(self, sink: FrameSink) -> None:
         self.sink = sink
         self.next_video: int | None = None  # 90 kHz
-        self.next_audio: int | None = None  # 48 kHz
+        self.next_audio: dict[int, int] = {}  # input audio stream -> its next sample time, 48 kHz
         self.frame_ticks = 3000
 
     def video(self, frame: av.VideoFrame, pts: int, capture_utc_s: float) -> None:
         self.sink.video(frame, pts, capture_utc_s)
         self.next_video = pts + self.frame_ticks
 
-    def audio(self, frame: av.AudioFrame, pts: int, capture_utc_s: float) -> None:
-        self.sink.audio(frame, pts, capture_utc_s)
-        self.next_audio = pts + frame.samples
+    def audio(self, frame: av.AudioFrame, pts: int, capture_utc_s: float, stream: int) -> None:
+        self.sink.audio(frame, pts, capture_utc_s, stream)
+        self.next_audio[stream] = pts + frame.samples
+
+    @property
+    def audio_end(self) -> int | None:
+        """Where the furthest audio stream is (48 kHz ticks), None before any audio."""
+        return max(self.next_audio.values(), default=None)
 
     def cue(self, section: bytes, to_media: PtsMapper) -> None:
         self.sink.cue(section, to_media)
@@ -129,12 +134,16 @@ class FeedSource:
         self._wake = threading.Event()
         self.slate_frames = 0
         self.finished = False  # run() returned: nothing can be attached any more
+        self.audio_streams: tuple[int, ...] = (0,)  # every input decodes these audio streams
         self._input_since_utc_s = time.time()
 
     def probe(self) -> SourceInfo:
         info = self.first.source.probe()
         self.info = info
         return info
+
+    def select_audio(self, streams: tuple[int, ...]) -> None:
+        self.audio_streams = tuple(streams)
 
     def input_state(self) -> tuple[str, float]:
         """("live" | "slate", since when in UTC seconds); called from the loop, written by the feed thread."""
@@ -182,8 +191,9 @@ class FeedSource:
                 self._set_current(entry)
                 if tracker.next_video is not None:
                     entry.source.not_before_s = tracker.next_video / VIDEO_TIMESCALE
-                elif tracker.next_audio is not None:
-                    entry.source.not_before_s = tracker.next_audio / AUDIO_TIMESCALE
+                elif tracker.audio_end is not None:
+                    entry.source.not_before_s = tracker.audio_end / AUDIO_TIMESCALE
+                entry.source.select_audio(self.audio_streams)
                 try:
                     reason = entry.source.run(tracker, _Either(stop, entry.stop), None)  # type: ignore[arg-type]
                 except Exception as exc:  # an input failing ends that input, not the stream
@@ -212,12 +222,11 @@ class FeedSource:
         painter = Painter(width, height) if info.has_video else None
         ft = tracker.frame_ticks
         video_t = tracker.next_video if tracker.next_video is not None else None
-        audio_t = tracker.next_audio
         if video_t is None:
             now_ticks = int(time.time() * VIDEO_TIMESCALE)
             video_t = -(-now_ticks // ft) * ft
-        if audio_t is None and info.has_audio:
-            audio_t = round(video_t * AUDIO_TIMESCALE / VIDEO_TIMESCALE)
+        first_audio_t = round(video_t * AUDIO_TIMESCALE / VIDEO_TIMESCALE)
+        audio_t = {s: tracker.next_audio.get(s, first_audio_t) for s in self.audio_streams} if info.has_audio else {}
         silence = np.zeros((2, SLATE_AUDIO_CHUNK), dtype=np.float32)
         started = time.monotonic()
         log.info("feed: no input, showing the slate for up to %.0f s", self.window_s)
@@ -238,13 +247,14 @@ class FeedSource:
                 planes = painter.draw(n, int(t_s * 1000))
                 tracker.video(av.VideoFrame.from_ndarray(planes, format="yuv420p"), video_t, t_s)
                 self.slate_frames += 1
-            if audio_t is not None:
-                end = round((video_t + ft) * AUDIO_TIMESCALE / VIDEO_TIMESCALE)
-                while audio_t + SLATE_AUDIO_CHUNK <= end:
+            end = round((video_t + ft) * AUDIO_TIMESCALE / VIDEO_TIMESCALE)
+            for stream, t in audio_t.items():
+                while t + SLATE_AUDIO_CHUNK <= end:
                     af = av.AudioFrame.from_ndarray(silence, format="fltp", layout="stereo")
                     af.sample_rate = AUDIO_TIMESCALE
-                    tracker.audio(af, audio_t, audio_t / AUDIO_TIMESCALE)
-                    audio_t = tracker.next_audio or audio_t + SLATE_AUDIO_CHUNK
+                    tracker.audio(af, t, t / AUDIO_TIMESCALE, stream)
+                    t += SLATE_AUDIO_CHUNK
+                audio_t[stream] = t
             video_t += ft
             tracker.next_video = video_t
             n += 1

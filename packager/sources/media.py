@@ -22,6 +22,7 @@ import av
 
 from packager.admission import PUSH_FORMATS, InputLimits, demuxer_options
 from packager.prescan import declared_size
+from packager.sources.audiolane import AudioLane, describe
 from packager.sources.base import FrameSink, SourceError, SourceInfo
 from packager.sources.clock import CfrScheduler, CueClock, Rebaser, grid_ticks
 from packager.timebase import AUDIO_TIMESCALE, VIDEO_TIMESCALE
@@ -91,6 +92,7 @@ class MediaSource:
         self.info = SourceInfo(url, False, False)
         self.corrupt_packets = 0
         self.decode_errors = 0
+        self.audio_streams: tuple[int, ...] = (0,)  # which input audio streams to decode (select_audio)
         self._container: av.container.InputContainer | None = None
 
     @property
@@ -174,8 +176,17 @@ class MediaSource:
             fps=fps,
             live=self.live,
             duration_s=self._duration_s(container),
+            audio_streams=tuple(describe(s, i) for i, s in enumerate(container.streams.audio)),
         )
         return self.info
+
+    def select_audio(self, streams: tuple[int, ...]) -> None:
+        self.audio_streams = tuple(streams)
+
+    def _lanes(self, container: av.container.InputContainer, lanes: list[AudioLane]) -> dict[int, AudioLane]:
+        """Container stream index -> the lane of each selected audio stream this input has."""
+        audio = container.streams.audio
+        return {audio[lane.stream].index: lane for lane in lanes if lane.stream < len(audio)}
 
     def _duration_s(self, container: av.container.InputContainer) -> float | None:
         """The file's duration from its header (None for a looped input or one that does not say)."""
@@ -202,14 +213,14 @@ class MediaSource:
         rebaser = Rebaser(anchor_s)
         cues = CueClock(rebaser)
         cfr = CfrScheduler(frame_ticks, anchor_ticks)
-        resampler = av.AudioResampler(format="fltp", layout="stereo", rate=AUDIO_TIMESCALE)
-        audio_next: int | None = None
+        lanes = [AudioLane(s, "a" if i == 0 else f"a{s}") for i, s in enumerate(self.audio_streams)]
         wall0 = time.monotonic()
         end_ticks = None if duration_s is None else anchor_ticks + int(Fraction(duration_s) * VIDEO_TIMESCALE)
         reason = "end of input"
         try:
             while True:
-                streams = [s for s in (*container.streams.video[:1], *container.streams.audio[:1])]
+                by_stream = self._lanes(container, lanes)
+                streams = [*container.streams.video[:1], *(container.streams[i] for i in by_stream)]
                 for s in streams:
                     s.thread_type = "AUTO"
                 streams += _cue_streams(container)
@@ -246,6 +257,7 @@ class MediaSource:
                                 capture = float(Fraction(slot, VIDEO_TIMESCALE)) if info.live else time.time()
                                 sink.video(frame, slot, capture)
                         elif isinstance(frame, av.AudioFrame):
+                            lane = by_stream[packet.stream.index]
                             src_s = (
                                 Fraction(frame.pts * frame.time_base)
                                 if frame.pts is not None and frame.time_base
@@ -253,33 +265,29 @@ class MediaSource:
                             )
                             dur = Fraction(frame.samples, frame.sample_rate or AUDIO_TIMESCALE)
                             if src_s is None:
-                                src_s = rebaser.expected.get("a", anchor_s) - (rebaser.offset_s or 0)
-                            media_s = rebaser.media_s("a", src_s, dur)
+                                src_s = rebaser.expected.get(lane.clock_key, anchor_s) - (rebaser.offset_s or 0)
+                            media_s = rebaser.media_s(lane.clock_key, src_s, dur)
                             if end_ticks is not None and media_s * VIDEO_TIMESCALE >= end_ticks:
                                 continue
-                            start = round(media_s * AUDIO_TIMESCALE)
-                            if audio_next is None or abs(start - audio_next) > AUDIO_TIMESCALE // 10:
-                                audio_next = start
-                            frame.pts = None
+                            lane.place(media_s)
                             try:
-                                out = resampler.resample(frame)
+                                out = lane.resample(frame)
                             except (av.error.FFmpegError, ValueError) as exc:
                                 self.decode_errors += 1
                                 log.debug("%s: audio resample error: %s", self.url, _error_text(exc))
-                                resampler = av.AudioResampler(format="fltp", layout="stereo", rate=AUDIO_TIMESCALE)
                                 continue
                             for af in out:
                                 if (
-                                    not info.has_video
+                                    lane is lanes[0]
+                                    and not info.has_video
                                     and self.paced
                                     and not self._pace(
-                                        wall0, audio_next - round(anchor_s * AUDIO_TIMESCALE), AUDIO_TIMESCALE, stop
+                                        wall0, lane.next - round(anchor_s * AUDIO_TIMESCALE), AUDIO_TIMESCALE, stop
                                     )
                                 ):
                                     return "stopped"
-                                capture = audio_next / AUDIO_TIMESCALE if info.live else time.time()
-                                sink.audio(af, audio_next, capture)
-                                audio_next += af.samples
+                                capture = lane.next / AUDIO_TIMESCALE if info.live else time.time()
+                                sink.audio(af, lane.advance(af.samples), capture, lane.stream)
                 if stop.is_set():
                     return "stopped"
                 if not self.loop or self.reader is not None:

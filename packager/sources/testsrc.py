@@ -21,7 +21,7 @@ from fractions import Fraction
 import av
 import numpy as np
 
-from packager.sources.base import FrameSink, SourceError, SourceInfo
+from packager.sources.base import AudioStreamInfo, FrameSink, SourceError, SourceInfo
 from packager.timebase import AUDIO_TIMESCALE, VIDEO_TIMESCALE
 
 WHITE, BLACK = 235, 16
@@ -201,8 +201,20 @@ class TestSource:
         self.width, self.height, self.fps = width, height, Fraction(fps)
         self.paced = paced
         self.info = SourceInfo(
-            f"testsrc {width}x{height}@{float(fps):g}", True, True, width, height, self.fps, live=True
+            f"testsrc {width}x{height}@{float(fps):g}",
+            True,
+            True,
+            width,
+            height,
+            self.fps,
+            live=True,
+            audio_streams=(AudioStreamInfo(0, channels=2),),
         )
+        self.with_audio = True
+
+    def select_audio(self, streams: tuple[int, ...]) -> None:
+        """The one tone is stream 0: selecting no stream turns it off."""
+        self.with_audio = 0 in streams
 
     def probe(self) -> SourceInfo:
         return self.info
@@ -233,11 +245,11 @@ class TestSource:
             capture = float(t_s)
             # audio up to the end of this video frame
             frame_end_sample = int((t_s + 1 / fps) * AUDIO_TIMESCALE)
-            while audio_sample + AUDIO_CHUNK <= frame_end_sample:
+            while self.with_audio and audio_sample + AUDIO_CHUNK <= frame_end_sample:
                 pcm = tone(audio_sample, AUDIO_CHUNK)
                 af = av.AudioFrame.from_ndarray(pcm, format="fltp", layout="stereo")
                 af.sample_rate = AUDIO_TIMESCALE
-                sink.audio(af, audio_sample, audio_sample / AUDIO_TIMESCALE)
+                sink.audio(af, audio_sample, audio_sample / AUDIO_TIMESCALE, 0)
                 audio_sample += AUDIO_CHUNK
             sink.video(frame, n * ft, capture)
             n += 1
