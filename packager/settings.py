@@ -90,21 +90,10 @@ from packager.config import (
 from packager.events import parse_types
 from packager.security import SERVER_KEYS, SecuritySettings, security_settings
 
-_STREAM_KEYS = {
-    "key",
-    "ladder",
-    "audio_bitrate",
-    "segment",
-    "part",
-    "window",
-    "preset",
-    "takeover",
-    "max_kbps",
-    "hls_cue_tags",
-    "cc_language",
-    "audio",
-    "max_audio",
-}
+# what a stream sets for itself or takes from [defaults]
+_DEFAULT_KEYS = {"ladder", "audio_bitrate", "segment", "part", "window", "preset", "hls_cue_tags", "cc_language"}
+_DEFAULT_KEYS |= {"audio", "max_audio"}
+_STREAM_KEYS = _DEFAULT_KEYS | {"key", "takeover", "max_kbps"}
 _STREAM_KEYS |= {"passphrase", "pbkeylen"}  # SRT encryption
 _SERVER_KEYS = {"srt_port", "rtmp_port", "reconnect_window", "keep", "max_publishers", "max_ingest_kbps"}
 _SERVER_KEYS |= {"publisher_kbps", "refusal_limit", "refusal_window"}
@@ -113,18 +102,6 @@ _SERVER_KEYS |= _PUSH_KEYS
 _RTMP_KEYS = {"rtmp_publish_timeout", "rtmp_max_per_peer", "rtmp_max_unauthenticated"}
 _SERVER_KEYS |= _RTMP_KEYS
 _SERVER_KEYS |= SERVER_KEYS | {"rtmps_port"}
-_DEFAULT_KEYS = {
-    "ladder",
-    "audio_bitrate",
-    "segment",
-    "part",
-    "window",
-    "preset",
-    "hls_cue_tags",
-    "cc_language",
-    "audio",
-    "max_audio",
-}
 _WEBHOOK_KEYS = {"url", "secret", "events", "timeout_s", "max_attempts", "allow_private", "ca_file"}
 _EVENTS_KEYS = {"dead_letter", "backlog", "rejection_interval"}
 

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from packager.manifest.dash import CEA608_SCHEME, render_mpd
 from packager.manifest.hls import render_master
 from packager.model import StreamView
 from tests.support.cea608 import caption_pairs, make_captioned_clip
-from tests.support.procs import REPO
+from tests.support.procs import package
 from tests.support.views import make_view
 from tests.support.xsd import validate_mpd
 
@@ -88,15 +86,8 @@ def _decoded_pairs(folder: Path, rendition: str) -> list[bytes]:
 @pytest.mark.media
 def test_captions_pass_through_every_rendition_frame_for_frame(tmp_path) -> None:
     clip = make_captioned_clip(tmp_path / "cc.ts", CAPTIONS, seconds=5)
-    r = subprocess.run(
-        [
-            *(sys.executable, "-m", "packager", "package", str(clip), "--out", str(tmp_path / "out"), "--fast"),
-            *("--ladder", "320x180@300k,256x144@150k", "--preset", "ultrafast", "--cc-language", "en", "--quiet"),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    r = package(
+        clip, tmp_path / "out", "--ladder", "320x180@300k,256x144@150k", "--preset", "ultrafast", "--cc-language", "en"
     )
     assert r.returncode == 0, r.stderr
     folder = tmp_path / "out" / "demo"

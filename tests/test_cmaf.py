@@ -120,19 +120,6 @@ class BitWriter:
         return bytes(int("".join(map(str, bits[i : i + 8])), 2) for i in range(0, len(bits), 8))
 
 
-def escape(rbsp: bytes) -> bytes:
-    """Insert emulation-prevention bytes (H.264 7.4.1)."""
-    out = bytearray()
-    zeros = 0
-    for byte in rbsp:
-        if zeros >= 2 and byte <= 3:
-            out.append(3)
-            zeros = 0
-        out.append(byte)
-        zeros = zeros + 1 if byte == 0 else 0
-    return bytes(out)
-
-
 def synthetic_samples(count: int, *, base: int, with_cto: bool) -> list[Sample]:
     """Samples in decode order; with_cto gives an IBBP-like pattern with negative offsets too."""
     out = []
@@ -237,7 +224,7 @@ def test_parse_sps_scaling_lists_poc_type_1_fields_and_emulation_prevention() ->
         w.ue(v)
     w.u(1, 0)  # vui_parameters_present_flag
     rbsp = w.rbsp()
-    nal = b"\x67" + escape(rbsp)
+    nal = b"\x67" + avc.escape_rbsp(rbsp)
     assert len(nal) > len(rbsp) + 1  # emulation-prevention bytes were needed
     info = parse_sps(nal)
     assert (info.width, info.height) == (1920, 1080)

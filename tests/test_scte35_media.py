@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import base64
 import struct
-import subprocess
-import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from fixtures.media import make_clip
 from packager.cmaf import iter_boxes, parse_fragments
 from packager.manifest.adbreaks import SCTE35_INBAND_SCHEME
 from tests.support.outputs import decode_segments, media_playlists
-from tests.support.procs import REPO
+from tests.support.procs import package
 from tests.support.scte35ts import with_cues
 from tests.support.xsd import validate_mpd
 
@@ -48,16 +46,7 @@ def packaged(tmp_path_factory) -> tuple[Path, bytes, bytes, str]:
     ts = with_cues(clip.read_bytes(), [(t0 + 2.0, out_cue), (t0 + 3.0, bytes(damaged)), (t0 + 2.5, out_cue)])
     source = tmp / "cues.ts"
     source.write_bytes(ts)
-    r = subprocess.run(
-        [
-            *(sys.executable, "-m", "packager", "package", str(source), "--out", str(tmp / "out"), "--fast"),
-            *("--ladder", LADDER, "--preset", "ultrafast", "--hls-cue-tags", "--quiet"),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    r = package(source, tmp / "out", "--ladder", LADDER, "--preset", "ultrafast", "--hls-cue-tags")
     assert r.returncode == 0, r.stderr
     return tmp / "out" / "demo", out_cue, bytes(damaged), r.stderr
 

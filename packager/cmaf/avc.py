@@ -78,6 +78,19 @@ def parameter_sets(data: bytes) -> tuple[list[bytes], list[bytes]]:
     return sps, pps
 
 
+def escape_rbsp(rbsp: bytes) -> bytes:
+    """Insert emulation-prevention bytes (H.264 7.4.1): ``00 00`` followed by 00..03 gets a 03 between."""
+    out = bytearray()
+    zeros = 0
+    for byte in rbsp:
+        if zeros >= 2 and byte <= 3:
+            out.append(3)
+            zeros = 0
+        out.append(byte)
+        zeros = zeros + 1 if byte == 0 else 0
+    return bytes(out)
+
+
 def unescape_rbsp(nal: bytes) -> bytes:
     """Remove emulation-prevention bytes: every ``00 00 03`` becomes ``00 00``."""
     if b"\x00\x00\x03" not in nal:

@@ -12,7 +12,7 @@ back from an MP4 sample (players do the same; the tests too).
 
 from __future__ import annotations
 
-from packager.cmaf.avc import NAL_LENGTH_SIZE, nal_type, unescape_rbsp
+from packager.cmaf.avc import NAL_LENGTH_SIZE, escape_rbsp, nal_type, unescape_rbsp
 from packager.cmaf.boxes import u32
 
 NAL_SEI = 6
@@ -20,19 +20,6 @@ _SLICES = frozenset({1, 5})
 SEI_T35 = 4  # user_data_registered_itu_t_t35
 _A53_HEAD = b"\xb5\x00\x31GA94\x03"  # country US, provider ATSC, user identifier, cc_data()
 MAX_CC_COUNT = 31  # cc_count is 5 bits
-
-
-def _escape(rbsp: bytes) -> bytes:
-    """Insert emulation-prevention bytes: ``00 00`` followed by 00..03 gets a 03 between."""
-    out = bytearray()
-    zeros = 0
-    for byte in rbsp:
-        if zeros >= 2 and byte <= 3:
-            out.append(3)
-            zeros = 0
-        out.append(byte)
-        zeros = zeros + 1 if byte == 0 else 0
-    return bytes(out)
 
 
 def sei_nal(triplets: bytes) -> bytes:
@@ -44,7 +31,7 @@ def sei_nal(triplets: bytes) -> bytes:
     payload = _A53_HEAD + bytes([0x40 | count, 0xFF]) + triplets + b"\xff"
     size = len(payload)
     message = bytes([SEI_T35]) + b"\xff" * (size // 255) + bytes([size % 255]) + payload
-    return bytes([NAL_SEI]) + _escape(message + b"\x80")  # rbsp_trailing_bits
+    return bytes([NAL_SEI]) + escape_rbsp(message + b"\x80")  # rbsp_trailing_bits
 
 
 def _nals(sample: bytes) -> list[tuple[int, int]]:

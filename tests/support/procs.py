@@ -109,6 +109,12 @@ def packager(
         log.close()
 
 
+def package(source: Path, out: Path, *args: str, timeout_s: float = 180) -> subprocess.CompletedProcess:
+    """``packager package SOURCE --out OUT --fast --quiet ARGS``, its output captured as text."""
+    cmd = [sys.executable, "-m", "packager", "package", str(source), "--out", str(out), "--fast", "--quiet", *args]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout_s)
+
+
 def interrupt(proc: subprocess.Popen, timeout_s: float = 20.0) -> None:
     """Ctrl-C a packager (it finalizes its streams), killing it if it does not exit in time."""
     if proc.poll() is None:
