@@ -120,36 +120,11 @@ class Pipeline:
         self.info = info
         cfg = self.config
         tracks = audio_tracks(info, cfg)
-        timing = cfg.timing
-        clock = MediaClock(Fraction(0), live=True) if info.live else MediaClock(Fraction(time.time()), live=False)
-        self.stream = self.store.open_stream(
-            cfg.name,
-            segment_s=timing.segment_s,
-            part_s=timing.part_s,
-            window_s=timing.window_s if info.live else Fraction(10**9),
-            target_duration=timing.target_duration,
-            clock=clock,
-            hls_cue_tags=cfg.hls_cue_tags,
-        )
+        stream = self._open_stream(info)
         blocking = self.fast or not info.live or self.backpressure
-        fps = cfg.encoding.fps or info.fps
         if info.has_video:
-            self.splicer = Splicer(self.stream, timing.part_ticks(SPLICE_TIMESCALE), self._loop)
-            ladder = cfg.ladder.fit_to_source(info.width, info.height)
-            for rendition in ladder.renditions:
-                self.video_workers.append(
-                    VideoEncoder(
-                        rendition,
-                        fps=fps,
-                        segment_s=timing.segment_s,
-                        encoding=cfg.encoding,
-                        on_init=self._threadsafe(self._on_init),
-                        on_samples=self._threadsafe(self._on_samples(rendition.name)),
-                        blocking=blocking,
-                        keyframes=self.splicer.keyframes,
-                        caption_language=cfg.cc_language,
-                    )
-                )
+            self.splicer = Splicer(stream, cfg.timing.part_ticks(SPLICE_TIMESCALE), self._loop)
+            self._video_encoders(info, blocking)
         self.source.select_audio(tuple(t.stream for t in tracks))
         for track in tracks:
             self.audio_workers.append(
@@ -162,7 +137,7 @@ class Pipeline:
                 )
             )
         names = [w.rendition.name for w in self.video_workers] + [w.track_name for w in self.audio_workers]
-        self.stream.expect_tracks(frozenset(names))
+        stream.expect_tracks(frozenset(names))
         self.progress.expect(names)
         totals = [t for t in (info.duration_s, self.duration_s) if t is not None]
         self.progress.total_s = min(totals) if totals else None
@@ -176,7 +151,40 @@ class Pipeline:
             ", ".join(f"{w.rendition.name} {w.rendition.width}x{w.rendition.height}" for w in self.video_workers)
             + "".join(f" + {w.track_name} ({w.track.language})" for w in self.audio_workers),
         )
+        return stream
+
+    def _open_stream(self, info: SourceInfo) -> StreamStore:
+        cfg, timing = self.config, self.config.timing
+        clock = MediaClock(Fraction(0), live=True) if info.live else MediaClock(Fraction(time.time()), live=False)
+        self.stream = self.store.open_stream(
+            cfg.name,
+            segment_s=timing.segment_s,
+            part_s=timing.part_s,
+            window_s=timing.window_s if info.live else Fraction(10**9),
+            target_duration=timing.target_duration,
+            clock=clock,
+            hls_cue_tags=cfg.hls_cue_tags,
+        )
         return self.stream
+
+    def _video_encoders(self, info: SourceInfo, blocking: bool) -> None:
+        """One encoder per rendition of the ladder the source's picture allows, IDRs shared with the splicer."""
+        cfg = self.config
+        assert self.splicer is not None
+        for rendition in cfg.ladder.fit_to_source(info.width, info.height).renditions:
+            self.video_workers.append(
+                VideoEncoder(
+                    rendition,
+                    fps=cfg.encoding.fps or info.fps,
+                    segment_s=cfg.timing.segment_s,
+                    encoding=cfg.encoding,
+                    on_init=self._threadsafe(self._on_init),
+                    on_samples=self._threadsafe(self._on_samples(rendition.name)),
+                    blocking=blocking,
+                    keyframes=self.splicer.keyframes,
+                    caption_language=cfg.cc_language,
+                )
+            )
 
     @property
     def _workers(self) -> list:
