@@ -44,6 +44,7 @@ from packager.ingest.slots import ConnectionSlots, MemoryBudget, SlotLimits
 from packager.ratelog import RateLimitedLog
 from packager.settings import IngestSettings, RtmpLimits, StreamSettings, load
 from tests.support.pushes import FFMPEG, push
+from tests.support.rtmpclient import Client
 
 needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="needs the ffmpeg command (Debian package ffmpeg)")
 LOGGER = "packager.ingest.rtmp"
@@ -541,71 +542,6 @@ async def serve() -> AsyncIterator[Callable[..., Awaitable[tuple[RtmpServer, Col
     yield start
     for server in servers:
         await server.close()
-
-
-class Client:
-    """A hand-driven RTMP publisher (what ffmpeg does, one step at a time)."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-        self.parser = ChunkParser()
-        self.inbox: list[RtmpMessage] = []
-
-    @classmethod
-    async def open(cls, port: int, handshake: bool = True, source: str = "127.0.0.1") -> Client:
-        """Connect from ``source`` (any 127.x.y.z address is this host on Linux: another peer address)."""
-        client = cls(*await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0)))
-        if handshake:
-            client.writer.write(b"\x03" + bytes(1536))
-            s0s1s2 = await asyncio.wait_for(client.reader.readexactly(1 + 2 * 1536), 5)
-            assert s0s1s2[0] == 3 and s0s1s2[1537:] == bytes(1536)  # S2 echoes C1
-            client.writer.write(s0s1s2[1:1537])
-        return client
-
-    def send(self, csid: int, type_id: int, payload: bytes, stream_id: int = 0, ts: int = 0) -> None:
-        self.writer.write(encode_message(csid, type_id, stream_id, ts, payload))
-
-    def command(self, *values: amf.AmfValue, stream_id: int = 0) -> None:
-        self.send(3, 20, amf.encode(*values), stream_id)
-
-    async def message(self, match: Callable[[RtmpMessage], bool]) -> RtmpMessage:
-        while True:
-            for i, msg in enumerate(self.inbox):
-                if match(msg):
-                    return self.inbox.pop(i)
-            data = await asyncio.wait_for(self.reader.read(65536), 5)
-            assert data, "connection closed while waiting for a reply"
-            self.inbox += self.parser.feed(data)
-
-    async def reply(self, name: str, txid: float | None = None) -> list[amf.AmfValue]:
-        def match(msg: RtmpMessage) -> bool:
-            if msg.type_id != 20:
-                return False
-            values = amf.decode(msg.payload)
-            return values[0] == name and (txid is None or values[1] == txid)
-
-        return amf.decode((await self.message(match)).payload)
-
-    async def publish(self, app: str, name: str) -> list[amf.AmfValue]:
-        self.command("connect", 1, {"app": app, "tcUrl": f"rtmp://127.0.0.1/{app}", "type": "nonprivate"})
-        result = await self.reply("_result", 1)
-        assert result[3]["code"] == "NetConnection.Connect.Success"  # type: ignore[index]
-        self.command("releaseStream", 2, None, name)
-        self.command("FCPublish", 3, None, name)
-        self.command("createStream", 4, None)
-        assert (await self.reply("_result", 4))[1:] == [4.0, None, 1.0]
-        self.command("publish", 5, None, name, "live", stream_id=1)
-        return await self.reply("onStatus")
-
-    async def closed_by_server(self, timeout: float = 3.0) -> bool:
-        try:
-            async with asyncio.timeout(timeout):
-                while await self.reader.read(65536):
-                    pass
-        except ConnectionError:
-            pass
-        self.writer.close()
-        return True
 
 
 async def test_raw_publish_becomes_flv(serve) -> None:

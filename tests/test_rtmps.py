@@ -14,16 +14,14 @@ from pathlib import Path
 
 import av
 import pytest
-from cryptography import x509
 
 from fixtures.media import make_clip
 from packager.config import ConfigError, StreamConfig
-from packager.ingest import amf
 from packager.ingest.bridge import start_rtmp
 from packager.ingest.gate import THROTTLED, IngestGate, Refusal
 from packager.ingest.manager import PublishResult
 from packager.ingest.pipe import ByteQueue
-from packager.ingest.rtmp import ChunkParser, RtmpMessage, RtmpServer, encode_message
+from packager.ingest.rtmp import RtmpServer
 from packager.ports import ListenError, listen
 from packager.security import SecuritySettings
 from packager.settings import IngestSettings, RtmpLimits, StreamSettings, load
@@ -31,6 +29,7 @@ from packager.tls import ServerTls, TlsFiles
 from tests.support import certs
 from tests.support.certs import Issued, make_ca
 from tests.support.pushes import FFMPEG, push
+from tests.support.rtmpclient import Client
 
 needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="needs the ffmpeg command (Debian package ffmpeg)")
 KEYS = {"demo": "key-for-demo-123", "other": "key-for-other-456"}
@@ -118,58 +117,6 @@ async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
 
 
 # ---------------------------------------------------------------- a hand-driven publisher, over TLS or not
-
-
-class Client:
-    """An RTMP publisher one step at a time; ``tls`` is the client context (None: plain TCP)."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-        self.parser = ChunkParser()
-        self.inbox: list[RtmpMessage] = []
-
-    @classmethod
-    async def open(cls, port: int, tls: ssl.SSLContext | None, source: str = "127.0.0.1") -> Client:
-        host = "localhost" if tls is not None else None
-        streams = await asyncio.open_connection(
-            "127.0.0.1", port, ssl=tls, server_hostname=host, local_addr=(source, 0)
-        )
-        client = cls(*streams)
-        client.writer.write(b"\x03" + bytes(1536))
-        s0s1s2 = await asyncio.wait_for(client.reader.readexactly(1 + 2 * 1536), 5)
-        client.writer.write(s0s1s2[1:1537])
-        return client
-
-    def serial(self) -> int:
-        """The serial number of the certificate the server presented."""
-        der = self.writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
-        return x509.load_der_x509_certificate(der).serial_number
-
-    def command(self, *values: amf.AmfValue, stream_id: int = 0) -> None:
-        self.writer.write(encode_message(3, 20, stream_id, 0, amf.encode(*values)))
-
-    async def reply(self, name: str) -> list[amf.AmfValue]:
-        while True:
-            for i, msg in enumerate(self.inbox):
-                if msg.type_id == 20 and amf.decode(msg.payload)[0] == name:
-                    return amf.decode(self.inbox.pop(i).payload)
-            data = await asyncio.wait_for(self.reader.read(65536), 5)
-            assert data, "connection closed while waiting for a reply"
-            self.inbox += self.parser.feed(data)
-
-    async def publish(self, app: str, name: str) -> dict[str, amf.AmfValue]:
-        """connect, createStream, publish: the onStatus info object."""
-        self.command("connect", 1, {"app": app, "tcUrl": f"rtmps://localhost/{app}"})
-        await self.reply("_result")
-        self.command("createStream", 2, None)
-        await self.reply("_result")
-        self.command("publish", 3, None, name, "live", stream_id=1)
-        info = (await self.reply("onStatus"))[3]
-        assert isinstance(info, dict)
-        return info
-
-    def media(self, payload: bytes, ts: int) -> None:
-        self.writer.write(encode_message(6, 9, 1, ts, payload, 4096))
 
 
 def client_tls(ca: certs.CertAuthority) -> ssl.SSLContext:
@@ -291,7 +238,7 @@ async def test_reload_serves_the_new_certificate_while_a_session_goes_on(servers
     server = await group.start()
     first = await Client.open(server.port, client_tls(ca))
     assert first.serial() == issued.serial
-    assert (await first.publish("live", f"demo?key={KEYS['demo']}"))["code"] == START
+    assert (await first.publish("live", f"demo?key={KEYS['demo']}"))[3]["code"] == START
     first.media(b"\x17before", 0)
     (tmp_path / "renewed").mkdir()
     renewed = ca.issue(tmp_path / "renewed")
@@ -300,7 +247,7 @@ async def test_reload_serves_the_new_certificate_while_a_session_goes_on(servers
     assert group.tls.reload()
     second = await Client.open(server.port, client_tls(ca))
     assert second.serial() == renewed.serial != issued.serial
-    assert (await second.publish("live", f"other?key={KEYS['other']}"))["code"] == START
+    assert (await second.publish("live", f"other?key={KEYS['other']}"))[3]["code"] == START
     first.media(b"\x17after", 40)  # the open session keeps its TLS session and goes on
     first.command("FCUnpublish", 4, None, "demo")
     await until(lambda: "demo" in group.manager.data)
@@ -316,10 +263,10 @@ async def test_rtmp_and_rtmps_share_the_refusal_throttle(servers, ca) -> None:
     secure, plain = await group.start(), await group.start(secure=False)
     for _ in range(2):
         c = await Client.open(plain.port, None)
-        assert (await c.publish("live", "demo?key=guess"))["code"] == UNAUTHORIZED
+        assert (await c.publish("live", "demo?key=guess"))[3]["code"] == UNAUTHORIZED
         c.writer.close()
     c = await Client.open(secure.port, client_tls(ca))  # the right key, but the address is throttled on both ports
-    info = await c.publish("live", f"demo?key={KEYS['demo']}")
+    info = (await c.publish("live", f"demo?key={KEYS['demo']}"))[3]
     assert (info["code"], info["description"]) == (UNAUTHORIZED, THROTTLED)
     c.writer.close()
     assert [(r.protocol, r.status) for r in group.refusals] == [("rtmp", 403), ("rtmp", 403), ("rtmps", 429)]
