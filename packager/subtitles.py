@@ -10,14 +10,30 @@ numbering stays continuous like the media's. Event-loop only.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+from packager.audiotracks import check_label
+from packager.config import ConfigError
+from packager.languages import UNDETERMINED, bcp47_or_und, display_name
 from packager.model import Part, StreamListener, TrackInfo
 from packager.webvtt import INIT_MARKER, WEBVTT_TIMESCALE, Cue, render_segment
 
 TEXT_CODEC = "wvtt"
 TEXT_BITRATE = 1000  # nominal: a WebVTT rendition is a few hundred bytes a segment
+TRACK_PREFIX = "subs"
+TEXT_CODECS = frozenset({"subrip", "srt", "ass", "ssa", "webvtt", "mov_text", "text"})  # FFmpeg decoder names
+
+
+@dataclass(frozen=True)
+class SubtitleStreamInfo:
+    """One text subtitle stream of the input, as its container describes it."""
+
+    index: int  # among the input's text subtitle streams, from 0
+    language: str = UNDETERMINED  # as tagged (usually ISO 639-2)
+    title: str = ""
+    default: bool = False  # FFmpeg disposition "default"
 
 
 @dataclass(frozen=True)
@@ -40,6 +56,35 @@ class SubtitleTrack:
             label=self.label,
             default=self.default,
         )
+
+
+def track_name(language: str) -> str:
+    """The folder of a subtitle rendition: ``subs-en``; ``subs`` when the language is not said."""
+    return TRACK_PREFIX if language == UNDETERMINED else f"{TRACK_PREFIX}-{language.lower()}"
+
+
+def plan_subtitles(streams: Sequence[SubtitleStreamInfo]) -> tuple[SubtitleTrack, ...]:
+    """One rendition per input stream: BCP 47 language, NAME from the title (else the language's name),
+    names and folders unique, the stream marked default (none: none) the default."""
+    tracks: list[SubtitleTrack] = []
+    for s in streams:
+        language = bcp47_or_und(s.language)
+        name, n = track_name(language), 1
+        while any(t.name == name for t in tracks):
+            n += 1
+            name = f"{track_name(language)}-{n}"
+        tracks.append(SubtitleTrack(name, language, _label(s, language, name), default=s.default))
+    first_default = next((t.name for t in tracks if t.default), None)
+    return tuple(SubtitleTrack(t.name, t.language, t.label, t.name == first_default) for t in tracks)
+
+
+def _label(stream: SubtitleStreamInfo, language: str, fallback: str) -> str:
+    if stream.title.strip():
+        try:
+            return check_label(stream.title, "input title")
+        except ConfigError:
+            pass  # an unusable title falls back to the language's name
+    return display_name(language) or fallback
 
 
 @dataclass
