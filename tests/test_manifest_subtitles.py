@@ -14,8 +14,8 @@ from packager.model import PartRef, Segment, StreamView, TrackView
 from packager.subtitles import SubtitleTrack
 from packager.webvtt import render_segment
 from tests.support.views import AUDIO, V360, V720, make_view
-from tests.test_manifest_hls import attrs, tag_lines
 from tests.support.xsd import validate_mpd
+from tests.test_manifest_hls import attrs, tag_lines
 
 NS = {"d": "urn:mpeg:dash:schema:mpd:2011"}
 EN = SubtitleTrack("subs-en", "en", "English", default=True).info()
