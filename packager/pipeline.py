@@ -20,6 +20,7 @@ import av
 from packager.audiotracks import AudioStreamInfo, AudioTrack, plan_audio
 from packager.chunker import TrackChunker
 from packager.config import ConfigError, StreamConfig
+from packager.languages import display_name
 from packager.model import Sample
 from packager.offloop import call_in_thread
 from packager.progress import MediaProgress
@@ -28,7 +29,7 @@ from packager.sources import Source, SourceError, SourceInfo
 from packager.splice import SPLICE_TIMESCALE, KeyframeSchedule
 from packager.splicer import Splicer
 from packager.store import Store, StreamStore
-from packager.subtitles import Subtitles, SubtitleTrack, plan_subtitles
+from packager.subtitles import Subtitles, SubtitleTrack, plan_subtitles, track_name
 from packager.timebase import MediaClock
 from packager.transcode import AudioEncoder, EncodedInit, VideoEncoder
 from packager.webvtt import WEBVTT_TIMESCALE, Cue
@@ -253,6 +254,17 @@ class Pipeline:
         return call
 
     # -- loop side
+    def live_cues(self, language: str, cues: tuple[Cue, ...]) -> tuple[str, int]:
+        """Cues from the subtitle API (event loop): into the rendition of ``language`` (an input stream's, or
+        one made now). Returns the track name and how many cues came too late (their segments are out)."""
+        assert self.subtitles is not None
+        track = next((t for t in self.subtitle_tracks if t.language == language), None)
+        name = track.name if track is not None else track_name(language)
+        if not self.subtitles.has(name):
+            self.subtitles.add_track(SubtitleTrack(name, language, display_name(language) or name))
+        late = sum(not self.subtitles.add_cue(name, cue) for cue in cues)
+        return name, late
+
     def _on_text(self, stream: int, cue: Cue) -> None:
         """A cue of input text subtitle stream ``stream``, on the loop."""
         if self.subtitles is None or not 0 <= stream < len(self.subtitle_tracks):
