@@ -394,7 +394,7 @@ def _text_set(
     )
     _el(aset, "Label").text = info.label or info.name
     _el(aset, "Role", schemeIdUri=ROLE_SCHEME, value="subtitle")
-    rep = _el(aset, "Representation", id=info.name, bandwidth=str(info.bitrate or 1), codecs=info.codec)
+    rep = _el(aset, "Representation", id=info.name, bandwidth=str(info.bitrate or 1))  # plain text/vtt: no @codecs
     pto = math.floor(mode.origin_s * info.timescale)
     template = _el(rep, "SegmentTemplate", timescale=str(info.timescale), presentationTimeOffset=str(pto))
     template.set("startNumber", str(entries[0].msn if entries else _next_msn(track)))
