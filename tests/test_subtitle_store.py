@@ -7,6 +7,8 @@ import dataclasses
 from fractions import Fraction
 from pathlib import Path
 
+from origin.folder import FILE
+from origin.policy import Kind, cache_control, content_type_for_name
 from packager.manifest.dash import render_mpd
 from packager.manifest.hls import render_master, render_media
 from packager.mirror import DiskMirror
@@ -84,3 +86,10 @@ def test_the_disk_mirror_writes_whole_vtt_segments_and_no_init_or_parts(tmp_path
     assert (folder / "875000000.vtt").read_bytes() == stream.segment_bytes("subs-en", 875_000_000)
     assert b"00:00:00" not in (folder / "875000002.vtt").read_bytes()  # cue times are on the UTC media clock
     assert b"two" in (folder / "875000002.vtt").read_bytes()
+
+
+def test_the_origin_serves_a_packaged_folders_vtt_as_immutable_text_vtt() -> None:
+    kind, ctype = content_type_for_name("875000000.vtt")
+    assert (kind, ctype) == (Kind.SUBTITLE, "text/vtt; charset=utf-8")
+    assert FILE.match("875000000.vtt") and not FILE.match("875000000.vtt.bak")
+    assert "immutable" in cache_control(kind) and cache_control(kind, 404) == "no-store"

@@ -71,8 +71,10 @@ HLS = {
 DASH = {
     "url": "/players/dash.html?src=/live/demo/manifest.mpd",
     "offset": "window.__dash.timeAsUTC() - document.getElementById('video').currentTime",
-    "select": "(lang) => { const p = window.__dash; const i = p.getTracksFor('text').findIndex((t) => t.lang === lang);"
-    " p.enableText(true); p.setTextTrack(i); }",
+    # setTextTrack counts the text tracks dash.js made on the video, in MPD order
+    "select": "(lang) => { const v = document.getElementById('video');"
+    " const i = Array.from(v.textTracks).findIndex((t) => t.language === lang);"
+    " window.__dash.enableText(true); window.__dash.setTextTrack(i); }",
 }
 
 
