@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from origin import access, folder, handlers, players, policy, splices, sse
+from origin import access, folder, handlers, players, policy, splices, sse, subtitles
 from origin.access import ACCESS, Access
 from origin.cors import CorsPolicy
 from origin.handlers import KIND, SENT, STATE, OriginState, allow_origin
@@ -136,6 +136,7 @@ def create_app(
     else:
         r.add_get("/api/streams", handlers.api_streams)
         r.add_post("/api/streams/{stream}/splice", splices.post_splice)
+        r.add_post("/api/streams/{stream}/subtitles", subtitles.post_subtitles)
         r.add_get("/live/{stream}/master.m3u8", handlers.master)
         r.add_get("/live/{stream}/manifest.mpd", handlers.mpd)
         r.add_get("/live/{stream}/{track}/{name}", handlers.media_object)

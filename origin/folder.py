@@ -23,7 +23,7 @@ from origin.responses import Body
 
 # \Z, not $: "$" also matches before a final newline
 FILE = re.compile(
-    r"^(?:master\.m3u8|manifest\.mpd|index\.m3u8|init\.mp4|[0-9]{1,18}\.m4s|[0-9]{1,18}\.[0-9]{1,6}\.m4s)\Z"
+    r"^(?:master\.m3u8|manifest\.mpd|index\.m3u8|init\.mp4|[0-9]{1,18}\.m4s|[0-9]{1,18}\.[0-9]{1,6}\.m4s|[0-9]{1,18}\.vtt)\Z"
 )
 
 ROOT = web.AppKey("folder_root", Path)

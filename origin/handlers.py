@@ -30,7 +30,15 @@ from origin.responses import Body, error, send
 from origin.signing import signed
 from packager.events import EventBus
 from packager.lifecycle import NO_FAILOVERS, StreamEvents
-from packager.model import INIT_NAME, MEDIA_PLAYLIST_NAME, StreamView, TrackView, part_name, segment_name
+from packager.model import (
+    INIT_NAME,
+    MEDIA_PLAYLIST_NAME,
+    StreamView,
+    TrackView,
+    part_name,
+    segment_name,
+    text_segment_name,
+)
 from packager.reader import Position, StoreReader, StreamReader
 from packager.redisstore.health import NodeWatch, status_json
 from packager.splice import SPLICE_TIMESCALE, Break, breaks
@@ -41,6 +49,7 @@ log = logging.getLogger(__name__)
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")  # \Z, not $: "$" also matches before a final newline
 SEGMENT_FILE = re.compile(r"^([0-9]{1,18})\.m4s\Z")  # [0-9]: \d also matches other scripts' digits
 PART_FILE = re.compile(r"^([0-9]{1,18})\.([0-9]{1,6})\.m4s\Z")
+TEXT_FILE = re.compile(r"^([0-9]{1,18})\.vtt\Z")  # a subtitle rendition's WebVTT segment
 UINT = re.compile(r"^[0-9]{1,18}\Z")
 
 
@@ -261,6 +270,8 @@ async def media_object(request: web.Request) -> web.StreamResponse:
     if isinstance(track, web.Response):
         return track
     name = request.match_info["name"]
+    if track.info.kind == "text":
+        return await _text_object(request, stream, track, name)
     if name == INIT_NAME:
         init = stream.init(track.info.name)
         if init is None:
@@ -275,6 +286,27 @@ async def media_object(request: web.Request) -> web.StreamResponse:
     if m:
         return await _segment(request, stream, track, int(m.group(1)))
     return _fail(request, 404, "no such object", Kind.OTHER, stream)
+
+
+async def _text_object(request: web.Request, stream: StreamReader, track: TrackView, name: str) -> web.StreamResponse:
+    """A subtitle rendition's playlist or one of its WebVTT segments (whole files only: no init, no parts)."""
+    if name == MEDIA_PLAYLIST_NAME:
+        return await media_playlist(request)
+    m = TEXT_FILE.match(name)
+    if m is None:
+        return _fail(request, 404, "no such object", Kind.OTHER, stream)
+    msn = int(m.group(1))
+    data = stream.segment_bytes(track.info.name, msn)
+    if data is not None:
+        seg = stream.segment(track.info.name, msn)
+        modified = seg.published_utc_s if seg else time.time()
+        body = Body.of(data, modified, tag=f"{track.info.name}-{msn}-{len(data)}")
+        return send(request, body, _headers(request, Kind.SUBTITLE, stream))
+    if (body := await _disk_body(stream.file(track.info.name, text_segment_name(msn)))) is not None:
+        return send(request, body, _headers(request, Kind.SUBTITLE, stream))
+    if (refused := _unknowable(request, Kind.SUBTITLE, stream)) is not None:
+        return refused
+    return _fail(request, 404, "segment not available", Kind.SUBTITLE, stream)
 
 
 async def _disk_body(path: Path | None) -> Body | None:

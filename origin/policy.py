@@ -27,6 +27,7 @@ class Kind(Enum):
     SEGMENT = "segment"
     SEGMENT_LIVE = "segment_live"  # still being produced: streamed with chunked transfer
     PART = "part"
+    SUBTITLE = "subtitle"  # a whole WebVTT segment of a subtitle rendition
     TIME = "time"
     PAGE = "page"
     LIBRARY = "library"
@@ -46,6 +47,7 @@ CONTENT_TYPES = {
     Kind.SEGMENT: "video/iso.segment",
     Kind.SEGMENT_LIVE: "video/iso.segment",
     Kind.PART: "video/iso.segment",
+    Kind.SUBTITLE: "text/vtt; charset=utf-8",
     Kind.TIME: "text/plain; charset=utf-8",
     Kind.API: "application/json",
     Kind.HEALTH: "application/json",
@@ -53,7 +55,7 @@ CONTENT_TYPES = {
     Kind.EVENTS: "text/event-stream; charset=utf-8",
 }
 
-MEDIA_KINDS = frozenset({Kind.INIT, Kind.SEGMENT, Kind.SEGMENT_LIVE, Kind.PART})
+MEDIA_KINDS = frozenset({Kind.INIT, Kind.SEGMENT, Kind.SEGMENT_LIVE, Kind.PART, Kind.SUBTITLE})
 MANIFEST_KINDS = frozenset({Kind.MASTER, Kind.PLAYLIST, Kind.PLAYLIST_BLOCKING, Kind.MPD})
 
 ALLOWED_METHODS = "GET, HEAD, OPTIONS"
@@ -80,7 +82,7 @@ def cache_control(kind: Kind, status: int = 200, timing: Timing | None = None, *
         if status == 503 and kind in MANIFEST_KINDS:
             return "max-age=1"
         return "no-store"
-    if kind in (Kind.INIT, Kind.SEGMENT, Kind.PART):
+    if kind in (Kind.INIT, Kind.SEGMENT, Kind.PART, Kind.SUBTITLE):
         return f"public, max-age={YEAR}, immutable, no-transform"
     if kind is Kind.SEGMENT_LIVE:
         # Still growing: a cache must not keep a copy of the unfinished body.
@@ -152,4 +154,6 @@ def content_type_for_name(name: str) -> tuple[Kind, str]:
         return Kind.PART, CONTENT_TYPES[Kind.PART]
     if name.endswith(".m4s"):
         return Kind.SEGMENT, CONTENT_TYPES[Kind.SEGMENT]
+    if name.endswith(".vtt"):
+        return Kind.SUBTITLE, CONTENT_TYPES[Kind.SUBTITLE]
     return Kind.OTHER, "application/octet-stream"

@@ -33,7 +33,7 @@ from packager.events import (
     VOD_READY,
     EventBus,
 )
-from packager.model import MASTER_NAME, MPD_NAME, Part, Segment, segment_name
+from packager.model import MASTER_NAME, MPD_NAME, Part, Segment, segment_name, track_segment_name
 from packager.publication import (
     InitPublished,
     InputSwitched,
@@ -215,6 +215,7 @@ class StreamEvents:
             return
         track = stream.track(seg.track)
         ts = track.info.timescale if track is not None else 1
+        name = track_segment_name(track.info.kind, seg.msn) if track is not None else segment_name(seg.msn)
         self.bus.publish(
             SEGMENT_PUBLISHED,
             stream.name,
@@ -223,7 +224,7 @@ class StreamEvents:
                 "msn": seg.msn,
                 "duration_s": round(seg.duration / ts, 6),
                 "size": seg.size,
-                "uri": f"/live/{stream.name}/{seg.track}/{segment_name(seg.msn)}",
+                "uri": f"/live/{stream.name}/{seg.track}/{name}",
                 "discontinuity": seg.discontinuity,
             },
         )

@@ -28,7 +28,16 @@ from packager import resume
 from packager.disk import DiskWriter
 from packager.manifest.dash import render_mpd
 from packager.manifest.hls import render_master, render_media
-from packager.model import INIT_NAME, MASTER_NAME, MEDIA_PLAYLIST_NAME, MPD_NAME, part_name, segment_name
+from packager.model import (
+    INIT_NAME,
+    MASTER_NAME,
+    MEDIA_PLAYLIST_NAME,
+    MPD_NAME,
+    TrackKind,
+    part_name,
+    segment_name,
+    track_segment_name,
+)
 from packager.publication import (
     InitPublished,
     MediaRetired,
@@ -104,22 +113,26 @@ class DiskMirror:
         if folder is None:
             return
         match event:
+            case InitPublished(info=info, data=data) if info.kind == "text":
+                pass  # a subtitle rendition has no init: each WebVTT segment stands alone
             case InitPublished(info=info, data=data):
                 self._resume(event.stream, info.name, data)
                 self.disk.write(folder / info.name / INIT_NAME, data)
             case PartPublished(part=part):
-                self.disk.write(folder / part.track / part_name(part.msn, part.index), part.data)
+                if self._kind(event.stream, part.track) != "text":
+                    self.disk.write(folder / part.track / part_name(part.msn, part.index), part.data)
             case SegmentClosed(segment=seg):
                 data = self.store.get(event.stream).segment_bytes(seg.track, seg.msn)  # type: ignore[union-attr]
                 if data is not None:
-                    self.disk.write(folder / seg.track / segment_name(seg.msn), data)
+                    name = track_segment_name(self._kind(event.stream, seg.track), seg.msn)
+                    self.disk.write(folder / seg.track / name, data)
             case SpliceScheduled():
                 s = self.store.get(event.stream)
                 if s is not None:
                     self.disk.write(folder / resume.SPLICES_NAME, resume.splices_file(s.splices))
             case MediaRetired(track=track, msn=msn, parts=parts):
                 if self._live.get(event.stream, True):
-                    self.disk.delete(folder / track / segment_name(msn))
+                    self.disk.delete(folder / track / track_segment_name(self._kind(event.stream, track), msn))
                     for m, i in parts:
                         self.disk.delete(folder / track / part_name(m, i))
             case StreamEnded():
@@ -131,6 +144,11 @@ class DiskMirror:
                 self.disk.remove_tree(folder)
                 return
         self._schedule(event.stream)
+
+    def _kind(self, stream: str, track_name: str) -> TrackKind:
+        s = self.store.get(stream)
+        track = s.track(track_name) if s is not None else None
+        return track.info.kind if track is not None else "video"
 
     def _resume_splices(self, stream: str, timing: StreamTiming) -> None:
         """A live stream reopened on this folder lists the splices it had (those of breaks still in its

@@ -19,7 +19,7 @@ from typing import Literal, Protocol
 
 from packager.splice import Splice
 
-TrackKind = Literal["video", "audio"]
+TrackKind = Literal["video", "audio", "text"]  # text: a WebVTT subtitle rendition
 
 INIT_NAME = "init.mp4"
 MEDIA_PLAYLIST_NAME = "index.m3u8"
@@ -33,6 +33,15 @@ def segment_name(msn: int) -> str:
 
 def part_name(msn: int, index: int) -> str:
     return f"{msn}.{index}.m4s"
+
+
+def text_segment_name(msn: int) -> str:
+    """A subtitle segment: a whole WebVTT file (text tracks have no parts and no init on disk)."""
+    return f"{msn}.vtt"
+
+
+def track_segment_name(kind: TrackKind, msn: int) -> str:
+    return text_segment_name(msn) if kind == "text" else segment_name(msn)
 
 
 @dataclass(frozen=True)
@@ -50,8 +59,8 @@ class TrackInfo:
     sample_rate: int = 0
     channels: int = 0
     language: str = "und"  # BCP 47 (HLS LANGUAGE, DASH @lang)
-    label: str = ""  # audio: the name players show (HLS NAME, DASH Label); "" -> the track name
-    default: bool = False  # audio: the track players start with (none marked: the first)
+    label: str = ""  # audio, text: the name players show (HLS NAME, DASH Label); "" -> the track name
+    default: bool = False  # audio, text: the track players start with (audio, none marked: the first)
     describes_video: bool = False  # audio: an audio description of the video (accessibility)
     # Video: CEA-608 captions (CC1) ride in its SEI, in this language ("und": not said); None: no captions
     captions: str | None = None
@@ -172,7 +181,7 @@ class StreamView:
     epoch_s: Fraction  # UTC seconds of media time 0 (0 for live, UTC-anchored)
     live: bool  # False: a VOD / finished stream (ENDLIST, static MPD)
     ended: bool
-    tracks: tuple[TrackView, ...] = field(default=())  # video highest first, then audio
+    tracks: tuple[TrackView, ...] = field(default=())  # video highest first, then audio, then text
     published_utc_s: float = 0.0  # wall time of the newest change
     starting: bool = False  # a rendition the pipeline announced has no init yet: the ladder is incomplete
     splices: tuple[Splice, ...] = ()  # ad-break splices of the window and ahead of it, by start
@@ -191,6 +200,11 @@ class StreamView:
     @property
     def audio(self) -> tuple[TrackView, ...]:
         return tuple(t for t in self.tracks if t.info.kind == "audio")
+
+    @property
+    def text(self) -> tuple[TrackView, ...]:
+        """The WebVTT subtitle renditions."""
+        return tuple(t for t in self.tracks if t.info.kind == "text")
 
 
 class StreamListener(Protocol):

@@ -20,6 +20,7 @@ import av
 from packager.audiotracks import AudioStreamInfo, AudioTrack, plan_audio
 from packager.chunker import TrackChunker
 from packager.config import ConfigError, StreamConfig
+from packager.languages import display_name
 from packager.model import Sample
 from packager.offloop import call_in_thread
 from packager.progress import MediaProgress
@@ -28,8 +29,10 @@ from packager.sources import Source, SourceError, SourceInfo
 from packager.splice import SPLICE_TIMESCALE, KeyframeSchedule
 from packager.splicer import Splicer
 from packager.store import Store, StreamStore
+from packager.subtitles import Subtitles, SubtitleTrack, plan_subtitles, track_name
 from packager.timebase import MediaClock
 from packager.transcode import AudioEncoder, EncodedInit, VideoEncoder
+from packager.webvtt import WEBVTT_TIMESCALE, Cue
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +46,13 @@ class _Fanout:
         audio: list[AudioEncoder],
         keyframes: KeyframeSchedule | None,
         on_cue: Callable[[bytes, PtsMapper], None],
+        on_text: Callable[[int, int, int, str], None],
     ) -> None:
         self.video_workers = video
         self.audio_workers = {w.track.stream: w for w in audio}
         self.keyframes = keyframes
         self.on_cue = on_cue
+        self.on_text = on_text
 
     def video(self, frame: av.VideoFrame, pts: int, capture_utc_s: float) -> None:
         if self.keyframes is not None:
@@ -57,6 +62,9 @@ class _Fanout:
 
     def cue(self, section: bytes, to_media: PtsMapper) -> None:
         self.on_cue(section, to_media)
+
+    def text(self, stream: int, start_ms: int, end_ms: int, text: str) -> None:
+        self.on_text(stream, start_ms, end_ms, text)
 
     def audio(self, frame: av.AudioFrame, pts: int, capture_utc_s: float, stream: int) -> None:
         worker = self.audio_workers.get(stream)
@@ -106,6 +114,8 @@ class Pipeline:
         self.video_workers: list[VideoEncoder] = []
         self.audio_workers: list[AudioEncoder] = []
         self.splicer: Splicer | None = None  # ad-break splices; None without video
+        self.subtitles: Subtitles | None = None  # subtitle renditions (input streams and the live API)
+        self.subtitle_tracks: tuple[SubtitleTrack, ...] = ()  # one per input text subtitle stream
         self.end_reason = ""
         self.progress = MediaProgress(duration_s)  # media time done; the total once the source is probed
         self._done: asyncio.Event | None = None
@@ -122,6 +132,10 @@ class Pipeline:
         tracks = audio_tracks(info, cfg)
         stream = self._open_stream(info)
         blocking = self.fast or not info.live or self.backpressure
+        self.subtitles = Subtitles(stream, cfg.timing.segment_s)
+        self.subtitle_tracks = plan_subtitles(info.subtitle_streams)
+        for sub in self.subtitle_tracks:
+            self.subtitles.add_track(sub)
         if info.has_video:
             self.splicer = Splicer(stream, cfg.timing.part_ticks(SPLICE_TIMESCALE), self._loop)
             self._video_encoders(info, blocking)
@@ -220,6 +234,7 @@ class Pipeline:
             self.audio_workers,
             splicer.keyframes if splicer else None,
             splicer.on_cue if splicer else _no_cues,
+            self._text_threadsafe(),
         )
         try:
             reason = self.source.run(sink, self.stop_event, self.duration_s)
@@ -237,7 +252,34 @@ class Pipeline:
         except RuntimeError:
             pass  # loop already closed
 
+    def _text_threadsafe(self) -> Callable[[int, int, int, str], None]:
+        loop = self._loop
+        assert loop is not None
+
+        def call(stream: int, start_ms: int, end_ms: int, text: str) -> None:
+            loop.call_soon_threadsafe(self._on_text, stream, Cue(start_ms, end_ms, text))
+
+        return call
+
     # -- loop side
+    def live_cues(self, language: str, cues: tuple[Cue, ...]) -> tuple[str, int]:
+        """Cues from the subtitle API (event loop): into the rendition of ``language`` (an input stream's, or
+        one made now). Returns the track name and how many cues came too late (their segments are out)."""
+        assert self.subtitles is not None
+        track = next((t for t in self.subtitle_tracks if t.language == language), None)
+        name = track.name if track is not None else track_name(language)
+        if not self.subtitles.has(name):
+            self.subtitles.add_track(SubtitleTrack(name, language, display_name(language) or name))
+        late = sum(not self.subtitles.add_cue(name, cue) for cue in cues)
+        return name, late
+
+    def _on_text(self, stream: int, cue: Cue) -> None:
+        """A cue of input text subtitle stream ``stream``, on the loop."""
+        if self.subtitles is None or not 0 <= stream < len(self.subtitle_tracks):
+            return
+        if not self.subtitles.add_cue(self.subtitle_tracks[stream].name, cue):
+            log.debug("%s: subtitle cue at %d ms came after its segments were published", self.config.name, cue.start)
+
     def _on_init(self, init: EncodedInit) -> None:
         assert self.stream is not None
         info = init.info
@@ -266,13 +308,22 @@ class Pipeline:
                 except ValueError as exc:  # a bad sample is counted and dropped, never fatal
                     chunker.dropped += 1
                     log.warning("%s: sample dropped: %s", track, exc)
+            if samples and self.subtitles is not None and self._leads_subtitles(chunker.info.kind):
+                last = samples[-1]
+                self.subtitles.advance((last.pts + last.duration) * WEBVTT_TIMESCALE // timescale)
 
         return handle
+
+    def _leads_subtitles(self, kind: str) -> bool:
+        """The track whose media time closes subtitle segments: the video, else the audio."""
+        return kind == "video" or not self.video_workers
 
     def _finish(self, reason: str) -> None:
         assert self.stream is not None and self._done is not None
         for chunker in self.chunkers.values():
             chunker.flush()
+        if self.subtitles is not None:
+            self.subtitles.finish()
         self.end_reason = reason
         self.stream.on_end(reason)
         log.info("%s: source ended (%s)", self.config.name, reason)

@@ -100,6 +100,11 @@ class TrackStore:
         self.segment_ticks = int(stream.segment_s * ts)
         self.part_ticks = int(stream.part_s * ts)
 
+    @property
+    def header(self) -> bytes:
+        """What leads a segment's parts: ``styp`` for CMAF, nothing for a WebVTT file."""
+        return b"" if self.info.kind == "text" else SEGMENT_HEADER
+
     def position_of(self, ticks: int) -> tuple[int, int]:
         msn = ticks // self.segment_ticks
         return msn, (ticks - msn * self.segment_ticks) // self.part_ticks
@@ -177,7 +182,7 @@ class TrackStore:
         if run is None:
             previous = self.segments[-1] if self.segments else None
             run = previous.run_msn if previous is not None and previous.msn + 1 == self.pending_msn else None
-        data = SEGMENT_HEADER + b"".join(p.data for p in parts)
+        data = self.header + b"".join(p.data for p in parts)
         seg = Segment(
             track=self.info.name,
             msn=self.pending_msn,
@@ -258,7 +263,7 @@ class TrackStore:
         if data is not None:
             return Progress((data,), True)
         if self.pending_msn == msn:
-            return Progress((SEGMENT_HEADER, *(p.data for p in self.pending)), False)
+            return Progress((self.header, *(p.data for p in self.pending)), False)
         return None
 
     def last_position(self) -> tuple[int, int] | None:
@@ -552,7 +557,8 @@ class StreamStore:
             reverse=True,
         )
         audio = [t for t in self.tracks.values() if t.info.kind == "audio"]
-        return video + audio
+        text = [t for t in self.tracks.values() if t.info.kind == "text"]
+        return video + audio + text
 
     def _listed_splices(self) -> tuple[Splice, ...]:
         """The splices of breaks still in the window (those that slid out are forgotten)."""

@@ -139,8 +139,9 @@ def part_target(view: StreamView) -> Fraction:
     A function of the stream's tracks and settings (plus any longer part
     actually listed), so every media playlist of the stream advertises the same.
     """
-    longest = max((part_bound(t.info, view.part_s) for t in view.tracks), default=Fraction(view.part_s))
-    for t in view.tracks:
+    parted = [t for t in view.tracks if t.info.kind != "text"]  # a subtitle segment is one whole "part"
+    longest = max((part_bound(t.info, view.part_s) for t in parted), default=Fraction(view.part_s))
+    for t in parted:
         for seg in t.segments:
             for p in seg.parts:
                 longest = max(longest, Fraction(p.duration, t.info.timescale))

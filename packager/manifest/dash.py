@@ -65,6 +65,7 @@ AUDIO_PURPOSE_VISUALLY_IMPAIRED = "1"
 
 INIT_TEMPLATE = f"$RepresentationID$/{INIT_NAME}"
 MEDIA_TEMPLATE = "$RepresentationID$/$Number$.m4s"  # == segment_name(msn) under the track folder
+TEXT_MEDIA_TEMPLATE = "$RepresentationID$/$Number$.vtt"  # == text_segment_name(msn): a WebVTT rendition
 
 PRT_ID = 0  # ProducerReferenceTime@id, referenced by ServiceDescription/Latency@referenceId
 SERVICE_DESCRIPTION_ID = 0
@@ -162,7 +163,10 @@ def render_mpd(
         low_latency=dynamic and low_latency and view.part_s < view.segment_s,
         utc_timing_url=utc_timing_url,
     )
-    per_track = {t.info.name: timeline_entries(view, t, with_production=mode.low_latency) for t in view.tracks}
+    per_track = {  # a subtitle segment exists only once whole: never listed while in production
+        t.info.name: timeline_entries(view, t, with_production=mode.low_latency and t.info.kind != "text")
+        for t in view.tracks
+    }
 
     profiles = [PROFILE_LIVE, PROFILE_CMAF]
     if mode.low_latency:
@@ -246,6 +250,8 @@ def _period(
     for i, (track, label) in enumerate(zip(view.audio, audio_labels(view.audio), strict=True)):
         described = _AudioSet(label=label, default=i == default)
         _adaptation_set(period, view, (track,), as_id=1 + i, mode=mode, per_track=plan.entries, audio=described)
+    for i, track in enumerate(view.text):
+        _text_set(period, view, track, as_id=1 + len(view.audio) + i, mode=mode, entries=plan.entries[track.info.name])
 
 
 def _event_stream(
@@ -363,6 +369,44 @@ def _adaptation_set(
 
     for t in tracks:
         _representation(aset, view, t, per_track[t.info.name], mode=mode, prt=mode.low_latency and not shared_timescale)
+
+
+def _text_set(
+    period: etree._Element,
+    view: StreamView,
+    track: TrackView,
+    *,
+    as_id: int,
+    mode: _Mode,
+    entries: Sequence[TimelineEntry],
+) -> None:
+    """A WebVTT subtitle rendition: segmented ``text/vtt`` (one whole file per segment number, cue times on
+    the media timeline) with ``lang``, ``Label`` and ``Role`` subtitle; no init, no chunked availability."""
+    info = track.info
+    aset = _el(
+        period,
+        "AdaptationSet",
+        id=str(as_id),
+        contentType="text",
+        mimeType="text/vtt",
+        lang=info.language or "und",
+        segmentAlignment="true",
+    )
+    _el(aset, "Label").text = info.label or info.name
+    _el(aset, "Role", schemeIdUri=ROLE_SCHEME, value="subtitle")
+    rep = _el(aset, "Representation", id=info.name, bandwidth=str(info.bitrate or 1))  # plain text/vtt: no @codecs
+    pto = math.floor(mode.origin_s * info.timescale)
+    template = _el(rep, "SegmentTemplate", timescale=str(info.timescale), presentationTimeOffset=str(pto))
+    template.set("startNumber", str(entries[0].msn if entries else _next_msn(track)))
+    template.set("media", TEXT_MEDIA_TEMPLATE)
+    timeline = _el(template, "SegmentTimeline")
+    for s in compress_timeline(entries):
+        element = _el(timeline, "S")
+        if s.t is not None:
+            element.set("t", str(s.t))
+        element.set("d", str(s.d))
+        if s.r:
+            element.set("r", str(s.r))
 
 
 def _representation(

@@ -59,6 +59,7 @@ from packager.model import (
     TrackView,
     part_name,
     segment_name,
+    text_segment_name,
 )
 from packager.timebase import iso_from_epoch_s
 
@@ -66,6 +67,7 @@ HLS_VERSION = 6  # EXT-X-MAP in a Media Playlist without EXT-X-I-FRAMES-ONLY
 HLS_SKIP_VERSION = 9  # a Playlist containing EXT-X-SKIP (rfc8216bis, protocol version compatibility)
 AUDIO_GROUP = "audio"
 CC_GROUP = "cc"
+SUBTITLES_GROUP = "subs"
 DESCRIBES_VIDEO = "public.accessibility.describes-video"  # EXT-X-MEDIA CHARACTERISTICS of an audio description
 
 PART_WINDOW_TARGETS = 3  # parts listed for segments starting within 3 target durations of the end
@@ -136,6 +138,8 @@ def render_master(view: StreamView) -> str:
         lines += audio_media_lines(audio)
 
     captions = _closed_captions(view, lines)
+    subtitles = subtitle_media_lines(view.text)
+    lines += subtitles
     for v in video:
         average = average_bitrate(v) + audio_average
         bandwidth = max(peak_bitrate(v) + audio_peak, average)
@@ -150,6 +154,8 @@ def render_master(view: StreamView) -> str:
             attrs.append(f"FRAME-RATE={float(v.info.frame_rate):.3f}")
         if audio:
             attrs.append(f"AUDIO={_quoted(AUDIO_GROUP)}")
+        if subtitles:
+            attrs.append(f"SUBTITLES={_quoted(SUBTITLES_GROUP)}")
         attrs.append(captions)
         lines.append("#EXT-X-STREAM-INF:" + ",".join(attrs))
         lines.append(_media_uri(v.info.name))
@@ -163,6 +169,21 @@ def render_master(view: StreamView) -> str:
             )
             lines.append(_media_uri(a.info.name))
     return "\n".join(lines) + "\n"
+
+
+def subtitle_media_lines(text: Sequence[TrackView]) -> list[str]:
+    """One ``EXT-X-MEDIA TYPE=SUBTITLES`` per WebVTT rendition, all in group ``subs``, unique NAMEs, at most
+    one ``DEFAULT=YES`` (the track marked default; none marked: none, so players start without subtitles)."""
+    default = next((i for i, t in enumerate(text) if t.info.default), None)
+    lines = []
+    for i, (t, label) in enumerate(zip(text, audio_labels(text), strict=True)):
+        attrs = ["TYPE=SUBTITLES", f"GROUP-ID={_quoted(SUBTITLES_GROUP)}", f"NAME={_quoted(label)}"]
+        if t.info.language and t.info.language != "und":
+            attrs.append(f"LANGUAGE={_quoted(t.info.language)}")
+        attrs += [f"DEFAULT={'YES' if i == default else 'NO'}", "AUTOSELECT=YES", "FORCED=NO"]
+        attrs.append(f"URI={_quoted(_media_uri(t.info.name))}")
+        lines.append("#EXT-X-MEDIA:" + ",".join(attrs))
+    return lines
 
 
 def _closed_captions(view: StreamView, lines: list[str]) -> str:
@@ -312,6 +333,8 @@ def render_media(view: StreamView, track: str, *, skip: bool = False) -> str:
     Raises ``KeyError`` for an unknown track.
     """
     tv = _require(view, track)
+    if tv.info.kind == "text":
+        return render_text_media(view, tv)
     live = is_low_latency(view)
     plan = _plan(view, tv, skip=skip)
     timescale = tv.info.timescale
@@ -371,7 +394,7 @@ def render_media(view: StreamView, track: str, *, skip: bool = False) -> str:
         msn, index = tv.next_part
         lines.append(f"#EXT-X-PRELOAD-HINT:TYPE=PART,URI={_quoted(part_name(msn, index))}")
     for other in view.tracks:
-        if other.info.name == tv.info.name:
+        if other.info.name == tv.info.name or other.info.kind == "text":
             continue
         last = other.last_part
         if last is None:
@@ -380,6 +403,34 @@ def render_media(view: StreamView, track: str, *, skip: bool = False) -> str:
             f"#EXT-X-RENDITION-REPORT:URI={_quoted('../' + _media_uri(other.info.name))},"
             f"LAST-MSN={last[0]},LAST-PART={last[1]}"
         )
+    return "\n".join(lines) + "\n"
+
+
+def render_text_media(view: StreamView, tv: TrackView) -> str:
+    """The media playlist of a WebVTT rendition: whole segments only (no parts, no preload hint, no
+    ``EXT-X-MAP``: each file stands alone), the same ``EXT-X-SERVER-CONTROL`` as every other media playlist so
+    clients may block on its next segment, ``EXT-X-ENDLIST`` once ended. Delta updates are not offered."""
+    live = is_low_latency(view)
+    plan = _plan(view, tv, skip=False)
+    timescale = tv.info.timescale
+    lines = ["#EXTM3U", f"#EXT-X-VERSION:{HLS_VERSION}", f"#EXT-X-TARGETDURATION:{view.target_duration}"]
+    if live:
+        lines.append(server_control(view))
+    lines.append(f"#EXT-X-MEDIA-SEQUENCE:{plan.media_sequence}")
+    if plan.discontinuity_sequence > 0 or plan.any_discontinuity:
+        lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{plan.discontinuity_sequence}")
+    if is_vod(view):
+        lines.append("#EXT-X-PLAYLIST-TYPE:VOD")
+    for seg in plan.segments:
+        if seg.discontinuity and seg.msn != plan.first_untagged:
+            lines.append("#EXT-X-DISCONTINUITY")
+        lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_pdt(view, seg.start, timescale)}")
+        lines.append(f"#EXTINF:{fmt_seconds(Fraction(seg.duration, timescale))},")
+        if seg.gap:
+            lines.append("#EXT-X-GAP")
+        lines.append(text_segment_name(seg.msn))
+    if not live:
+        lines.append("#EXT-X-ENDLIST")
     return "\n".join(lines) + "\n"
 
 

@@ -11,6 +11,7 @@ import av
 
 from packager.audiotracks import AudioStreamInfo
 from packager.scte35 import PtsMapper
+from packager.subtitles import SubtitleStreamInfo
 
 __all__ = ["AudioStreamInfo", "FrameSink", "Source", "SourceError", "SourceInfo"]
 
@@ -30,6 +31,7 @@ class SourceInfo:
     live: bool = True  # media time is UTC (live) or starts at zero (VOD)
     duration_s: float | None = None  # the media the input holds (a file's duration; None: unknown, live)
     audio_streams: tuple[AudioStreamInfo, ...] = ()  # every audio stream, in input order
+    subtitle_streams: tuple[SubtitleStreamInfo, ...] = ()  # every text subtitle stream, in input order
 
 
 class FrameSink(Protocol):
@@ -43,6 +45,11 @@ class FrameSink(Protocol):
 
     def cue(self, section: bytes, to_media: PtsMapper) -> None:
         """An SCTE-35 splice_info_section from the input; ``to_media`` maps its 90 kHz pts to media ticks."""
+        ...
+
+    def text(self, stream: int, start_ms: int, end_ms: int, text: str) -> None:
+        """A subtitle cue of input text subtitle stream ``stream`` (its index among them), in media
+        milliseconds, its text already plain WebVTT cue text."""
         ...
 
 

@@ -120,6 +120,9 @@ class _Tracker:
     def cue(self, section: bytes, to_media: PtsMapper) -> None:
         self.sink.cue(section, to_media)
 
+    def text(self, stream: int, start_ms: int, end_ms: int, text: str) -> None:
+        self.sink.text(stream, start_ms, end_ms, text)
+
 
 class FeedSource:
     """Implements the Source protocol for a stream fed by pushes (RTMP, HTTP)."""

@@ -25,6 +25,7 @@ from packager.prescan import declared_size
 from packager.sources.audiolane import AudioLane, describe
 from packager.sources.base import FrameSink, SourceError, SourceInfo
 from packager.sources.clock import CfrScheduler, CueClock, Rebaser, grid_ticks
+from packager.sources.textlane import TextLane, describe_text, text_streams
 from packager.timebase import AUDIO_TIMESCALE, VIDEO_TIMESCALE
 
 log = logging.getLogger(__name__)
@@ -177,6 +178,7 @@ class MediaSource:
             live=self.live,
             duration_s=self._duration_s(container),
             audio_streams=tuple(describe(s, i) for i, s in enumerate(container.streams.audio)),
+            subtitle_streams=tuple(describe_text(s, i) for i, s in enumerate(text_streams(container))),
         )
         return self.info
 
@@ -224,10 +226,17 @@ class MediaSource:
                 for s in streams:
                     s.thread_type = "AUTO"
                 streams += _cue_streams(container)
+                texts = TextLane(text_streams(container), rebaser)
+                streams += list(text_streams(container))
                 for packet in self._packets(container, streams, stop):
                     if packet.stream.type == "data":
                         if packet.size:
                             sink.cue(bytes(packet), cues.to_media)
+                        continue
+                    if packet.stream.type == "subtitle":
+                        for cue in texts.cues(packet):
+                            if end_ticks is None or cue[1] * VIDEO_TIMESCALE < end_ticks * 1000:
+                                sink.text(*cue)
                         continue
                     try:
                         frames = packet.decode()
