@@ -17,16 +17,13 @@ admin token configured it needs it (:mod:`origin.access`).
 from __future__ import annotations
 
 import base64
-import json
 import math
 from fractions import Fraction
 from typing import Any
 
 from aiohttp import web
 
-from origin import policy
-from origin.handlers import KIND, NAME, STATE, OriginState, allow_origin
-from origin.policy import Kind
+from origin.operator import answer, encoded_pipeline, error_headers, json_body
 from origin.responses import error
 from packager.splice import MAX_BREAK_S, SPLICE_TIMESCALE, Splice, SpliceError, SpliceRequest
 from packager.timebase import iso_from_epoch_s
@@ -87,32 +84,17 @@ def splice_json(splice: Splice, epoch_s: Fraction) -> dict[str, Any]:
     }
 
 
-def _answer(request: web.Request, status: int, payload: dict[str, Any]) -> web.Response:
-    headers = policy.response_headers(Kind.API, status, allow_origin=allow_origin(request))
-    return web.Response(status=status, text=json.dumps(payload), headers=headers)
-
-
 async def post_splice(request: web.Request) -> web.StreamResponse:
-    request[KIND] = Kind.API
-    st: OriginState = request.app[STATE]
-    name = request.match_info["stream"]
-    headers = policy.response_headers(Kind.API, 400, allow_origin=allow_origin(request))
-    if not NAME.match(name) or st.store.get(name) is None:
-        return error(404, "no such stream", headers)
-    pipeline = st.pipelines.get(name)
+    pipeline = encoded_pipeline(request)
+    if isinstance(pipeline, web.Response):
+        return pipeline
+    headers = error_headers(request)
     splicer = getattr(pipeline, "splicer", None)
     if splicer is None:
-        reason = "this stream has no video" if pipeline is not None else "this stream is not encoded by this process"
-        return error(409, reason, headers)
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        return error(413, f"a splice request is at most {MAX_BODY} bytes", headers)
-    try:
-        raw = await request.content.read(MAX_BODY + 1)
-        if len(raw) > MAX_BODY:
-            return error(413, f"a splice request is at most {MAX_BODY} bytes", headers)
-        body = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return error(400, "the body is not JSON", headers)
+        return error(409, "this stream has no video", headers)
+    body = await json_body(request, MAX_BODY, "a splice request")
+    if isinstance(body, web.Response):
+        return body
     if splicer.stream.ended:
         return error(409, "the stream has ended", headers)
     clock = splicer.stream.clock
@@ -121,4 +103,4 @@ async def post_splice(request: web.Request) -> web.StreamResponse:
         splice = splicer.request(parse_request(body, now))
     except SpliceError as exc:
         return error(400, str(exc), headers)
-    return _answer(request, 201, {"splice": splice_json(splice, clock.epoch_s)})
+    return answer(request, 201, {"splice": splice_json(splice, clock.epoch_s)})

@@ -16,43 +16,24 @@ another process, ended or not live 409. The route is in the admin zone.
 
 from __future__ import annotations
 
-import json
-
 from aiohttp import web
 
-from origin import policy
-from origin.handlers import KIND, NAME, STATE, OriginState, allow_origin
-from origin.policy import Kind
+from origin.operator import answer, encoded_pipeline, error_headers, json_body
 from origin.responses import error
 from packager.livecues import CueError, parse_cues
 
 MAX_BODY = 64 * 1024
 
 
-async def _body(request: web.Request, headers: dict[str, str]) -> object | web.Response:
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        return error(413, f"a subtitle request is at most {MAX_BODY} bytes", headers)
-    raw = await request.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        return error(413, f"a subtitle request is at most {MAX_BODY} bytes", headers)
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        return error(400, "the body is not JSON", headers)
-
-
 async def post_subtitles(request: web.Request) -> web.StreamResponse:
-    request[KIND] = Kind.API
-    st: OriginState = request.app[STATE]
-    name = request.match_info["stream"]
-    headers = policy.response_headers(Kind.API, 400, allow_origin=allow_origin(request))
-    if not NAME.match(name) or st.store.get(name) is None:
-        return error(404, "no such stream", headers)
-    pipeline = st.pipelines.get(name)
+    pipeline = encoded_pipeline(request)
+    if isinstance(pipeline, web.Response):
+        return pipeline
+    headers = error_headers(request)
     stream = getattr(pipeline, "stream", None)
-    if pipeline is None or stream is None or getattr(pipeline, "subtitles", None) is None:
+    if stream is None or getattr(pipeline, "subtitles", None) is None:
         return error(409, "this stream is not encoded by this process", headers)
-    body = await _body(request, headers)
+    body = await json_body(request, MAX_BODY, "a subtitle request")
     if isinstance(body, web.Response):
         return body
     if stream.ended:
@@ -65,5 +46,4 @@ async def post_subtitles(request: web.Request) -> web.StreamResponse:
         return error(400, str(exc), headers)
     track, late = pipeline.live_cues(cues.language, cues.cues)
     payload = {"track": track, "language": cues.language, "accepted": len(cues.cues) - late, "late": late}
-    ok = policy.response_headers(Kind.API, 201, allow_origin=allow_origin(request))
-    return web.Response(status=201, text=json.dumps(payload), headers=ok)
+    return answer(request, 201, payload)

@@ -6,43 +6,28 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from fractions import Fraction
 
 import pytest
 import threefive
 
-from origin.app import create_app
 from packager.cmaf import iter_boxes, parse_fragments
-from packager.config import Encoding, Ladder, StreamConfig
 from packager.manifest.hls import render_media
-from packager.pipeline import Pipeline
-from packager.security import SecuritySettings
-from packager.sources import TestSource
-from packager.store import Store
 from tests.support.clock import until
+from tests.support.encoding import ADMIN, encoding
 
 pytestmark = pytest.mark.media
 
-TOKEN = "an-admin-token-of-enough-length-0123456789"
 LADDER = "480x270@400k,320x180@200k"
 
 
 @pytest.fixture
 async def live(aiohttp_client):  # type: ignore[no-untyped-def]
-    store = Store()
-    config = StreamConfig(ladder=Ladder.parse(LADDER), encoding=Encoding(preset="ultrafast"))
-    pipeline = Pipeline(config, TestSource(480, 270, Fraction(30)), store)
-    stream = await pipeline.start()
-    app = create_app(store, pipelines={"demo": pipeline}, security=SecuritySettings(admin_token=TOKEN))
-    client = await aiohttp_client(app)
-    await until(lambda: all(t.segments for t in stream.tracks.values()) and len(stream.tracks) == 3, timeout_s=30)
-    yield client, stream, pipeline
-    pipeline.stop()
-    await asyncio.wait_for(pipeline.wait(), 30)
+    async with encoding(aiohttp_client, LADDER, 480, 270) as running:
+        yield running
 
 
 def _auth() -> dict[str, str]:
-    return {"Authorization": f"Bearer {TOKEN}"}
+    return ADMIN
 
 
 async def _part_at(stream, track: str, start: int):  # type: ignore[no-untyped-def]

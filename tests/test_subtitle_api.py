@@ -6,42 +6,27 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from fractions import Fraction
 
 import pytest
 
-from origin.app import create_app
-from packager.config import Encoding, Ladder, StreamConfig
 from packager.manifest.hls import render_master
-from packager.pipeline import Pipeline
-from packager.security import SecuritySettings
-from packager.sources import TestSource
-from packager.store import Store
 from tests.support.clock import until
+from tests.support.encoding import ADMIN, encoding
 from tests.test_subtitles_media import parse_vtt
 
 pytestmark = pytest.mark.media
 
-TOKEN = "an-admin-token-of-enough-length-0123456789"
 URL = "/api/streams/demo/subtitles"
 
 
 @pytest.fixture
 async def live(aiohttp_client):  # type: ignore[no-untyped-def]
-    store = Store()
-    config = StreamConfig(ladder=Ladder.parse("320x180@200k"), encoding=Encoding(preset="ultrafast"))
-    pipeline = Pipeline(config, TestSource(320, 180, Fraction(30)), store)
-    stream = await pipeline.start()
-    app = create_app(store, pipelines={"demo": pipeline}, security=SecuritySettings(admin_token=TOKEN))
-    client = await aiohttp_client(app)
-    await until(lambda: all(t.segments for t in stream.tracks.values()) and len(stream.tracks) == 2, timeout_s=30)
-    yield client, stream, pipeline
-    pipeline.stop()
-    await asyncio.wait_for(pipeline.wait(), 30)
+    async with encoding(aiohttp_client, "320x180@200k", 320, 180) as running:
+        yield running
 
 
 def _auth() -> dict[str, str]:
-    return {"Authorization": f"Bearer {TOKEN}"}
+    return ADMIN
 
 
 async def _cues_of(client, track: str, upto_msn: int) -> list[tuple[int, int, str]]:  # type: ignore[no-untyped-def]
