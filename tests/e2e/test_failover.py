@@ -124,7 +124,7 @@ def test_a_killed_active_node_is_replaced_within_a_segment_and_players_keep_play
             stats = pb.last
             print(f"{stats.get('player')}: stalls {stats.get('stallLog')} ({stats.get('stallTime', 0):.2f} s)")
             # Every stall is short and playback goes on. The target of one stall per failover is missed in about
-            # one kill in ten (a second, shorter wait right after the first: README Known limits; bench/failover.py
+            # one kill in ten (a second wait a few seconds after the first: README Known limits; bench/failover.py
             # measures it), so the test bounds what holds on a loaded 2-core runner: at most two noticeable stalls,
             # each under 1.5 s. How long they last depends on where in a segment the kill landed (printed above). A wait
             # under NOTICEABLE_STALL_S holds the picture for at most three frames: counted, not failed.
