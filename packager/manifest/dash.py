@@ -399,14 +399,7 @@ def _text_set(
     template = _el(rep, "SegmentTemplate", timescale=str(info.timescale), presentationTimeOffset=str(pto))
     template.set("startNumber", str(entries[0].msn if entries else _next_msn(track)))
     template.set("media", TEXT_MEDIA_TEMPLATE)
-    timeline = _el(template, "SegmentTimeline")
-    for s in compress_timeline(entries):
-        element = _el(timeline, "S")
-        if s.t is not None:
-            element.set("t", str(s.t))
-        element.set("d", str(s.d))
-        if s.r:
-            element.set("r", str(s.r))
+    _segment_timeline(template, entries)
 
 
 def _representation(
@@ -448,6 +441,11 @@ def _representation(
     template.set("startNumber", str(entries[0].msn if entries else _next_msn(track)))
     template.set("initialization", INIT_TEMPLATE)
     template.set("media", MEDIA_TEMPLATE)
+    _segment_timeline(template, entries)
+
+
+def _segment_timeline(template: etree._Element, entries: Sequence[TimelineEntry]) -> None:
+    """The template's SegmentTimeline: ``r``-compressed, a fresh ``S@t`` wherever times are not contiguous."""
     timeline = _el(template, "SegmentTimeline")
     for s in compress_timeline(entries):
         element = _el(timeline, "S")
