@@ -1,105 +1,207 @@
-"""Benchmark: live latency seen by hls.js and dash.js in headless Chromium.
+"""Benchmark: live latency seen by hls.js and dash.js in headless Chromium, per latency profile.
 
-Runs ``packager run`` (test source, default ladder unless ``--ladder``) and
-plays it with each player page for ``--seconds`` (after a warm-up), sampling
-the player's own live latency and the glass-to-glass latency decoded from the
-test source's pixel timecode. Prints median and p95 of both per player.
+Runs ``packager run`` (test source, default ladder unless ``--ladder``) at each
+``--latency`` profile and plays it with each player page for ``--minutes``
+(after a warm-up), direct from the origin and, with ``--cdn``, through a real
+nginx CDN in front of it. Per player it prints glass-to-glass latency (decoded
+from the test source's pixel timecode) median / p95, the player's own live
+latency and target, stalls (count, longest, total), drift (median latency of
+the last minute minus the first), requests per second per viewer, and where
+the time goes:
+
+* encode: capture -> part published, less the part's own span (from the
+  origin's ``packager_publish_latency_seconds``, which times a part's first
+  frame);
+* part: the part duration (a frame waits for its part to complete);
+* release: part published -> blocking playlist reload answered
+  (``origin_blocking_release_seconds``);
+* buffered: media the player holds ahead of the playhead (its buffer);
+* rest: glass to glass minus the above: fetch, decode, display, clock error.
+
 ``--store redis``: one encoder publishing into a real Redis and two
-``packager origin --store`` processes behind an nginx round-robin; the players
-play through nginx (``both`` runs the single process first, then this).
+``packager origin --store`` processes behind an nginx round-robin.
 
-    .venv/bin/python bench/latency.py [--store memory|redis|both] [--seconds 60] [--players hls,dash]
+    .venv/bin/python bench/latency.py [--latency normal,low,ultra] [--minutes 1] [--cdn] [--players hls,dash]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import sys
 import tempfile
 import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.cluster import cluster  # noqa: E402
+from packager.latency import PROFILES  # noqa: E402
 from tests.e2e.playback import open_player, sample, wait_ready  # noqa: E402
 from tests.support.lb import nginx_lb  # noqa: E402
-from tests.support.procs import CHROMIUM, CHROMIUM_ARGS, packager, wait_segments  # noqa: E402
+from tests.support.procs import CHROMIUM, CHROMIUM_ARGS, nginx_cdn, packager, wait_segments  # noqa: E402
 
 SOURCES = {"hls": "/live/demo/master.m3u8", "dash": "/live/demo/manifest.mpd"}
+_SAMPLE = re.compile(r"^(\w+)_(sum|count)\{([^}]*)\} ([0-9.e+-]+)$", re.M)
 
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def play(browser, base: str, args: argparse.Namespace) -> dict[str, tuple]:  # type: ignore[no-untyped-def]
-    results = {}
-    for player in args.players.split(","):
-        context, page, pb = open_player(browser, f"{base}/players/{player}.html?src={SOURCES[player]}")
-        wait_ready(page, pb, 30)
-        sample(page, pb, args.warmup)
-        start = time.monotonic()
-        sample(page, pb, args.seconds)
-        window = [s for s in pb.samples if s["_wall"] >= start]
-        lat = [s["liveLatency"] for s in window if isinstance(s.get("liveLatency"), (int, float))]
-        g2g = [s["glassToGlass"] for s in window if isinstance(s.get("glassToGlass"), (int, float))]
-        last = pb.last
-        results[player] = (lat, g2g, last.get("stalls"), last.get("droppedFrames"), last.get("level"))
-        context.close()
-    return results
+def med(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def histograms(base: str) -> dict[str, tuple[float, float]]:
+    """(sum, count) of each histogram in the origin's /metrics, summed over its labels."""
+    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    out: dict[str, list[float]] = {}
+    for name, kind, _labels, value in _SAMPLE.findall(text):
+        acc = out.setdefault(name, [0.0, 0.0])
+        acc[0 if kind == "sum" else 1] += float(value)
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def mean_between(before: dict, after: dict, name: str) -> float:
+    s0, c0 = before.get(name, (0.0, 0.0))
+    s1, c1 = after.get(name, (0.0, 0.0))
+    return (s1 - s0) / (c1 - c0) if c1 > c0 else float("nan")
+
+
+@dataclass(frozen=True)
+class Result:
+    g2g: list[float]
+    latency: list[float]
+    buffer: list[float]
+    target: float | None
+    stalls: int
+    stall_log: list[dict]
+    requests_per_s: float
+    encode_s: float
+    release_s: float
+    drift_s: float
+    fatal: bool
+
+
+def play_one(browser, bases: tuple[str, str], player: str, args: argparse.Namespace, part_s: float) -> Result:  # type: ignore[no-untyped-def]
+    """Play from ``bases[0]``; read the stream's metrics from the origin at ``bases[1]``."""
+    play_base, base = bases
+    context, page, pb = open_player(browser, f"{play_base}/players/{player}.html?src={SOURCES[player]}")
+    requests: list[float] = []
+    page.on("request", lambda _r: requests.append(time.monotonic()))
+    wait_ready(page, pb, 30)
+    sample(page, pb, args.warmup)
+    before, start, stalls0 = histograms(base), time.monotonic(), pb.last.get("stalls") or 0
+    sample(page, pb, args.minutes * 60)
+    after, end = histograms(base), time.monotonic()
+    window = [s for s in pb.samples if s["_wall"] >= start]
+
+    def series(key: str, since: float = start, until: float = end) -> list[float]:
+        return [s[key] for s in window if since <= s["_wall"] <= until and isinstance(s.get(key), int | float)]
+
+    minute = min(60.0, (end - start) / 3)
+    played_from = window[0]["currentTime"] if window else 0
+    last = pb.last
+    result = Result(
+        g2g=series("glassToGlass"),
+        latency=series("liveLatency"),
+        buffer=series("buffer"),
+        target=last.get("targetLatency"),
+        stalls=(last.get("stalls") or 0) - stalls0,
+        stall_log=[s for s in last.get("stallLog") or [] if s.get("at", 0) >= played_from],
+        requests_per_s=sum(1 for t in requests if start <= t <= end) / (end - start),
+        encode_s=mean_between(before, after, "packager_publish_latency_seconds") - part_s,
+        release_s=mean_between(before, after, "origin_blocking_release_seconds"),
+        drift_s=med(series("glassToGlass", end - minute, end)) - med(series("glassToGlass", start, start + minute)),
+        fatal=bool(last.get("fatal")),
+    )
+    context.close()
+    return result
+
+
+@contextmanager
+def origin(args: argparse.Namespace, profile: str, tmp: Path) -> Iterator[list[tuple[str, tuple[str, str]]]]:
+    """The stream at ``profile``: yields (mode, (URL to play from, origin URL)) pairs."""
+    run_args = [args.source, "--latency", profile]
+    if args.ladder:
+        run_args += ["--ladder", args.ladder]
+    if args.store == "redis":
+        with (
+            cluster(run_args, tmp / "redis", workers=1, origins=2, ready_path=SOURCES["hls"]) as c,
+            nginx_lb(c.ports, tmp / "redis" / "nginx", ready_path="/time") as lb,
+        ):
+            wait_segments(f"{lb}/live/demo/audio/index.m3u8", 2, 60)
+            yield [("redis+nginx", (lb, f"http://127.0.0.1:{c.ports[0]}"))]
+        return
+    with packager(run_args, out=tmp / "out") as (_proc, base):
+        wait_segments(f"{base}/live/demo/audio/index.m3u8", 2, 60)
+        if not args.cdn:
+            yield [("direct", (base, base))]
+            return
+        with nginx_cdn(int(base.rsplit(":", 1)[1]), tmp / "cdn") as cdn:
+            yield [("direct", (base, base)), ("nginx CDN", (cdn, base))]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seconds", type=float, default=60)
-    ap.add_argument("--warmup", type=float, default=10)
+    ap.add_argument("--latency", default="normal", help="profiles to measure, comma separated (normal,low,ultra)")
+    ap.add_argument("--minutes", type=float, default=1.0, help="playback measured per player (default: 1)")
+    ap.add_argument("--warmup", type=float, default=10, help="seconds played before measuring (default: 10)")
     ap.add_argument("--players", default="hls,dash")
     ap.add_argument("--ladder", default=None, help="default: the packager's default ladder")
     ap.add_argument("--source", default="testsrc")
-    ap.add_argument("--store", choices=["memory", "redis", "both"], default="memory")
+    ap.add_argument("--cdn", action="store_true", help="also play through an nginx CDN in front of the origin")
+    ap.add_argument("--store", choices=["memory", "redis"], default="memory")
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
-    run_args = [args.source]
-    if args.ladder:
-        run_args += ["--ladder", args.ladder]
-    results: dict[str, dict[str, tuple]] = {}
-    with tempfile.TemporaryDirectory() as tmp_s, sync_playwright() as pw:
-        tmp = Path(tmp_s)
+    rows: list[tuple[str, str, str, Result]] = []
+    with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        if args.store in ("memory", "both"):
-            with packager(run_args, out=tmp / "out") as (_proc, base):
-                wait_segments(f"{base}/live/demo/audio/index.m3u8", 2, 60)
-                results["single process, direct"] = play(browser, base, args)
-        if args.store in ("redis", "both"):
-            (tmp / "redis").mkdir()
-            with (
-                cluster(run_args, tmp / "redis", workers=1, origins=2, ready_path=SOURCES["hls"]) as c,
-                nginx_lb(c.ports, tmp / "redis" / "nginx", ready_path="/time") as lb,
-            ):
-                wait_segments(f"{lb}/live/demo/audio/index.m3u8", 2, 60)
-                results["redis, nginx over 2 origins"] = play(browser, lb, args)
+        for profile in args.latency.split(","):
+            part_s = float(PROFILES[profile].part_s)
+            with tempfile.TemporaryDirectory() as tmp_s, origin(args, profile, Path(tmp_s)) as bases:
+                for mode, pair in bases:
+                    for player in args.players.split(","):
+                        rows.append((profile, mode, player, play_one(browser, pair, player, args, part_s)))
+                        report(args, rows[-1:], header=len(rows) == 1)
         browser.close()
-    report(args, results)
+    print()
+    report(args, rows, header=True)
 
 
-def report(args: argparse.Namespace, results: dict[str, dict[str, tuple]]) -> None:
-    print(
-        f"machine: {os.cpu_count()} cores; source {args.source}; ladder {args.ladder or 'default'}; "
-        f"{args.seconds:.0f} s per player after {args.warmup:.0f} s warm-up"
-    )
-    print(f"{'mode':30} {'player':6} {'latency med':>12} {'p95':>6} {'glass med':>10} {'p95':>6} {'stalls':>7}")
-    for mode, players in results.items():
-        for player, (lat, g2g, stalls, _dropped, _level) in players.items():
-            print(
-                f"{mode:30} {player:6} {statistics.median(lat):12.2f} {pct(lat, 0.95):6.2f} "
-                f"{statistics.median(g2g):10.2f} {pct(g2g, 0.95):6.2f} {stalls!s:>7}"
-            )
+def report(args: argparse.Namespace, rows: list[tuple[str, str, str, Result]], *, header: bool) -> None:
+    if header:
+        print(
+            f"machine: {os.cpu_count()} cores; source {args.source}; ladder {args.ladder or 'default'}; "
+            f"{args.minutes:g} min per player after {args.warmup:.0f} s warm-up"
+        )
+        print(
+            f"{'profile':7} {'mode':12} {'player':6} {'g2g med':>7} {'p95':>5} {'lat med':>7} {'target':>6} "
+            f"{'stalls':>6} {'longest':>7} {'drift':>6} {'req/s':>6} | {'encode':>6} {'part':>5} {'release':>7} "
+            f"{'buffer':>6} {'rest':>5}"
+        )
+    for profile, mode, player, r in rows:
+        part_s = float(PROFILES[profile].part_s)
+        g2g, buffered = med(r.g2g), med(r.buffer)
+        rest = g2g - r.encode_s - part_s - r.release_s - buffered
+        longest = max((s.get("s", 0) for s in r.stall_log), default=0.0)
+        target = f"{r.target:6.2f}" if isinstance(r.target, int | float) else f"{'-':>6}"
+        print(
+            f"{profile:7} {mode:12} {player:6} {g2g:7.2f} {pct(r.g2g, 0.95):5.2f} {med(r.latency):7.2f} {target} "
+            f"{r.stalls:6d} {longest:7.2f} {r.drift_s:+6.2f} {r.requests_per_s:6.1f} | {r.encode_s:6.3f} "
+            f"{part_s:5.2f} {r.release_s:7.3f} {buffered:6.2f} {rest:5.2f}" + ("  FATAL" if r.fatal else "")
+        )
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from packager.audiotracks import parse_audio
 from packager.config import (
     DEFAULT_LADDER,
     DEFAULT_MAX_AUDIO,
+    DEFAULT_TARGETS,
     ConfigError,
     Encoding,
     Ladder,
@@ -32,6 +33,7 @@ from packager.config import (
     check_name,
     parse_seconds,
 )
+from packager.latency import DEFAULT_PROFILE, PROFILES, TUNABLES, Tuning, tune
 from packager.ports import ListenError, Ports, bind_tcp, listen
 
 if TYPE_CHECKING:
@@ -74,14 +76,40 @@ def _add_stream_flags(p: argparse.ArgumentParser) -> None:
         default=DEFAULT_MAX_AUDIO,
         help="most audio tracks taken from an input when --audio picks none (default: %(default)s)",
     )
-    g.add_argument("--segment", default="2.0", help="segment duration in seconds (default: %(default)s)")
     g.add_argument(
-        "--part",
-        default="0.5",
-        help="part (CMAF chunk) duration in seconds; must divide --segment (default: %(default)s)",
+        "--latency",
+        default=None,
+        choices=list(PROFILES),
+        help="latency profile: the segment, part, GOP, hold-back, DASH target, catch-up and x264 settings "
+        "below, chosen together; "
+        + "; ".join(f"{p.name}: {p.summary}" for p in PROFILES.values())
+        + f" (default: {DEFAULT_PROFILE}; each setting below overrides the profile's)",
+    )
+    g.add_argument("--segment", default=None, help="segment duration in seconds (normal: 2)")
+    g.add_argument(
+        "--part", default=None, help="part (CMAF chunk) duration in seconds; must divide --segment (normal: 0.5)"
+    )
+    g.add_argument("--gop", default=None, help="seconds between IDRs; must divide --segment (default: one per segment)")
+    g.add_argument(
+        "--part-hold-back",
+        default=None,
+        metavar="PARTS",
+        help="HLS PART-HOLD-BACK in parts (x PART-TARGET), at least 3 (normal: 3)",
+    )
+    g.add_argument(
+        "--dash-target",
+        default=None,
+        metavar="PARTS",
+        help="DASH ServiceDescription latency target in parts (normal: 3)",
+    )
+    g.add_argument(
+        "--catchup-rate",
+        default=None,
+        metavar="R",
+        help="players may play at 1 +- R to hold the latency target (normal: 0.04)",
     )
     g.add_argument("--window", default="60", help="seconds kept in live manifests (default: %(default)s)")
-    g.add_argument("--preset", default="veryfast", help="x264 preset (default: %(default)s)")
+    g.add_argument("--preset", default=None, help="x264 preset (normal: veryfast)")
     g.add_argument(
         "--cc-language",
         default="und",
@@ -237,11 +265,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def stream_config(args: argparse.Namespace) -> StreamConfig:
-    timing = Timing(
-        segment_s=parse_seconds(args.segment, "--segment"),
-        part_s=parse_seconds(args.part, "--part"),
-        window_s=parse_seconds(args.window, "--window"),
-    )
     fps = None
     if args.fps is not None:
         try:
@@ -250,11 +273,15 @@ def stream_config(args: argparse.Namespace) -> StreamConfig:
             raise ConfigError(f"--fps: {args.fps!r} is not a frame rate (e.g. 30 or 30000/1001)") from None
     if args.duration is not None and not (0 < args.duration <= 7 * 24 * 3600):
         raise ConfigError(f"--duration: {args.duration} must be > 0 seconds")
+    base = Tuning(Timing(window_s=parse_seconds(args.window, "--window")), Encoding(fps=fps), DEFAULT_TARGETS)
+    flags = {key: getattr(args, key) for key in TUNABLES}
+    tuning = tune(base, {"latency": args.latency or DEFAULT_PROFILE, **flags}, lambda key: "--" + key.replace("_", "-"))
     return StreamConfig(
         name=check_name(args.stream, "--stream"),
         ladder=Ladder.parse(args.ladder, args.audio_bitrate),
-        timing=timing,
-        encoding=Encoding(preset=args.preset, fps=fps),
+        timing=tuning.timing,
+        encoding=tuning.encoding,
+        targets=tuning.targets,
         hls_cue_tags=args.hls_cue_tags,
         cc_language=args.cc_language,
         audio=parse_audio(args.audio, args.max_audio),

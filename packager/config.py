@@ -200,9 +200,15 @@ class Timing:
 
 @dataclass(frozen=True)
 class Encoding:
+    """x264 settings. ``gop_s``: an IDR every this many seconds (None: one per segment), on the same
+    instants in every rendition; ``slice_threads``: threads share each picture (no frame of delay)
+    rather than encode several pictures at once (more throughput, two frames of delay)."""
+
     preset: str = "veryfast"
     fps: Fraction | None = None  # None: follow the source (testsrc: 30)
     tune_zerolatency: bool = True
+    gop_s: Fraction | None = None
+    slice_threads: bool = False
 
     def __post_init__(self) -> None:
         presets = {"ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"}
@@ -210,6 +216,55 @@ class Encoding:
             raise ConfigError(f"--preset: {self.preset!r} is not one of {', '.join(sorted(presets))}")
         if self.fps is not None and not (1 <= self.fps <= 120):
             raise ConfigError(f"--fps: {float(self.fps)} must be in 1..120")
+        if self.gop_s is not None and not (0 < self.gop_s <= 20):
+            raise ConfigError(f"--gop: {float(self.gop_s)} must be in (0, 20] seconds")
+
+    def check_timing(self, timing: Timing) -> None:
+        """The GOP fits the timing: IDRs at every segment start, and only at part starts (INDEPENDENT parts)."""
+        if self.gop_s is None:
+            return
+        if (timing.segment_s / self.gop_s).denominator != 1:
+            raise ConfigError(f"--gop: {float(self.gop_s)} s must divide --segment {float(timing.segment_s)} s exactly")
+        if (self.gop_s / timing.part_s).denominator != 1:
+            raise ConfigError(
+                f"--gop: {float(self.gop_s)} s must be a whole number of parts ({float(timing.part_s)} s)"
+            )
+
+
+# RFC 8216bis 4.4.3.8: PART-HOLD-BACK MUST be at least twice PART-TARGET and SHOULD be at least three
+# times; we hold to the SHOULD, since at twice hls.js stalls each time a part is late.
+MIN_PART_HOLD_BACK_PARTS = Fraction(3)
+MAX_CATCHUP_RATE = Fraction(1, 2)  # dash.js's own default range; faster is audible and visibly jerky
+
+
+@dataclass(frozen=True)
+class PlayerTargets:
+    """Where players are told to sit behind the live edge, and how fast they may catch up.
+
+    ``part_hold_back_parts``: HLS ``PART-HOLD-BACK`` in multiples of PART-TARGET (hls.js plays at it).
+    ``dash_target_parts``: DASH ``ServiceDescription/Latency@target`` in multiples of the part duration.
+    ``catchup_rate``: players may play at ``1 +- catchup_rate`` to get back to the target (DASH
+    ``ServiceDescription/PlaybackRate``; HLS has no way to say it: hls.js's rate is its page's
+    ``maxLiveSyncPlaybackRate``, 1.1 in the shipped page).
+    """
+
+    part_hold_back_parts: Fraction = Fraction(3)
+    dash_target_parts: Fraction = Fraction(3)
+    catchup_rate: Fraction = Fraction(4, 100)
+
+    def __post_init__(self) -> None:
+        if self.part_hold_back_parts < MIN_PART_HOLD_BACK_PARTS or self.part_hold_back_parts > 20:
+            raise ConfigError(
+                f"--part-hold-back: {float(self.part_hold_back_parts)} parts must be in 3..20 "
+                "(RFC 8216bis: PART-HOLD-BACK >= 3 x PART-TARGET)"
+            )
+        if not 1 <= self.dash_target_parts <= 40:
+            raise ConfigError(f"--dash-target: {float(self.dash_target_parts)} parts must be in 1..40")
+        if not 0 < self.catchup_rate <= MAX_CATCHUP_RATE:
+            raise ConfigError(f"--catchup-rate: {float(self.catchup_rate)} must be in (0, 0.5]")
+
+
+DEFAULT_TARGETS = PlayerTargets()
 
 
 _LANGUAGE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*\Z")
@@ -233,7 +288,9 @@ class StreamConfig:
     hls_cue_tags: bool = False  # legacy EXT-X-CUE-OUT/IN next to EXT-X-DATERANGE
     cc_language: str = "und"  # the language the input's CEA-608 captions are signalled in
     audio: AudioSelection = field(default_factory=AudioSelection)
+    targets: PlayerTargets = field(default_factory=PlayerTargets)  # what manifests tell players about latency
 
     def __post_init__(self) -> None:
         check_name(self.name, "--stream")
         check_language(self.cc_language, "--cc-language")
+        self.encoding.check_timing(self.timing)

@@ -191,6 +191,8 @@ class StreamFailover:
             window_s=t.window_s,
             target_duration=t.target_duration,
             clock=self.staged.clock,
+            hls_cue_tags=t.hls_cue_tags,
+            targets=t.targets,
         )
         first = self.staged.first_whole_msn() or 0
         # a log this node could not continue (its snapshot not servable yet) still owns its positions

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Literal, Protocol
 
+from packager.config import DEFAULT_TARGETS, PlayerTargets
 from packager.splice import Splice
 
 TrackKind = Literal["video", "audio", "text"]  # text: a WebVTT subtitle rendition
@@ -186,6 +187,7 @@ class StreamView:
     starting: bool = False  # a rendition the pipeline announced has no init yet: the ladder is incomplete
     splices: tuple[Splice, ...] = ()  # ad-break splices of the window and ahead of it, by start
     hls_cue_tags: bool = False  # media playlists also carry legacy EXT-X-CUE-OUT/IN
+    targets: PlayerTargets = DEFAULT_TARGETS  # hold-backs, DASH latency target, catch-up rate
 
     def track(self, name: str) -> TrackView | None:
         for t in self.tracks:

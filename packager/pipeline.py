@@ -178,6 +178,7 @@ class Pipeline:
             target_duration=timing.target_duration,
             clock=clock,
             hls_cue_tags=cfg.hls_cue_tags,
+            targets=cfg.targets,
         )
         return self.stream
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Protocol
 
+from packager.config import DEFAULT_TARGETS, PlayerTargets
 from packager.model import Part, Segment, TrackInfo
 from packager.splice import Splice
 
@@ -48,6 +49,7 @@ class StreamTiming:
     # Manifest dialect every renderer of the stream (origins, the disk mirror) must agree on:
     # legacy EXT-X-CUE-OUT/IN ad markers next to EXT-X-DATERANGE.
     hls_cue_tags: bool = False
+    targets: PlayerTargets = DEFAULT_TARGETS  # hold-backs, DASH latency target, catch-up rate
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,8 @@ Example::
     # public_key = "/etc/packager/playback.pub.pem"   # RS256/ES256 tokens; or:
     # jwks = "/etc/packager/playback.jwks.json"
 
-    [defaults]                # any stream flag: ladder, audio_bitrate, segment, part, window, preset, audio, max_audio
+    [defaults]                # any stream flag: ladder, audio_bitrate, latency, segment, part, gop, part_hold_back,
+                              # dash_target, catchup_rate, window, preset, audio, max_audio
     ladder = "1280x720@3000k,854x480@1400k,640x360@800k"
     max_audio = 8             # most audio tracks taken from an input (when audio picks none)
 
@@ -79,19 +80,18 @@ from packager.admission import InputLimits
 from packager.audiotracks import audio_from_toml
 from packager.config import (
     ConfigError,
-    Encoding,
     Ladder,
     StreamConfig,
-    Timing,
     check_language,
     check_name,
     parse_seconds,
 )
 from packager.events import parse_types
+from packager.latency import TUNABLES, Tuning, tune
 from packager.security import SERVER_KEYS, SecuritySettings, security_settings
 
 # what a stream sets for itself or takes from [defaults]
-_DEFAULT_KEYS = {"ladder", "audio_bitrate", "segment", "part", "window", "preset", "hls_cue_tags", "cc_language"}
+_DEFAULT_KEYS = {"ladder", "audio_bitrate", "latency", "window", *TUNABLES, "hls_cue_tags", "cc_language"}
 _DEFAULT_KEYS |= {"audio", "max_audio"}
 _STREAM_KEYS = _DEFAULT_KEYS | {"key", "takeover", "max_kbps"}
 _STREAM_KEYS |= {"passphrase", "pbkeylen"}  # SRT encryption
@@ -285,18 +285,14 @@ def stream_config(name: str, values: dict[str, Any], base: StreamConfig, where: 
             str(values.get("ladder", _ladder_text(base.ladder))),
             str(values.get("audio_bitrate", base.ladder.audio_bitrate)),
         )
-    if {"segment", "part", "window"} & values.keys():
+    targets = base.targets
+    if {"latency", "window", *TUNABLES} & values.keys():
         try:
-            timing = Timing(
-                parse_seconds(values.get("segment", timing.segment_s), f"{where}.segment"),
-                parse_seconds(values.get("part", timing.part_s), f"{where}.part"),
-                parse_seconds(values.get("window", timing.window_s), f"{where}.window"),
-            )
+            window = parse_seconds(values.get("window", timing.window_s), f"{where}.window")
+            tuned = tune(Tuning(replace(timing, window_s=window), encoding, targets), values, lambda k: f"{where}.{k}")
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
-    if "preset" in values:
-        encoding = replace(encoding, preset=str(values["preset"]))
-        Encoding(preset=encoding.preset)
+        timing, encoding, targets = tuned.timing, tuned.encoding, tuned.targets
     cue_tags = values.get("hls_cue_tags", base.hls_cue_tags)
     if not isinstance(cue_tags, bool):
         raise ConfigError(f"--config: {where}.hls_cue_tags must be true or false")
@@ -313,6 +309,7 @@ def stream_config(name: str, values: dict[str, Any], base: StreamConfig, where: 
         hls_cue_tags=cue_tags,
         cc_language=language,
         audio=audio,
+        targets=targets,
     )
 
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
+from packager.config import DEFAULT_TARGETS, PlayerTargets
 from packager.model import Part, TrackInfo
 from packager.splice import Splice
 from packager.store import StreamStore
@@ -39,6 +40,8 @@ class StagedTiming:
     part_s: Fraction
     window_s: Fraction
     target_duration: int
+    hls_cue_tags: bool = False
+    targets: PlayerTargets = DEFAULT_TARGETS
 
 
 @dataclass(frozen=True)
@@ -206,8 +209,10 @@ class StandbyStore:
         clock: MediaClock,
         started_utc_s: float | None = None,
         hls_cue_tags: bool = False,
+        targets: PlayerTargets = DEFAULT_TARGETS,
     ) -> StandbyStream:
-        stream = StandbyStream(name, StagedTiming(segment_s, part_s, window_s, target_duration), clock, utc=self.clock)
+        timing = StagedTiming(segment_s, part_s, window_s, target_duration, hls_cue_tags, targets)
+        stream = StandbyStream(name, timing, clock, utc=self.clock)
         self.streams[name] = stream
         self.on_open(stream)
         return stream

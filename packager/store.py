@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Protocol
 
 from packager.cmaf import styp
+from packager.config import DEFAULT_TARGETS, PlayerTargets
 from packager.model import Part, PartRef, Segment, StreamView, TrackInfo, TrackView
 from packager.publication import (
     InitPublished,
@@ -586,6 +587,7 @@ class StreamStore:
                 starting=not self.ended and any(self._no_init(name) for name in self.expected_tracks),
                 splices=self._listed_splices(),
                 hls_cue_tags=self.timing.hls_cue_tags,
+                targets=self.timing.targets,
             )
         return self._view
 
@@ -633,8 +635,11 @@ class Store:
         clock: MediaClock,
         started_utc_s: float | None = None,
         hls_cue_tags: bool = False,
+        targets: PlayerTargets = DEFAULT_TARGETS,
     ) -> StreamStore:
-        timing = StreamTiming(segment_s, part_s, window_s, target_duration, clock.epoch_s, clock.live, hls_cue_tags)
+        timing = StreamTiming(
+            segment_s, part_s, window_s, target_duration, clock.epoch_s, clock.live, hls_cue_tags, targets
+        )
         return self.open(name, timing, self.clock.utc_s() if started_utc_s is None else started_utc_s)
 
     def open(self, name: str, timing: StreamTiming, started_utc_s: float) -> StreamStore:

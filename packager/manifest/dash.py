@@ -69,8 +69,6 @@ TEXT_MEDIA_TEMPLATE = "$RepresentationID$/$Number$.vtt"  # == text_segment_name(
 
 PRT_ID = 0  # ProducerReferenceTime@id, referenced by ServiceDescription/Latency@referenceId
 SERVICE_DESCRIPTION_ID = 0
-PLAYBACK_RATE_MIN = "0.96"
-PLAYBACK_RATE_MAX = "1.04"
 NON_LL_DELAY_SEGMENTS = 3  # suggestedPresentationDelay without chunking, like HLS HOLD-BACK
 
 
@@ -96,8 +94,10 @@ def xs_duration(seconds: Fraction | int, *, round_up: bool = False) -> str:
     return out
 
 
-def _decimal(value: Fraction) -> str:
+def _decimal(value: Fraction, *, round_down: bool = False) -> str:
     """A short xs:double / decimal text for a seconds value: ``1.5``, ``2``, ``0.333333``."""
+    if round_down:
+        value = Fraction(math.floor(value * 1_000_000), 1_000_000)
     text = f"{float(value):.6f}".rstrip("0").rstrip(".")
     return text or "0"
 
@@ -122,10 +122,10 @@ class LatencyTargets:
 
 
 def latency_targets(view: StreamView) -> LatencyTargets:
-    """Target 3 parts (1.5 s with 0.5 s parts): one in flight, one buffered, one of margin for the
-    player's catch-up; min one part less; max one segment more. Measured with dash.js in
-    headless Chromium (bench/latency.py): 3 parts plays without stalls on a 2-core machine."""
-    target = 3 * view.part_s
+    """Target the stream's ``dash_target_parts`` parts (the latency profile's: 3 at ``normal``, 1.5 s
+    with 0.5 s parts: one in flight, one buffered, one of margin for the player's catch-up); min one
+    part less; max one segment more. Measured with dash.js in headless Chromium (bench/latency.py)."""
+    target = view.targets.dash_target_parts * view.part_s
     return LatencyTargets(
         target_ms=round(target * 1000),
         min_ms=round((target - view.part_s) * 1000),
@@ -222,7 +222,8 @@ def render_mpd(
             min=str(targets.min_ms),
             max=str(targets.max_ms),
         )
-        _el(sd, "PlaybackRate", min=PLAYBACK_RATE_MIN, max=PLAYBACK_RATE_MAX)
+        rate = view.targets.catchup_rate
+        _el(sd, "PlaybackRate", min=_decimal(1 - rate), max=_decimal(1 + rate))
 
     plans = plan_periods(view, per_track, static_origin_s=static_origin_s)
     for i, plan in enumerate(plans):
@@ -436,7 +437,8 @@ def _representation(
     pto = math.floor(mode.origin_s * info.timescale)
     template = _el(rep, "SegmentTemplate", timescale=str(info.timescale), presentationTimeOffset=str(pto))
     if mode.low_latency:
-        template.set("availabilityTimeOffset", _decimal(view.segment_s - view.part_s))
+        # rounded down: a segment is never announced before its first part is complete
+        template.set("availabilityTimeOffset", _decimal(view.segment_s - view.part_s, round_down=True))
         template.set("availabilityTimeComplete", "false")
     template.set("startNumber", str(entries[0].msn if entries else _next_msn(track)))
     template.set("initialization", INIT_TEMPLATE)

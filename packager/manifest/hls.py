@@ -19,7 +19,8 @@ Rules this module keeps (see DESIGN.md "Rules that peers get wrong"):
   ``PART-TARGET`` is :func:`packager.manifest.part_target`: the configured
   part duration rounded up to whole frames of every track (0.512 s for 0.5 s
   parts of 48 kHz AAC), since every part MUST be <= PART-TARGET;
-  ``PART-HOLD-BACK`` is three times it.
+  ``PART-HOLD-BACK`` is the latency profile's multiple of it (at least three
+  times), rounded up so it never falls below.
 * Segment numbers are the file msns. HLS numbers segments implicitly from
   ``EXT-X-MEDIA-SEQUENCE``, so after a time gap each msn nobody produced is
   listed as an ``EXT-X-GAP`` segment (:func:`packager.manifest.gap_filled`).
@@ -35,6 +36,7 @@ Rules this module keeps (see DESIGN.md "Rules that peers get wrong"):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -72,19 +74,18 @@ DESCRIBES_VIDEO = "public.accessibility.describes-video"  # EXT-X-MEDIA CHARACTE
 
 PART_WINDOW_TARGETS = 3  # parts listed for segments starting within 3 target durations of the end
 HOLD_BACK_TARGETS = 3  # HOLD-BACK >= 3 x TARGETDURATION
-PART_HOLD_BACK_PARTS = 3  # PART-HOLD-BACK >= 3 x PART-TARGET
 SKIP_TARGETS = 6  # CAN-SKIP-UNTIL >= 6 x TARGETDURATION
 
 _DECIMALS = 5
 
 
-def fmt_seconds(value: Fraction | int) -> str:
+def fmt_seconds(value: Fraction | int, *, round_up: bool = False) -> str:
     """Seconds as an HLS decimal: up to 5 decimals, trailing zeros trimmed, at least one decimal.
 
-    ``2 -> "2.0"``, ``1/2 -> "0.5"``, ``2.021333.. -> "2.02133"``.
+    ``2 -> "2.0"``, ``1/2 -> "0.5"``, ``2.021333.. -> "2.02133"`` (``"2.02134"`` with ``round_up``).
     """
     scale = 10**_DECIMALS
-    scaled = round(Fraction(value) * scale)
+    scaled = math.ceil(Fraction(value) * scale) if round_up else round(Fraction(value) * scale)
     whole, frac = divmod(scaled, scale)
     digits = f"{frac:0{_DECIMALS}d}".rstrip("0") or "0"
     return f"{whole}.{digits}"
@@ -218,7 +219,7 @@ def server_control(view: StreamView) -> str:
     return (
         "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,"
         f"CAN-SKIP-UNTIL={fmt_seconds(SKIP_TARGETS * target)},"
-        f"PART-HOLD-BACK={fmt_seconds(PART_HOLD_BACK_PARTS * part_target(view))},"
+        f"PART-HOLD-BACK={fmt_seconds(view.targets.part_hold_back_parts * part_target(view), round_up=True)},"
         f"HOLD-BACK={fmt_seconds(HOLD_BACK_TARGETS * target)}"
     )
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any
 
+from packager.config import PlayerTargets
 from packager.model import Part, PartRef, Segment, TrackInfo
 from packager.publication import (
     InitPublished,
@@ -86,6 +87,11 @@ def timing_json(t: StreamTiming) -> dict[str, Any]:
         "epoch_s": frac(t.epoch_s),
         "live": t.live,
         "hls_cue_tags": t.hls_cue_tags,
+        "targets": {
+            "part_hold_back_parts": frac(t.targets.part_hold_back_parts),
+            "dash_target_parts": frac(t.targets.dash_target_parts),
+            "catchup_rate": frac(t.targets.catchup_rate),
+        },
     }
 
 
@@ -98,7 +104,15 @@ def timing_from(d: Mapping[str, Any]) -> StreamTiming:
         unfrac(d["epoch_s"]),
         bool(d["live"]),
         bool(d.get("hls_cue_tags", False)),
+        targets_from(d.get("targets")),
     )
+
+
+def targets_from(d: Mapping[str, Any] | None) -> PlayerTargets:
+    """A stream's player targets; an entry written before they were carried gets the defaults."""
+    if not d:
+        return PlayerTargets()
+    return PlayerTargets(unfrac(d["part_hold_back_parts"]), unfrac(d["dash_target_parts"]), unfrac(d["catchup_rate"]))
 
 
 def info_json(info: TrackInfo) -> dict[str, Any]:
