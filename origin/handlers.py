@@ -28,6 +28,7 @@ from origin.policy import Kind
 from origin.render import RenderCache
 from origin.responses import Body, error, send
 from origin.signing import signed
+from packager.cmaf.wvtt import from_webvtt
 from packager.events import EventBus
 from packager.lifecycle import NO_FAILOVERS, StreamEvents
 from packager.model import (
@@ -37,7 +38,6 @@ from packager.model import (
     TrackView,
     part_name,
     segment_name,
-    text_segment_name,
 )
 from packager.reader import Position, StoreReader, StreamReader
 from packager.redisstore.health import NodeWatch, status_json
@@ -289,24 +289,36 @@ async def media_object(request: web.Request) -> web.StreamResponse:
 
 
 async def _text_object(request: web.Request, stream: StreamReader, track: TrackView, name: str) -> web.StreamResponse:
-    """A subtitle rendition's playlist or one of its WebVTT segments (whole files only: no init, no parts)."""
+    """A subtitle rendition's playlist, one of its WebVTT segments (HLS) or their ISO BMFF form (DASH: the
+    ``wvtt`` init and ``{msn}.m4s``, rendered from the WebVTT file); whole segments only, no parts."""
     if name == MEDIA_PLAYLIST_NAME:
         return await media_playlist(request)
-    m = TEXT_FILE.match(name)
+    if name == INIT_NAME:
+        init = stream.init(track.info.name)
+        if init is None:
+            return _fail(request, 404, "no such rendition in this stream", Kind.INIT, stream)
+        return send(request, Body.of(init, stream.started_utc_s), _headers(request, Kind.INIT, stream))
+    iso = TEXT_FILE.match(name) is None
+    m = SEGMENT_FILE.match(name) if iso else TEXT_FILE.match(name)
     if m is None:
         return _fail(request, 404, "no such object", Kind.OTHER, stream)
+    kind = Kind.SEGMENT if iso else Kind.SUBTITLE
     msn = int(m.group(1))
     data = stream.segment_bytes(track.info.name, msn)
     if data is not None:
-        seg = stream.segment(track.info.name, msn)
+        seg = stream.segment(track.info.name, msn)  # None: out of the window, kept through the deletion grace
+        if iso:
+            ticks = int(stream.view().segment_s * track.info.timescale)
+            start, end = (seg.start, seg.end) if seg else (msn * ticks, (msn + 1) * ticks)
+            data = from_webvtt(data, start, end, msn)
         modified = seg.published_utc_s if seg else time.time()
-        body = Body.of(data, modified, tag=f"{track.info.name}-{msn}-{len(data)}")
-        return send(request, body, _headers(request, Kind.SUBTITLE, stream))
-    if (body := await _disk_body(stream.file(track.info.name, text_segment_name(msn)))) is not None:
-        return send(request, body, _headers(request, Kind.SUBTITLE, stream))
-    if (refused := _unknowable(request, Kind.SUBTITLE, stream)) is not None:
+        body = Body.of(data, modified, tag=f"{track.info.name}-{name}-{len(data)}")
+        return send(request, body, _headers(request, kind, stream))
+    if (body := await _disk_body(stream.file(track.info.name, name))) is not None:
+        return send(request, body, _headers(request, kind, stream))
+    if (refused := _unknowable(request, kind, stream)) is not None:
         return refused
-    return _fail(request, 404, "segment not available", Kind.SUBTITLE, stream)
+    return _fail(request, 404, "segment not available", kind, stream)
 
 
 async def _disk_body(path: Path | None) -> Body | None:

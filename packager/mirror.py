@@ -12,7 +12,10 @@ after every write queued for it.
 
 A process restarted on the same folder first calls :meth:`DiskMirror.recover`:
 each live track whose new init matches the one on disk then adopts the window
-it had published (:mod:`packager.resume`) before its first new part.
+it had published (:mod:`packager.resume`) before its first new part. A
+subtitle rendition's folder holds its ``wvtt`` init, and each segment twice:
+``{msn}.m4s`` (DASH) is written before ``{msn}.vtt`` (HLS), which a restart
+reads back.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from packager import resume
+from packager.cmaf.wvtt import from_webvtt
 from packager.disk import DiskWriter
 from packager.manifest.dash import render_mpd
 from packager.manifest.hls import render_master, render_media
@@ -33,6 +37,7 @@ from packager.model import (
     MASTER_NAME,
     MEDIA_PLAYLIST_NAME,
     MPD_NAME,
+    Segment,
     TrackKind,
     part_name,
     segment_name,
@@ -113,8 +118,6 @@ class DiskMirror:
         if folder is None:
             return
         match event:
-            case InitPublished(info=info, data=data) if info.kind == "text":
-                pass  # a subtitle rendition has no init: each WebVTT segment stands alone
             case InitPublished(info=info, data=data):
                 self._resume(event.stream, info.name, data)
                 self.disk.write(folder / info.name / INIT_NAME, data)
@@ -124,15 +127,17 @@ class DiskMirror:
             case SegmentClosed(segment=seg):
                 data = self.store.get(event.stream).segment_bytes(seg.track, seg.msn)  # type: ignore[union-attr]
                 if data is not None:
-                    name = track_segment_name(self._kind(event.stream, seg.track), seg.msn)
-                    self.disk.write(folder / seg.track / name, data)
+                    self._write_segment(folder / seg.track, self._kind(event.stream, seg.track), seg, data)
             case SpliceScheduled():
                 s = self.store.get(event.stream)
                 if s is not None:
                     self.disk.write(folder / resume.SPLICES_NAME, resume.splices_file(s.splices))
             case MediaRetired(track=track, msn=msn, parts=parts):
                 if self._live.get(event.stream, True):
-                    self.disk.delete(folder / track / track_segment_name(self._kind(event.stream, track), msn))
+                    kind = self._kind(event.stream, track)
+                    self.disk.delete(folder / track / track_segment_name(kind, msn))
+                    if kind == "text":  # then its ISO BMFF form
+                        self.disk.delete(folder / track / segment_name(msn))
                     for m, i in parts:
                         self.disk.delete(folder / track / part_name(m, i))
             case StreamEnded():
@@ -144,6 +149,12 @@ class DiskMirror:
                 self.disk.remove_tree(folder)
                 return
         self._schedule(event.stream)
+
+    def _write_segment(self, folder: Path, kind: TrackKind, seg: Segment, data: bytes) -> None:
+        if kind == "text":
+            # its ISO BMFF form (DASH) first: a .vtt on disk (what a restart re-lists) has it beside it
+            self.disk.write(folder / segment_name(seg.msn), from_webvtt(data, seg.start, seg.end, seg.msn))
+        self.disk.write(folder / track_segment_name(kind, seg.msn), data)
 
     def _kind(self, stream: str, track_name: str) -> TrackKind:
         s = self.store.get(stream)
@@ -172,9 +183,9 @@ class DiskMirror:
             return
         ts = track.info.timescale
         now_ticks = int(self.store.clock.utc_s() * ts)
-        found = resume.window(
-            files, track_name, resume.Timing.of(timing.segment_s, timing.part_s, timing.window_s, ts), now_ticks
-        )
+        in_ticks = resume.Timing.of(timing.segment_s, timing.part_s, timing.window_s, ts)
+        read = resume.text_window if track.info.kind == "text" else resume.window
+        found = read(files, track_name, in_ticks, now_ticks)
         if found:
             track.adopt(found)
             folder = self.folder(stream)

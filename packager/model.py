@@ -37,7 +37,8 @@ def part_name(msn: int, index: int) -> str:
 
 
 def text_segment_name(msn: int) -> str:
-    """A subtitle segment: a whole WebVTT file (text tracks have no parts and no init on disk)."""
+    """A subtitle segment: a whole WebVTT file (text tracks have no parts; their ``wvtt`` init and
+    ``segment_name`` files are the ISO BMFF form DASH lists)."""
     return f"{msn}.vtt"
 
 

@@ -19,6 +19,11 @@ the segments the new run adopts, trusting nothing:
   its nominal duration with its real parts (its file is written on adoption);
 * only segments still inside the new run's window count.
 
+A subtitle rendition (:func:`text_window`) keeps no parts: each ``{msn}.vtt``
+file must read back as the WebVTT segment its name claims, and stands for the
+whole segment (a live rendition publishes only whole ones; its ISO BMFF form
+``{msn}.m4s`` was written before it).
+
 What the process lost while it was down is a run of msns nobody produced, which
 manifests already render as gaps (HLS ``EXT-X-GAP`` segments; DASH, whose
 ``$Number$`` counts one per timeline entry, lists only the newest run).
@@ -30,19 +35,21 @@ import json
 import logging
 import os
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
 from packager.cmaf import parse_fragments, styp
 from packager.cmaf.fragment import NON_SYNC_SAMPLE_FLAGS
-from packager.model import INIT_NAME, PartRef, Segment, segment_name
+from packager.model import INIT_NAME, PartRef, Segment, segment_name, text_segment_name
 from packager.splice import Splice, SpliceError, splice_from, splice_json
+from packager.webvtt import parse_segment
 
 log = logging.getLogger(__name__)
 
 _SEGMENT = re.compile(r"(\d{1,18})\.m4s")
 _PART = re.compile(r"(\d{1,18})\.(\d{1,4})\.m4s")
+_TEXT = re.compile(r"(\d{1,18})\.vtt")
 MAX_FILE_BYTES = 64 << 20  # larger than any part or segment this package writes
 _NON_SYNC = NON_SYNC_SAMPLE_FLAGS & 0x00010000  # sample_is_non_sync_sample (ISO/IEC 14496-12 8.8.3.1)
 
@@ -54,6 +61,7 @@ class TrackFiles:
     init: bytes
     segments: dict[int, bytes]
     parts: dict[int, dict[int, bytes]]  # msn -> part index -> bytes
+    texts: dict[int, bytes] = field(default_factory=dict)  # msn -> WebVTT file (a subtitle rendition)
 
 
 @dataclass(frozen=True)
@@ -99,18 +107,19 @@ def _track_files(folder: Path, first_msn: int) -> TrackFiles | None:
         return None
     segments: dict[int, bytes] = {}
     parts: dict[int, dict[int, bytes]] = {}
+    texts: dict[int, bytes] = {}
     with os.scandir(folder) as entries:
         names = [e.name for e in entries]
     for name in names:
-        part, seg = _PART.fullmatch(name), _SEGMENT.fullmatch(name)
-        match = part or seg
+        part, seg, text = _PART.fullmatch(name), _SEGMENT.fullmatch(name), _TEXT.fullmatch(name)
+        match = part or seg or text
         if match is None or int(match[1]) < first_msn or (data := _read(folder / name)) is None:
             continue
         if part is not None:
             parts.setdefault(int(part[1]), {})[int(part[2])] = data
         else:
-            segments[int(match[1])] = data
-    return TrackFiles(init, segments, parts)
+            (texts if text is not None else segments)[int(match[1])] = data
+    return TrackFiles(init, segments, parts, texts)
 
 
 def _read(path: Path) -> bytes | None:
@@ -134,11 +143,34 @@ def window(files: TrackFiles, track: str, timing: Timing, now_ticks: int) -> lis
     for msn in sorted(files.parts):
         seg = _segment(files, track, msn, timing)
         if seg is not None and seg[0].end > oldest_end and (not out or out[-1][0].end <= seg[0].start):
-            previous = out[-1][0] if out else None
-            if previous is not None and previous.msn + 1 == msn:
-                seg = (replace(seg[0], run=previous.run_msn), seg[1])
-            out.append(seg)
+            _append(out, *seg)
     return out
+
+
+def text_window(files: TrackFiles, track: str, timing: Timing, now_ticks: int) -> list[tuple[Segment, bytes]]:
+    """:func:`window` for a subtitle rendition: its WebVTT files, each checked and a whole segment long."""
+    out: list[tuple[Segment, bytes]] = []
+    oldest_end = now_ticks - timing.window_ticks
+    for msn in sorted(files.texts):
+        data, start, duration = files.texts[msn], msn * timing.segment_ticks, timing.segment_ticks
+        try:
+            fits = parse_segment(data).start == start
+        except ValueError:
+            fits = False
+        if not fits:
+            log.warning("resume: %s/%s is not that WebVTT segment, not resumed", track, text_segment_name(msn))
+        elif start + duration > oldest_end:
+            ref = PartRef(msn, 0, start, duration, True, len(data))
+            _append(out, Segment(track, msn, start, duration, (ref,), len(data)), data)
+    return out
+
+
+def _append(out: list[tuple[Segment, bytes]], seg: Segment, data: bytes) -> None:
+    """Add ``seg`` after the adopted segments in ``out``, in the run of the one before it if it follows it."""
+    previous = out[-1][0] if out else None
+    if previous is not None and previous.msn + 1 == seg.msn:
+        seg = replace(seg, run=previous.run_msn)
+    out.append((seg, data))
 
 
 def _segment(files: TrackFiles, track: str, msn: int, timing: Timing) -> tuple[Segment, bytes] | None:

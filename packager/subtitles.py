@@ -1,9 +1,10 @@
 """Subtitle renditions: cues collected on the event loop, cut into WebVTT segments on the media grid.
 
 Each subtitle rendition (one per input subtitle stream, or per language fed
-through the live subtitle API) is a text track of the stream: its "init" is
-:data:`packager.webvtt.INIT_MARKER` and every segment is one part holding a
-whole WebVTT file (no partial segments for text). Segment ``msn`` is
+through the live subtitle API) is a text track of the stream: every segment
+is one part holding a whole WebVTT file (no partial segments for text), and
+its init is the ``wvtt`` init segment of the ISO BMFF form DASH lists
+(:mod:`packager.cmaf.wvtt`, rendered from those files). Segment ``msn`` is
 published once media time passes its end, with or without cues, so the
 numbering stays continuous like the media's. Event-loop only.
 """
@@ -15,12 +16,15 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from packager.audiotracks import check_label
+from packager.cmaf.init import text_init
+from packager.cmaf.wvtt import TEXT_TRACK_ID
 from packager.config import ConfigError
 from packager.languages import UNDETERMINED, bcp47_or_und, display_name
 from packager.model import Part, StreamListener, TrackInfo
-from packager.webvtt import INIT_MARKER, WEBVTT_TIMESCALE, Cue, render_segment
+from packager.webvtt import WEBVTT_TIMESCALE, Cue, render_segment
 
 TEXT_CODEC = "wvtt"
+TEXT_INIT = text_init(track_id=TEXT_TRACK_ID, timescale=WEBVTT_TIMESCALE)
 TEXT_BITRATE = 1000  # nominal: a WebVTT rendition is a few hundred bytes a segment
 TRACK_PREFIX = "subs"
 TEXT_CODECS = frozenset({"subrip", "srt", "ass", "ssa", "webvtt", "mov_text", "text"})  # FFmpeg decoder names
@@ -111,7 +115,7 @@ class Subtitles:
         if self.media_ms is not None:
             r.next_msn = self.media_ms // self.segment_ms
         self.renditions[track.name] = r
-        self.sink.on_init(track.info(), INIT_MARKER)
+        self.sink.on_init(track.info(), TEXT_INIT)
 
     def has(self, name: str) -> bool:
         return name in self.renditions

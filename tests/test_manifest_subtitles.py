@@ -1,5 +1,5 @@
 """Subtitle renditions in the manifests: HLS SUBTITLES group rules (RFC 8216bis 4.4.6.1 / 4.4.6.2), the
-subtitle media playlist, and the DASH text AdaptationSet (schema-valid)."""
+subtitle media playlist (plain WebVTT), and the DASH text AdaptationSet (schema-valid, WebVTT in ISO BMFF)."""
 
 from __future__ import annotations
 
@@ -111,14 +111,15 @@ def test_dash_lists_each_subtitle_track_as_a_schema_valid_text_adaptation_set(ki
     root = validate_mpd(render_mpd(view))
     sets = root.findall(".//d:AdaptationSet[@contentType='text']", NS)
     assert [s.get("lang") for s in sets] == ["en", "de"]
-    assert all(s.get("mimeType") == "text/vtt" for s in sets)
+    assert all(s.get("mimeType") == "application/mp4" for s in sets)  # WebVTT in ISO BMFF (wvtt)
     assert [s.find("d:Label", NS).text for s in sets] == ["English", "Deutsch"]
     for s in sets:
         role = s.find("d:Role", NS)
         assert (role.get("schemeIdUri"), role.get("value")) == ("urn:mpeg:dash:role:2011", "subtitle")
+        assert s.find("d:Representation", NS).get("codecs") == "wvtt"
         template = s.find("d:Representation/d:SegmentTemplate", NS)
-        assert template.get("media") == "$RepresentationID$/$Number$.vtt"
-        assert template.get("initialization") is None
+        assert template.get("media") == "$RepresentationID$/$Number$.m4s"
+        assert template.get("initialization") == "$RepresentationID$/init.mp4"
         assert template.get("availabilityTimeOffset") is None  # a text segment exists only once whole
         video = root.find(".//d:AdaptationSet[@contentType='video']/d:Representation/d:SegmentTemplate", NS)
         assert template.get("startNumber") == video.get("startNumber")

@@ -10,6 +10,7 @@ import pytest
 
 from packager import scte35
 from packager.cmaf import chunk
+from packager.cmaf.wvtt import from_webvtt
 from packager.manifest.dash import render_mpd
 from packager.manifest.hls import render_master, render_media
 from packager.mirror import DiskMirror
@@ -17,6 +18,8 @@ from packager.model import Sample, TrackInfo, part_name, segment_name
 from packager.resume import SPLICES_NAME
 from packager.splice import Splice
 from packager.store import Store
+from packager.subtitles import Subtitles, SubtitleTrack
+from packager.webvtt import Cue
 from tests.support.clock import ManualClock
 from tests.support.live import AUDIO, VIDEO, Driver, make_live
 from tests.support.xsd import validate_mpd
@@ -214,4 +217,99 @@ def test_several_audio_languages_resume_each_with_its_presentation(tmp_path, clo
     master = render_master(d.stream.view())
     assert 'NAME="English",LANGUAGE="en",DEFAULT=YES' in master
     assert 'NAME="Deutsch",LANGUAGE="de",DEFAULT=NO,AUTOSELECT=YES,CHARACTERISTICS=' in master
+    mirror.close()
+
+
+def _subtitled_run(root: Path, clock: ManualClock, *, recover: bool = True):
+    """:func:`_run` with an English subtitle rendition (its segments follow the media's, cues in each)."""
+    store, mirror, d = _run(root, clock, recover=recover)
+    subs = Subtitles(d.stream, SEGMENT_S)
+    subs.add_track(SubtitleTrack("subs-en", "en", "English"))
+    return store, mirror, d, subs
+
+
+def _publish_subtitled(d: CmafDriver, subs: Subtitles, segments: int) -> None:
+    for _ in range(segments):
+        start_ms = d.msn * 1000
+        subs.advance(start_ms)
+        subs.add_cue("subs-en", Cue(start_ms + 100, start_ms + 600, f"cue {d.msn}"))
+        d.publish_segments(1)
+        subs.advance(start_ms + 1000)
+
+
+def test_a_subtitle_rendition_resumes_its_window_with_the_downtime_a_gap_like_the_media(tmp_path, clock):
+    _store, mirror, d, subs = _subtitled_run(tmp_path, clock, recover=False)
+    _publish_subtitled(d, subs, 6)  # 1000..1005, text and media
+    d.publish(2)  # media goes on into 1006 (cut there); its subtitle segment is not out yet
+    subs.advance(1_006_500)
+    mirror.disk.close()  # kill -9
+    clock.advance(2.5)
+    _store, mirror, d, subs = _subtitled_run(tmp_path, clock)
+    folder = tmp_path / "demo/subs-en"
+    text = d.stream.track("subs-en")
+    assert [s.msn for s in text.segments] == list(range(1000, 1006))
+    assert d.stream.segment_bytes("subs-en", 1003) == (folder / "1003.vtt").read_bytes()
+    assert b"cue 1003" in d.stream.segment_bytes("subs-en", 1003)
+    d.msn, d.index = 1009, 0
+    _publish_subtitled(d, subs, 1)
+    view = d.stream.view()
+    lines = render_media(view, "subs-en").splitlines()
+    assert [ln for ln in lines if ln.endswith(".vtt")] == [f"{m}.vtt" for m in range(1000, 1010)]
+    assert [m for m in range(1000, 1010) if lines[lines.index(f"{m}.vtt") - 1] == "#EXT-X-GAP"] == [1006, 1007, 1008]
+    video = render_media(view, "360p").splitlines()
+    assert [m for m in range(1006, 1009) if video[video.index(segment_name(m)) - 1] == "#EXT-X-GAP"] == [1007, 1008]
+    # DASH: the text rendition is in both Periods, like the media (the old window, then the new run)
+    mpd = validate_mpd(render_mpd(view))
+    ns = {"d": mpd.nsmap[None]}
+    periods = mpd.findall("d:Period", ns)
+    assert [p.get("id") for p in periods] == ["1000", "1009"]
+    for period, count in zip(periods, (6, 1), strict=True):
+        template = period.find("d:AdaptationSet[@contentType='text']/d:Representation/d:SegmentTemplate", ns)
+        entries = template.findall("d:SegmentTimeline/d:S", ns)
+        assert (template.get("startNumber"), sum(1 + int(s.get("r", "0")) for s in entries)) == (
+            period.get("id"),
+            count,
+        )
+    mirror.close()
+    for m in (1003, 1009):  # every listed segment's DASH form is on disk too
+        seg = d.stream.segment("subs-en", m)
+        assert (folder / segment_name(m)).read_bytes() == from_webvtt(
+            (folder / f"{m}.vtt").read_bytes(), seg.start, seg.end, m
+        )
+
+
+def test_a_damaged_or_misplaced_vtt_file_is_left_out_and_the_rest_of_the_subtitles_resume(tmp_path, clock):
+    _store, mirror, d, subs = _subtitled_run(tmp_path, clock, recover=False)
+    _publish_subtitled(d, subs, 6)
+    mirror.disk.close()
+    folder = tmp_path / "demo/subs-en"
+    (folder / "1001.vtt").write_bytes(b"WEBVTT\n\ntruncated")
+    (folder / "1002.vtt").write_bytes((folder / "1004.vtt").read_bytes())  # another segment's file
+    clock.advance(1.0)
+    _store, mirror, d, _subs = _subtitled_run(tmp_path, clock)
+    assert [s.msn for s in d.stream.track("subs-en").segments] == [1000, 1003, 1004, 1005]
+    assert [s.msn for s in d.stream.track("360p").segments] == list(range(1000, 1006))
+    mirror.close()
+    (folder / "init.mp4").write_bytes(b"another packager's init")
+    _store, mirror, d, _subs = _subtitled_run(tmp_path, clock)
+    assert list(d.stream.track("subs-en").segments) == []
+    mirror.close()
+
+
+def test_a_rendition_made_again_later_takes_back_its_window(tmp_path, clock):
+    """A rendition of the live subtitle API is made again at its language's first request after a restart."""
+    _store, mirror, d, subs = _subtitled_run(tmp_path, clock, recover=False)
+    _publish_subtitled(d, subs, 6)
+    mirror.disk.close()
+    clock.advance(2.5)
+    _store, mirror, d = _run(tmp_path, clock)  # no subtitle rendition at first
+    subs = Subtitles(d.stream, SEGMENT_S)
+    d.msn = 1009
+    for _ in range(2):
+        subs.advance(d.msn * 1000)
+        d.publish_segments(1)
+    subs.add_track(SubtitleTrack("subs-en", "en", "English"))  # the first request for "en"
+    assert [s.msn for s in d.stream.track("subs-en").segments] == list(range(1000, 1006))
+    subs.advance(1_012_000)
+    assert [s.msn for s in d.stream.track("subs-en").segments][-1] == 1011
     mirror.close()

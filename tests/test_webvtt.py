@@ -6,9 +6,19 @@ from fractions import Fraction
 
 import pytest
 
+from packager.cmaf import parse_init
 from packager.model import Part, TrackInfo
 from packager.subtitles import Subtitles, SubtitleTrack
-from packager.webvtt import INIT_MARKER, Cue, ass_text, clean_text, render_segment, timestamp, timestamp_map
+from packager.webvtt import (
+    Cue,
+    ass_text,
+    clean_text,
+    parse_segment,
+    parse_timestamp,
+    render_segment,
+    timestamp,
+    timestamp_map,
+)
 
 
 def test_timestamps_are_hours_minutes_seconds_millis_with_as_many_hour_digits_as_needed() -> None:
@@ -25,6 +35,28 @@ def test_timestamp_map_is_the_segment_start_in_90khz_modulo_2_33() -> None:
     mpegts = int(timestamp_map(utc_ms).split("MPEGTS:")[1].split(",")[0])
     assert mpegts == (utc_ms * 90) % (1 << 33)
     assert mpegts < 1 << 33
+
+
+def test_timestamps_read_back() -> None:
+    for ms in (0, 3_723_004, 1_750_000_000_123):
+        assert parse_timestamp(timestamp(ms)) == ms
+    for bad in ("1:02:03.004", "01:02:03,004", "01:60:03.004", "01:02:03.004 ", "-1:00:00.000"):
+        with pytest.raises(ValueError):
+            parse_timestamp(bad)
+
+
+def test_a_segment_file_reads_back_as_its_start_and_cues() -> None:
+    cues = [
+        Cue(1_750_000_003_900, 1_750_000_004_100, "a &amp; b\nline two"),
+        Cue(1_750_000_004_200, 1_750_000_005_000, "c"),
+    ]
+    data = render_segment(cues, 1_750_000_004_000, 1_750_000_006_000)
+    back = parse_segment(data)
+    assert back.start == 1_750_000_004_000 and back.cues == tuple(cues)
+    assert parse_segment(render_segment([], 2000, 4000)).cues == ()
+    for bad in (b"", b"WEBVTT\n\n", data.replace(b" --> ", b" - "), data[:-20], b"\xff" + data):
+        with pytest.raises(ValueError):
+            parse_segment(bad)
 
 
 def test_cue_text_cannot_end_the_cue_or_fake_a_timing_line() -> None:
@@ -81,7 +113,9 @@ def test_segments_close_on_the_media_grid_with_or_without_cues() -> None:
     sink = _Sink()
     subs = Subtitles(sink, Fraction(2))
     subs.add_track(SubtitleTrack("subs-en", "en", "English"))
-    assert sink.inits[0][0].kind == "text" and sink.inits[0][1] == INIT_MARKER
+    info, init = sink.inits[0]
+    assert info.kind == "text" and (parse_init(init).handler, parse_init(init).codec) == ("text", "wvtt")
+    assert parse_init(init).timescale == info.timescale == 1000
     subs.advance(10_100)  # media started inside segment 5
     assert subs.add_cue("subs-en", Cue(10_500, 12_500, "hello"))
     subs.advance(11_900)

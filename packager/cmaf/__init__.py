@@ -9,7 +9,7 @@ from packager.cmaf import aac, avc
 from packager.cmaf.avc import SpsInfo, parse_sps
 from packager.cmaf.boxes import box, full_box
 from packager.cmaf.fragment import Prft, chunk, styp
-from packager.cmaf.init import audio_init, video_init
+from packager.cmaf.init import audio_init, text_init, video_init
 from packager.cmaf.reader import Box, FragmentInfo, InitInfo, find, iter_boxes, parse_fragments, parse_init
 
 __all__ = [
@@ -30,5 +30,6 @@ __all__ = [
     "parse_init",
     "parse_sps",
     "styp",
+    "text_init",
     "video_init",
 ]

@@ -1,4 +1,4 @@
-"""CMAF headers (init segments): ``ftyp`` + ``moov`` for one fragmented video or audio track.
+"""CMAF headers (init segments): ``ftyp`` + ``moov`` for one fragmented video, audio or WebVTT text track.
 
 The ``moov`` describes one track and holds no samples: its sample tables are
 empty, every duration is 0 (unknown, the media is fragmented) and ``mvex``
@@ -255,6 +255,25 @@ def audio_init(
         handler=b"soun",
         handler_name="SoundHandler",
         media_header=full_box(b"smhd", 0, 0, s16(0), u16(0)),
+        sample_entry=entry,
+        language=language,
+    )
+
+
+WEBVTT_CONFIG = b"WEBVTT"  # the header every sample's cues are read under (no styles, no regions)
+
+
+def text_init(*, track_id: int, timescale: int, language: str = "und") -> bytes:
+    """The init segment of a WebVTT track (ISO/IEC 14496-30 7.5): ``text`` handler, null media header,
+    ``wvtt`` sample entry with its ``vttC`` configuration (the file header)."""
+    entry = box(b"wvtt", bytes(6), u16(1), box(b"vttC", WEBVTT_CONFIG))  # reserved, data_reference_index
+    return _init(
+        track_id=track_id,
+        timescale=timescale,
+        tkhd=_tkhd(track_id, volume=0, width=0, height=0),
+        handler=b"text",
+        handler_name="TextHandler",
+        media_header=full_box(b"nmhd", 0, 0),
         sample_entry=entry,
         language=language,
     )

@@ -290,7 +290,7 @@ def parse_fragments(data: bytes) -> list[FragmentInfo]:
 class InitInfo:
     """The single track an init segment describes."""
 
-    handler: str  # "vide" or "soun"
+    handler: str  # "vide", "soun" or "text" (WebVTT)
     timescale: int
     track_id: int
     codec: str  # RFC 6381, from avcC or esds
@@ -422,6 +422,8 @@ def parse_init(data: bytes) -> InitInfo:
         codec, asc, es_id = _esds_codec(data, entry)
         sample_rate = rate >> 16 or _asc_sample_rate(asc)
         return InitInfo(handler, timescale, track_id, codec, sample_rate=sample_rate, channels=channels, es_id=es_id)
+    if handler == "text" and entry.type == "wvtt":
+        return InitInfo(handler, timescale, track_id, entry.type)
     raise ValueError(f"unsupported handler {handler!r}")
 
 

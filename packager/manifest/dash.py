@@ -65,7 +65,6 @@ AUDIO_PURPOSE_VISUALLY_IMPAIRED = "1"
 
 INIT_TEMPLATE = f"$RepresentationID$/{INIT_NAME}"
 MEDIA_TEMPLATE = "$RepresentationID$/$Number$.m4s"  # == segment_name(msn) under the track folder
-TEXT_MEDIA_TEMPLATE = "$RepresentationID$/$Number$.vtt"  # == text_segment_name(msn): a WebVTT rendition
 
 PRT_ID = 0  # ProducerReferenceTime@id, referenced by ServiceDescription/Latency@referenceId
 SERVICE_DESCRIPTION_ID = 0
@@ -381,25 +380,36 @@ def _text_set(
     mode: _Mode,
     entries: Sequence[TimelineEntry],
 ) -> None:
-    """A WebVTT subtitle rendition: segmented ``text/vtt`` (one whole file per segment number, cue times on
-    the media timeline) with ``lang``, ``Label`` and ``Role`` subtitle; no init, no chunked availability."""
+    """A WebVTT subtitle rendition in its ISO BMFF form (``application/mp4``, ``wvtt``; one whole segment per
+    number, no chunked availability) with ``lang``, ``Label`` and ``Role`` subtitle.
+
+    Why not the plain ``{msn}.vtt`` files HLS lists: dash.js (5.2) gives the cues of a plain ``text/vtt``
+    segment their times as they are (TextSourceBuffer._appendText adds 0), so they would have to be
+    presentation times, and those depend on the MPD: UTC in the dynamic MPD (Period@start equals the
+    presentationTimeOffset), media time minus the first listed media in the static one an ended stream gets.
+    One set of files cannot be right for both (and the ended form is only known at the end). ``wvtt``
+    samples carry media times like the video, and dash.js adds ``Period@start - presentationTimeOffset`` to
+    them as it does for the video (TextSourceBuffer._appendFragmentedWebVtt), in every MPD type and Period;
+    segmented subtitles in DASH are meant to be ISO BMFF anyway (DASH-IF IOP 6.4.5)."""
     info = track.info
     aset = _el(
         period,
         "AdaptationSet",
         id=str(as_id),
         contentType="text",
-        mimeType="text/vtt",
+        mimeType="application/mp4",
         lang=info.language or "und",
         segmentAlignment="true",
+        startWithSAP="1",
     )
     _el(aset, "Label").text = info.label or info.name
     _el(aset, "Role", schemeIdUri=ROLE_SCHEME, value="subtitle")
-    rep = _el(aset, "Representation", id=info.name, bandwidth=str(info.bitrate or 1))  # plain text/vtt: no @codecs
+    rep = _el(aset, "Representation", id=info.name, bandwidth=str(info.bitrate or 1), codecs=info.codec)
     pto = math.floor(mode.origin_s * info.timescale)
     template = _el(rep, "SegmentTemplate", timescale=str(info.timescale), presentationTimeOffset=str(pto))
     template.set("startNumber", str(entries[0].msn if entries else _next_msn(track)))
-    template.set("media", TEXT_MEDIA_TEMPLATE)
+    template.set("initialization", INIT_TEMPLATE)
+    template.set("media", MEDIA_TEMPLATE)
     _segment_timeline(template, entries)
 
 

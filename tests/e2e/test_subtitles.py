@@ -1,36 +1,49 @@
 """WebVTT subtitles in the real players: an MKV with English and German SubRip tracks, packaged live; hls.js
 and dash.js list both subtitle tracks with their languages, and the cues of the selected one appear at the
-times the origin's WebVTT segments give them (mapped onto each player's timeline), also after a switch."""
+times the origin's WebVTT segments give them (mapped onto each player's timeline), also after a switch. The
+same holds for dash.js once the live stream ended (its static MPD starts its timeline at the first media)."""
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
+import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
 
 import pytest
+from lxml import etree
 
 from tests.e2e.playback import open_player, sample, wait_ready
-from tests.support.procs import packager, wait_segments
+from tests.support.procs import REPO, free_port, interrupt, packager, wait_http, wait_segments
 from tests.support.subtitles import two_subtitle_clip
 from tests.test_subtitles_media import parse_vtt
 
 pytestmark = pytest.mark.browser
 
 SECONDS = 30
+ENDED_SECONDS = 14
 EN = tuple((t, t + 1.5, f"English {i}") for i, t in enumerate(range(2, SECONDS - 1, 2)))
 DE = tuple((t + 1.0, t + 2.0, f"Deutsch {i}") for i, t in enumerate(range(2, SECONDS - 1, 2)))
 TOLERANCE_S = 0.3
+SEGMENT_S = 2  # the packager's default
+NS = {"d": "urn:mpeg:dash:schema:mpd:2011"}
+
+Spans = dict[str, list[tuple[float, float]]]
 
 
-def origin_cues(base: str, track: str) -> dict[str, list[float]]:
-    """Cue text -> the UTC start times (s) the origin's WebVTT segments of ``track`` give it."""
+def origin_cues(base: str, track: str) -> Spans:
+    """Cue text -> the UTC (start, end) times (s) the origin's WebVTT segments of ``track`` give it."""
     playlist = urllib.request.urlopen(f"{base}/live/demo/{track}/index.m3u8", timeout=5).read().decode()
-    out: dict[str, list[float]] = {}
+    out: Spans = {}
     for uri in [ln for ln in playlist.splitlines() if ln.endswith(".vtt")]:
         text = urllib.request.urlopen(f"{base}/live/demo/{track}/{uri}", timeout=5).read().decode()
-        for start, _end, cue in parse_vtt(text):
-            if start / 1000 not in out.setdefault(cue, []):
-                out[cue].append(start / 1000)
+        for start, end, cue in parse_vtt(text):
+            if (start / 1000, end / 1000) not in out.setdefault(cue, []):
+                out[cue].append((start / 1000, end / 1000))
     return out
 
 
@@ -50,12 +63,20 @@ def wait_cues(page, pb, language: str, offset_js: str, timeout_s: float = 30):  
     raise AssertionError(f"no {language} cues: {subtitle_tracks(pb)} console={pb.console[-10:]}")
 
 
-def check_cues(cues: list[dict], offset_s: float, expected: dict[str, list[float]]) -> None:
+def placed(utc: float, spans: list[tuple[float, float]], *, split: bool) -> bool:
+    """A cue shown from ``utc`` is one of ``spans``: it starts with it or (``split``: DASH, where a cue is a
+    sample in each segment it spans) at a segment boundary inside it, when the player has not loaded the
+    segments before (it joined after the cue began)."""
+    boundary = abs(utc - SEGMENT_S * round(utc / SEGMENT_S)) < TOLERANCE_S
+    return any(abs(utc - a) < TOLERANCE_S or (split and boundary and a < utc < b) for a, b in spans)
+
+
+def check_cues(cues: list[dict], offset_s: float, expected: Spans, *, split: bool) -> None:
     for cue in cues:
         text = cue["text"].strip()
         assert text in expected, (text, sorted(expected))
         utc = cue["start"] + offset_s
-        assert min(abs(utc - t) for t in expected[text]) < TOLERANCE_S, (text, utc, expected[text])
+        assert placed(utc, expected[text], split=split), (text, utc, expected[text])
 
 
 def select(page, js: str, language: str) -> None:
@@ -89,10 +110,11 @@ def play(browser, base: str, player: dict[str, str]) -> None:  # type: ignore[no
         assert sorted(t["language"] for t in tracks) == ["de", "en"], pb.last.get("textTracks")
         select(page, player["select"], "en")
         cues, offset = wait_cues(page, pb, "en", player["offset"])
-        check_cues(cues, offset, origin_cues(base, "subs-en"))
+        split = player["url"].startswith("/players/dash")
+        check_cues(cues, offset, origin_cues(base, "subs-en"), split=split)
         select(page, player["select"], "de")
         cues, offset = wait_cues(page, pb, "de", player["offset"])
-        check_cues(cues, offset, origin_cues(base, "subs-de"))
+        check_cues(cues, offset, origin_cues(base, "subs-de"), split=split)
         assert not pb.last.get("fatal"), pb.last.get("errors")
     finally:
         context.close()
@@ -105,3 +127,40 @@ def test_both_players_list_the_subtitle_tracks_and_show_their_cues_on_time(brows
         wait_segments(f"{base}/live/demo/subs-en/index.m3u8", 2)
         play(browser, base, HLS)
         play(browser, base, DASH)
+
+
+def static_offset(base: str) -> str:
+    """A static MPD's media-to-UTC offset as a JS expression: the video's presentationTimeOffset at its first
+    Period's start (dash.js plays media time ``t`` at ``Period@start + t - presentationTimeOffset``)."""
+    root = etree.fromstring(urllib.request.urlopen(f"{base}/live/demo/manifest.mpd", timeout=5).read())
+    assert root.get("type") == "static"
+    period = root.find("d:Period", NS)
+    start = period.get("start")
+    assert start == "PT0S", start  # presentation time zero: the first media
+    template = period.find("d:AdaptationSet[@contentType='video']/d:Representation/d:SegmentTemplate", NS)
+    pto = Fraction(int(template.get("presentationTimeOffset")), int(template.get("timescale")))
+    assert pto > 1_700_000_000, pto  # far out on the UTC media timeline: the cue times are not video times
+    return repr(float(pto))
+
+
+@contextlib.contextmanager
+def folder_origin(root: Path) -> Iterator[str]:
+    """``packager origin --root ROOT``: the ended stream served from its output folder."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "packager", "origin", "--root", str(root), "--port", str(port)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{base}/live/demo/manifest.mpd", 30, proc)
+        yield base
+    finally:
+        interrupt(proc)
+
+
+def test_dash_js_shows_an_ended_live_streams_cues_on_time(browser, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    clip = two_subtitle_clip(tmp_path / "subs.mkv", ENDED_SECONDS, EN[:6], DE[:6])
+    args = [str(clip), "--ladder", "320x180@300k", "--preset", "ultrafast"]
+    with packager(args, out=tmp_path / "out") as (proc, _base):
+        assert proc.wait(timeout=ENDED_SECONDS + 30) == 0  # the clip played out live: the stream ended
+    with folder_origin(tmp_path / "out") as base:
+        play(browser, base, {**DASH, "offset": static_offset(base)})
