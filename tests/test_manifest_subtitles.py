@@ -135,3 +135,21 @@ def test_dash_ids_stay_unique_with_audio_and_text() -> None:
     root = etree.fromstring(render_mpd(VIEWS["live"]))
     ids = [a.get("id") for a in root.findall(".//d:AdaptationSet", NS)]
     assert len(ids) == len(set(ids)) == 4  # video, audio, two text
+
+
+def test_a_subtitle_rendition_begun_mid_stream_joins_the_running_period() -> None:
+    """The live cue API starts a rendition mid-stream: its first segment starts a run of its own, which must
+    neither start a Period nor drop the one the media is in (dash.js would reset on the Period id change)."""
+    view = make_view(infos=(V720, V360, AUDIO))
+    before = validate_mpd(render_mpd(view)).findall("d:Period", NS)
+    late = _text_track(EN, view.video[0])
+    late = replace(
+        late, segments=tuple(replace(s, run=s.msn) if i == 0 else s for i, s in enumerate(late.segments[6:]))
+    )
+    root = validate_mpd(render_mpd(replace(view, tracks=(*view.tracks, late))))
+    periods = root.findall("d:Period", NS)
+    assert [p.get("id") for p in periods] == [p.get("id") for p in before]
+    assert [p.get("start") for p in periods] == [p.get("start") for p in before]
+    template = periods[0].find("d:AdaptationSet[@contentType='text']/d:Representation/d:SegmentTemplate", NS)
+    assert template.get("startNumber") == str(late.segments[0].msn)
+    assert sum(1 + int(e.get("r", "0")) for e in template.findall("d:SegmentTimeline/d:S", NS)) == len(late.segments)

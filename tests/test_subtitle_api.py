@@ -67,7 +67,9 @@ async def test_cues_make_a_rendition_and_land_at_their_times(live) -> None:  # t
     assert abs(now_start - posted * 1000) < 500 and now_end - now_start == 1500
     assert (later_start, later_end) == (ahead * 1000, ahead * 1000 + 2000)
     master = await (await client.get("/live/demo/master.m3u8")).text()
-    assert master == render_master(stream.view())
+    # the renditions are the fresh render's (a segment published meanwhile may move a BANDWIDTH figure)
+    media = [line for line in master.splitlines() if line.startswith("#EXT-X-MEDIA")]
+    assert media == [line for line in render_master(stream.view()).splitlines() if line.startswith("#EXT-X-MEDIA")]
     assert 'TYPE=SUBTITLES,GROUP-ID="subs",NAME="English",LANGUAGE="en"' in master
     mpd = await (await client.get("/live/demo/manifest.mpd")).text()
     assert 'contentType="text"' in mpd and 'lang="en"' in mpd

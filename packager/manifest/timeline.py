@@ -143,12 +143,17 @@ def plan_periods(
 
     A Period is listed only while every track that lists anything has entries in
     it: the newest one appears once each rendition has begun it, the oldest goes
-    as soon as one rendition's window slid past it. ``static_origin_s`` (a static
+    as soon as one rendition's window slid past it. Subtitle tracks do not count
+    while any audio or video track lists media. ``static_origin_s`` (a static
     MPD) is the first media time: presentation time zero, where the first Period
     starts; a dynamic MPD keeps the UTC media timeline (zero at the epoch)."""
     presentation_origin = static_origin_s or Fraction(0)
-    runs = sorted({e.run_msn for entries in per_track.values() for e in entries})
     listing = [name for name, entries in per_track.items() if entries]
+    # Subtitles follow the media's Periods: a subtitle rendition that begins mid-stream (the live cue API)
+    # neither starts a Period nor holds back the ones it has no segment in.
+    kinds = {t.info.name: t.info.kind for t in view.tracks}
+    listing = [name for name in listing if kinds.get(name) != "text"] or listing
+    runs = sorted({e.run_msn for name in listing for e in per_track[name]})
     plans: list[PeriodPlan] = []
     for i, run in enumerate(runs):
         upto = runs[i + 1] if i + 1 < len(runs) else None
