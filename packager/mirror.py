@@ -71,7 +71,9 @@ class DiskMirror:
         self.root = root
         self.utc_timing_url = utc_timing_url
         self.disk = DiskWriter()
-        self._scheduled: set[str] = set()
+        # streams whose manifests are due, each with whether more than a part was published (only then
+        # can the multivariant playlist and the MPD, which list whole segments, change)
+        self._scheduled: dict[str, bool] = {}
         self._removed: set[str] = set()
         self._final: list[FinalListener] = []
         self._live: dict[str, bool] = {}
@@ -148,7 +150,7 @@ class DiskMirror:
                 self._live.pop(event.stream, None)
                 self.disk.remove_tree(folder)
                 return
-        self._schedule(event.stream)
+        self._schedule(event.stream, whole=not isinstance(event, PartPublished))
 
     def _write_segment(self, folder: Path, kind: TrackKind, seg: Segment, data: bytes) -> None:
         if kind == "text":
@@ -202,10 +204,11 @@ class DiskMirror:
             )
 
     # -- manifests
-    def _schedule(self, stream: str) -> None:
+    def _schedule(self, stream: str, *, whole: bool) -> None:
         if stream in self._scheduled:
+            self._scheduled[stream] |= whole
             return
-        self._scheduled.add(stream)
+        self._scheduled[stream] = whole
         try:
             asyncio.get_running_loop().call_soon(self._write, stream)
         except RuntimeError:
@@ -213,10 +216,11 @@ class DiskMirror:
 
     def _write(self, stream: str) -> None:
         if stream in self._scheduled:  # not already written by the stream's end
-            self._scheduled.discard(stream)
-            self.write_manifests(stream)
+            self.write_manifests(stream, whole=self._scheduled.pop(stream))
 
-    def write_manifests(self, stream: str) -> None:
+    def write_manifests(self, stream: str, *, whole: bool = True) -> None:
+        """Every media playlist (each reports the others' newest part) and, ``whole``, the multivariant
+        playlist and the MPD."""
         s = self.store.get(stream)
         folder = self.folder(stream)
         if s is None or folder is None:
@@ -228,12 +232,13 @@ class DiskMirror:
             self.disk.write(
                 folder / track.info.name / MEDIA_PLAYLIST_NAME, render_media(view, track.info.name).encode()
             )
-        self.disk.write(folder / MASTER_NAME, render_master(view).encode())
-        self.disk.write(folder / MPD_NAME, render_mpd(view, utc_timing_url=self.utc_timing_url, low_latency=False))
+        if whole:
+            self.disk.write(folder / MASTER_NAME, render_master(view).encode())
+            self.disk.write(folder / MPD_NAME, render_mpd(view, utc_timing_url=self.utc_timing_url, low_latency=False))
 
     def _finalize(self, stream: str, folder: Path) -> None:
         """The final (VOD-complete) manifests now, then tell who waits once they are on disk."""
-        self._scheduled.discard(stream)
+        self._scheduled.pop(stream, None)
         self.write_manifests(stream)
         for listener in list(self._final):
             self.disk.notify(lambda listener=listener: listener(stream, folder))

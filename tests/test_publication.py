@@ -388,7 +388,9 @@ async def test_the_mirror_coalesces_manifests_per_loop_turn_and_keeps_the_order(
         d.publish(3)  # nine events, one set of manifests
         await asyncio.sleep(0)
     assert await asyncio.to_thread(writer.flush)
-    assert writer.checked == 8 * (3 + 1) and writer.missing == []  # three media playlists and the master a turn
+    # three media playlists a turn, and the master on the turns that closed a segment (parts alone leave
+    # the multivariant playlist and the MPD, which list whole segments, as they are)
+    assert 8 * 3 < writer.checked < 8 * (3 + 1) and writer.missing == []
     text = (tmp_path / "demo" / "360p" / MEDIA_PLAYLIST_NAME).read_text()
     assert '#EXT-X-PRELOAD-HINT:TYPE=PART,URI="1006.0.m4s"' in text and "1005.m4s" in text
     await asyncio.to_thread(d.mirror.close)  # type: ignore[union-attr]

@@ -139,15 +139,23 @@ def part_target(view: StreamView) -> Fraction:
     A function of the stream's tracks and settings (plus any longer part
     actually listed), so every media playlist of the stream advertises the same.
     """
+    global _last_part_target
+    last = _last_part_target
+    if last is not None and last[0] is view:  # every media playlist of one state asks (twice each)
+        return last[1]
     parted = [t for t in view.tracks if t.info.kind != "text"]  # a subtitle segment is one whole "part"
     longest = max((part_bound(t.info, view.part_s) for t in parted), default=Fraction(view.part_s))
     for t in parted:
-        for seg in t.segments:
-            for p in seg.parts:
-                longest = max(longest, Fraction(p.duration, t.info.timescale))
-        for p in t.pending:
-            longest = max(longest, Fraction(p.duration, t.info.timescale))
-    return Fraction(math.ceil(longest * PART_TARGET_RESOLUTION), PART_TARGET_RESOLUTION)
+        # integer ticks in the loop: a 60 s window of 0.2 s parts is 300 parts a track, every render
+        ticks = max((p.duration for seg in t.segments for p in seg.parts), default=0)
+        ticks = max(ticks, max((p.duration for p in t.pending), default=0))
+        longest = max(longest, Fraction(ticks, t.info.timescale))
+    value = Fraction(math.ceil(longest * PART_TARGET_RESOLUTION), PART_TARGET_RESOLUTION)
+    _last_part_target = (view, value)  # one tuple, swapped whole: safe from any thread
+    return value
+
+
+_last_part_target: tuple[StreamView, Fraction] | None = None
 
 
 def default_audio(audio: Sequence[TrackView]) -> int:

@@ -36,6 +36,7 @@ Rules this module keeps (see DESIGN.md "Rules that peers get wrong"):
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -373,7 +374,7 @@ def render_media(view: StreamView, track: str, *, skip: bool = False) -> str:
             if seg.cut:
                 lines.extend(_gap_parts(view, seg, timescale))
         duration = _nominal_end(view, seg, timescale) - seg.start if seg.cut else seg.duration
-        lines.append(f"#EXTINF:{fmt_seconds(Fraction(duration, timescale))},")
+        lines.append(_extinf(duration, timescale))
         if seg.gap or (seg.cut and not seg.parts):  # a cut segment holds the media of its first parts
             lines.append("#EXT-X-GAP")
         lines.append(segment_name(seg.msn))
@@ -459,9 +460,22 @@ def _gap_parts(view: StreamView, seg: Segment, timescale: int) -> list[str]:
 
 
 def _pdt(view: StreamView, ticks: int, timescale: int) -> str:
-    return iso_from_epoch_s(view.epoch_s + Fraction(ticks, timescale))
+    return _date(view.epoch_s, ticks, timescale)
 
 
+@functools.lru_cache(maxsize=1024)
+def _extinf(ticks: int, timescale: int) -> str:
+    return f"#EXTINF:{fmt_seconds(Fraction(ticks, timescale))},"
+
+
+@functools.lru_cache(maxsize=8192)
+def _date(epoch_s: Fraction, ticks: int, timescale: int) -> str:
+    """A segment's PROGRAM-DATE-TIME text, formatted once: each segment stays listed a whole window,
+    its playlist rendered at every part of every track meanwhile."""
+    return iso_from_epoch_s(epoch_s + Fraction(ticks, timescale))
+
+
+@functools.lru_cache(maxsize=4096)
 def _part_line(part: PartRef, timescale: int) -> str:
     line = (
         f"#EXT-X-PART:DURATION={fmt_seconds(Fraction(part.duration, timescale))},"
