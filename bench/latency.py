@@ -21,7 +21,8 @@ the time goes:
 ``--store redis``: one encoder publishing into a real Redis and two
 ``packager origin --store`` processes behind an nginx round-robin.
 
-    .venv/bin/python bench/latency.py [--latency normal,low,ultra] [--minutes 1] [--cdn] [--players hls,dash]
+    .venv/bin/python bench/latency.py [--latency normal,low,ultra] [--minutes 1] [--cdn] [--together]
+                                      [--players hls,dash]
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.cluster import cluster  # noqa: E402
 from packager.latency import PROFILES  # noqa: E402
-from tests.e2e.playback import open_player, sample, wait_ready  # noqa: E402
+from tests.e2e.playback import open_player, sample_once, wait_ready  # noqa: E402
 from tests.support.lb import nginx_lb  # noqa: E402
 from tests.support.procs import CHROMIUM, CHROMIUM_ARGS, nginx_cdn, packager, wait_segments  # noqa: E402
 
@@ -97,41 +98,81 @@ class Result:
     fatal: bool
 
 
-def play_one(browser, bases: tuple[str, str], player: str, args: argparse.Namespace, part_s: float) -> Result:  # type: ignore[no-untyped-def]
-    """Play from ``bases[0]``; read the stream's metrics from the origin at ``bases[1]``."""
-    play_base, base = bases
-    context, page, pb = open_player(browser, f"{play_base}/players/{player}.html?src={SOURCES[player]}")
-    requests: list[float] = []
-    page.on("request", lambda _r: requests.append(time.monotonic()))
-    wait_ready(page, pb, 30)
-    sample(page, pb, args.warmup)
-    before, start, stalls0 = histograms(base), time.monotonic(), pb.last.get("stalls") or 0
-    sample(page, pb, args.minutes * 60)
-    after, end = histograms(base), time.monotonic()
-    window = [s for s in pb.samples if s["_wall"] >= start]
+class Viewer:
+    """One player page: plays from ``bases[0]``; the stream's metrics come from the origin at ``bases[1]``."""
 
-    def series(key: str, since: float = start, until: float = end) -> list[float]:
-        return [s[key] for s in window if since <= s["_wall"] <= until and isinstance(s.get(key), int | float)]
+    def __init__(self, browser, bases: tuple[str, str], player: str) -> None:  # type: ignore[no-untyped-def]
+        self.play_base, self.base = bases
+        self.context, self.page, self.pb = open_player(
+            browser, f"{self.play_base}/players/{player}.html?src={SOURCES[player]}"
+        )
+        self.requests: list[float] = []
+        self.page.on("request", lambda _r: self.requests.append(time.monotonic()))
 
-    minute = min(60.0, (end - start) / 3)
-    played_from = window[0]["currentTime"] if window else 0
-    last = pb.last
-    result = Result(
-        g2g=series("glassToGlass"),
-        latency=series("liveLatency"),
-        buffer=series("buffer"),
-        target=last.get("targetLatency"),
-        stalls=(last.get("stalls") or 0) - stalls0,
-        stall_log=[s for s in last.get("stallLog") or [] if s.get("at", 0) >= played_from],
-        requests_per_s=sum(1 for t in requests if start <= t <= end) / (end - start),
-        # the histogram times a part's first frame, captured a part less one frame before the last
-        encode_s=mean_between(before, after, "packager_publish_latency_seconds") - (part_s - FRAME_S),
-        release_s=mean_between(before, after, "origin_blocking_release_seconds"),
-        drift_s=med(series("glassToGlass", end - minute, end)) - med(series("glassToGlass", start, start + minute)),
-        fatal=bool(last.get("fatal")),
-    )
-    context.close()
-    return result
+    def ready(self) -> None:
+        wait_ready(self.page, self.pb, 30)
+
+    def poll(self) -> None:
+        sample_once(self.page, self.pb)
+
+    def start(self) -> None:
+        self.before, self.started, self.stalls0 = (
+            histograms(self.base),
+            time.monotonic(),
+            self.pb.last.get("stalls") or 0,
+        )
+
+    def result(self, part_s: float) -> Result:
+        after, start, end = histograms(self.base), self.started, time.monotonic()
+        window = [s for s in self.pb.samples if s["_wall"] >= start]
+
+        def series(key: str, since: float = start, until: float = end) -> list[float]:
+            return [s[key] for s in window if since <= s["_wall"] <= until and isinstance(s.get(key), int | float)]
+
+        minute = min(60.0, (end - start) / 3)
+        played_from = window[0]["currentTime"] if window else 0
+        last = self.pb.last
+        self.context.close()
+        return Result(
+            g2g=series("glassToGlass"),
+            latency=series("liveLatency"),
+            buffer=series("buffer"),
+            target=last.get("targetLatency"),
+            stalls=(last.get("stalls") or 0) - self.stalls0,
+            stall_log=[s for s in last.get("stallLog") or [] if s.get("at", 0) >= played_from],
+            requests_per_s=sum(1 for t in self.requests if start <= t <= end) / (end - start),
+            # the histogram times a part's first frame, captured a part less one frame before the last
+            encode_s=mean_between(self.before, after, "packager_publish_latency_seconds") - (part_s - FRAME_S),
+            release_s=mean_between(self.before, after, "origin_blocking_release_seconds"),
+            drift_s=med(series("glassToGlass", end - minute, end)) - med(series("glassToGlass", start, start + minute)),
+            fatal=bool(last.get("fatal")),
+        )
+
+
+def watch(viewers: list[Viewer], seconds: float) -> None:
+    """Sample every viewer's stats about twice a second for ``seconds``."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        tick = time.monotonic()
+        for v in viewers:
+            v.poll()
+        time.sleep(max(0.0, 0.5 - (time.monotonic() - tick)))
+
+
+def play(browser, pairs: list[tuple[str, tuple[str, str]]], args: argparse.Namespace, part_s: float):  # type: ignore[no-untyped-def]
+    """(mode, player, Result) for every mode and player: one after the other, or all at once (``--together``)."""
+    jobs = [(mode, player, bases) for mode, bases in pairs for player in args.players.split(",")]
+    groups = [jobs] if args.together else [[job] for job in jobs]
+    for group in groups:
+        viewers = [Viewer(browser, bases, player) for _mode, player, bases in group]
+        for v in viewers:
+            v.ready()
+        watch(viewers, args.warmup)
+        for v in viewers:
+            v.start()
+        watch(viewers, args.minutes * 60)
+        for (mode, player, _bases), v in zip(group, viewers, strict=True):
+            yield mode, player, v.result(part_s)
 
 
 @contextmanager
@@ -166,6 +207,7 @@ def main() -> None:
     ap.add_argument("--ladder", default=None, help="default: the packager's default ladder")
     ap.add_argument("--source", default="testsrc")
     ap.add_argument("--cdn", action="store_true", help="also play through an nginx CDN in front of the origin")
+    ap.add_argument("--together", action="store_true", help="every player (and mode) at once, not one by one")
     ap.add_argument("--store", choices=["memory", "redis"], default="memory")
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
@@ -176,10 +218,9 @@ def main() -> None:
         for profile in args.latency.split(","):
             part_s = float(PROFILES[profile].part_s)
             with tempfile.TemporaryDirectory() as tmp_s, origin(args, profile, Path(tmp_s)) as bases:
-                for mode, pair in bases:
-                    for player in args.players.split(","):
-                        rows.append((profile, mode, player, play_one(browser, pair, player, args, part_s)))
-                        report(args, rows[-1:], header=len(rows) == 1)
+                for mode, player, result in play(browser, bases, args, part_s):
+                    rows.append((profile, mode, player, result))
+                    report(args, rows[-1:], header=len(rows) == 1)
         browser.close()
     print()
     report(args, rows, header=True)

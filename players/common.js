@@ -662,6 +662,7 @@
     prepareVideo,
     tryPlay,
     levelLabel,
+    bufferAhead,
   };
   global.decodeTimecode = decodeTimecode;
 })(window);

@@ -37,13 +37,17 @@ def open_player(browser, url: str):
 def sample(page, pb: Playback, seconds: float) -> None:
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        s = page.evaluate("window.__stats ? JSON.parse(JSON.stringify(window.__stats)) : null")
-        if s:
-            s["_wall"] = time.monotonic()
-            pb.samples.append(s)
-            if s.get("ready") and pb.ready_wall is None:
-                pb.ready_wall = s["_wall"]
+        sample_once(page, pb)
         time.sleep(0.5)
+
+
+def sample_once(page, pb: Playback) -> None:
+    s = page.evaluate("window.__stats ? JSON.parse(JSON.stringify(window.__stats)) : null")
+    if s:
+        s["_wall"] = time.monotonic()
+        pb.samples.append(s)
+        if s.get("ready") and pb.ready_wall is None:
+            pb.ready_wall = s["_wall"]
 
 
 def wait_ready(page, pb: Playback, timeout_s: float = 20) -> None:
