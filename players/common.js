@@ -7,6 +7,7 @@
  *  - decodeTimecode() / readBandLuma() / captureTimeMs(): the pixel timecode the test source draws
  *  - startMonitor(): stats overlay, rendition and audio track pickers, window.__stats,
  *    window.__setLevel(i) and window.__setAudioTrack(i)
+ *  - cmcdOptions(): how the player sends CMCD (CTA-5004) to the origin: ?cmcd=query|headers|off
  *
  * Everything is exported on window.LivePlayer; decodeTimecode is also a global for tests.
  */
@@ -235,6 +236,24 @@
   // ---------------------------------------------------------------- stats + overlay
 
   const params = new URLSearchParams(global.location ? global.location.search : '');
+
+  // ---------------------------------------------------------------- CMCD
+
+  /**
+   * How the page's player reports CMCD (CTA-5004: buffer length, throughput, bitrate, startup, stalls)
+   * with its requests. ?cmcd=query (the default): one CMCD= query argument, which needs no CORS preflight
+   * and which a CDN's cache key can leave out; ?cmcd=headers: the CMCD-* headers (on another origin each
+   * new URL costs a preflight); ?cmcd=off: none. The content id is the stream name in `src`.
+   * Returns {mode: 'query' | 'headers' | null, contentId: string | null}.
+   */
+  function cmcdOptions(src) {
+    const wanted = params.get('cmcd') || 'query';
+    const m = /\/live\/([A-Za-z0-9][A-Za-z0-9_-]{0,63})\//.exec(String(src || ''));
+    return {
+      mode: wanted === 'query' || wanted === 'headers' ? wanted : null,
+      contentId: m ? m[1] : null,
+    };
+  }
 
   function numOrNull(v) {
     return typeof v === 'number' && Number.isFinite(v) ? v : null;
@@ -659,6 +678,7 @@
     loadLibrary,
     showNotice,
     startMonitor,
+    cmcdOptions,
     prepareVideo,
     tryPlay,
     levelLabel,
