@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from origin import access, folder, handlers, players, policy, splices, sse, subtitles
+from origin import access, charts, cmcd, folder, handlers, players, policy, splices, sse, subtitles
 from origin.access import ACCESS, Access
 from origin.cors import CorsPolicy
 from origin.handlers import KIND, SENT, STATE, OriginState, allow_origin
@@ -85,6 +85,16 @@ async def observe(request: web.Request, handler: Any) -> web.StreamResponse:
         if stream is not None and st.store.get(stream) is not None:  # only existing streams: bounded labels
             st.rates.hit(stream)
             st.metrics.stream_requests.inc(stream=stream)
+            report = _cmcd(request) if status < 400 else None  # a refused request's report is not counted
+            st.viewers.record(stream, report)
+            if report is not None:
+                st.metrics.observe_cmcd(stream, report)
+
+
+def _cmcd(request: web.Request) -> cmcd.CmcdReport | None:
+    """The CMCD the request carries (query argument and/or headers), if any is readable."""
+    query = request.query.get(cmcd.QUERY_KEY) if "CMCD=" in request.query_string else None
+    return cmcd.from_request(query, request.headers)
 
 
 def create_app(
@@ -135,6 +145,7 @@ def create_app(
         r.add_get("/live/{stream}/{tail:.+}", folder.folder_object)
     else:
         r.add_get("/api/streams", handlers.api_streams)
+        r.add_get("/api/streams/{stream}/series", charts.stream_series)
         r.add_post("/api/streams/{stream}/splice", splices.post_splice)
         r.add_post("/api/streams/{stream}/subtitles", subtitles.post_subtitles)
         r.add_get("/live/{stream}/master.m3u8", handlers.master)
@@ -179,11 +190,23 @@ class _PublishLatency:
             )
 
 
+def _timescale(store: StoreReader) -> Callable[[str, str], int | None]:
+    def lookup(stream: str, track: str) -> int | None:
+        reader = store.get(stream)
+        view = reader.view().track(track) if reader is not None else None
+        return view.info.timescale if view is not None else None
+
+    return lookup
+
+
 def _wire_store_metrics(state: OriginState) -> None:
     m = state.metrics
     local = local_store(state.store)
     if local is not None:
         local.subscribe(_PublishLatency(m))
+        state.publishing.timescale = _timescale(local)
+        local.subscribe(state.publishing)
+    m.cmcd_sessions.read = lambda: [({"stream": name}, float(n)) for name, n in state.viewers.active_sessions()]
 
     def encoder_speed():  # type: ignore[no-untyped-def]
         for name, pipeline in state.pipelines.items():

@@ -74,8 +74,11 @@ def replica_app(
     )
     app[STATE].nodes = watch
 
+    publishing = app[STATE].publishing
+
     def servable(stream: str, track: str, seconds: float) -> None:
         metrics.servable.observe(max(0.0, seconds), stream=stream, rendition=track)
+        publishing.servable(stream, seconds)
 
     replica.on_servable = servable
     replica_gauges(metrics, replica)

@@ -25,9 +25,11 @@ from origin import policy
 from origin.cors import CorsPolicy
 from origin.metrics import OriginMetrics, RequestRates
 from origin.policy import Kind
+from origin.publishing import Publishing
 from origin.render import RenderCache
 from origin.responses import Body, error, send
 from origin.signing import signed
+from origin.viewers import Viewers
 from packager.cmaf.wvtt import from_webvtt
 from packager.events import EventBus
 from packager.lifecycle import NO_FAILOVERS, StreamEvents
@@ -63,6 +65,8 @@ class OriginState:
     events: EventBus | None = None  # the /events feed (live store only)
     lifecycle: StreamEvents | None = None  # stream events and rendition watchdog, while the app runs
     rates: RequestRates = field(default_factory=RequestRates)  # requests per stream, for the dashboard
+    viewers: Viewers = field(default_factory=Viewers)  # requests and CMCD per stream, for the charts
+    publishing: Publishing = field(default_factory=Publishing)  # latency per stage, bitrate per rendition
     sse_keepalive_s: float = 15.0
     ingest: tuple[Any, Any] | None = None  # (IngestGate, IngestManager) when HTTP push is on
     nodes: NodeWatch | None = None  # every stream's encoder nodes, over a shared store
@@ -255,7 +259,9 @@ async def media_playlist(request: web.Request) -> web.StreamResponse:
     if awaited is not None and awaited.index is not None:
         part = stream.part(track.info.name, awaited.msn, awaited.index)
         if part is not None and part.published_utc_s:
-            st.metrics.release.observe(max(0.0, time.time() - part.published_utc_s))
+            released_s = max(0.0, time.time() - part.published_utc_s)
+            st.metrics.release.observe(released_s)
+            st.publishing.released(stream.name, released_s)
     return response
 
 
@@ -522,24 +528,31 @@ def streams_json(
     lifecycle: StreamEvents | None = None,
     rates: RequestRates | None = None,
     nodes: NodeWatch | None = None,
+    viewers: Viewers | None = None,
 ) -> dict[str, Any]:
     out = [
         _stream_json(
             s,
             lifecycle.stalled(s.name) if lifecycle is not None else [],
             rates.rate(s.name) if rates is not None else None,
-            _failover_json(s.name, lifecycle, nodes),
+            {
+                **_failover_json(s.name, lifecycle, nodes),
+                **({"viewers": viewers.summary(s.name)} if viewers is not None else {}),
+            },
         )
         for s in store
     ]
+    names = {s["name"] for s in out}
     if rates is not None:
-        rates.forget_except({s["name"] for s in out})
+        rates.forget_except(names)
+    if viewers is not None:
+        viewers.forget_except(names)
     return {"streams": out, "store": "ok" if store.available else "unreachable"}
 
 
 async def api_streams(request: web.Request) -> web.StreamResponse:
     st = _state(request)
-    data = streams_json(st.store, lifecycle=st.lifecycle, rates=st.rates, nodes=st.nodes)
+    data = streams_json(st.store, lifecycle=st.lifecycle, rates=st.rates, nodes=st.nodes, viewers=st.viewers)
     for stream in data["streams"]:
         pipeline = st.pipelines.get(stream["name"])
         progress = getattr(pipeline, "progress", None)

@@ -3,8 +3,9 @@
 Small on purpose: the origin's own counters (requests by kind and status,
 bytes, publish latency, event-loop lag, webhook deliveries, SSE clients) plus
 gauges read at scrape time from the pipelines (encoder realtime factor,
-dropped frames, waiters). :class:`RequestRates` keeps each stream's recent
-request rate for the dashboard.
+dropped frames, waiters), and what players report through CMCD, per stream
+(:meth:`OriginMetrics.observe_cmcd`). :class:`RequestRates` keeps each
+stream's recent request rate for the dashboard.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterable
+
+from origin.cmcd import VIDEO_OBJECTS, CmcdReport
 
 LabelKey = tuple[tuple[str, str], ...]
 
@@ -186,6 +189,8 @@ class RequestRates:
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
 LAG_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
+BUFFER_BUCKETS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0)
+BITRATE_BUCKETS = (1e5, 2.5e5, 5e5, 1e6, 2e6, 3e6, 5e6, 8e6, 12e6, 20e6, 50e6, 1e8)
 
 
 class OriginMetrics:
@@ -232,7 +237,42 @@ class OriginMetrics:
             (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
         )
         self.sse_clients = r.gauge("sse_clients", "Connected server-sent-event (/events) clients")
+        self.cmcd_requests = r.counter("cmcd_requests_total", "Requests that carried readable CMCD, per stream")
+        self.cmcd_starvations = r.counter(
+            "cmcd_buffer_starvations_total", "CMCD requests flagged bs (the player's buffer ran dry), per stream"
+        )
+        self.cmcd_startups = r.counter(
+            "cmcd_startup_requests_total", "CMCD requests flagged su (startup, seek or recovery), per stream"
+        )
+        self.cmcd_buffer = r.histogram(
+            "cmcd_buffer_length_seconds", "Buffer length players reported (CMCD bl), per stream", BUFFER_BUCKETS
+        )
+        self.cmcd_throughput = r.histogram(
+            "cmcd_measured_throughput_bits_per_second",
+            "Throughput players measured (CMCD mtp), per stream",
+            BITRATE_BUCKETS,
+        )
+        self.cmcd_bitrate = r.histogram(
+            "cmcd_requested_bitrate_bits_per_second",
+            "Encoded bitrate of the video players requested (CMCD br), per stream",
+            BITRATE_BUCKETS,
+        )
+        self.cmcd_sessions = r.gauge("cmcd_sessions", "Player sessions (CMCD sid) seen in the last 30 s, per stream")
         self.lag_samples: list[float] = []
+
+    def observe_cmcd(self, stream: str, report: CmcdReport) -> None:
+        """One request's CMCD for ``stream`` (an existing stream: labels stay bounded)."""
+        self.cmcd_requests.inc(stream=stream)
+        if report.starved:
+            self.cmcd_starvations.inc(stream=stream)
+        if report.startup:
+            self.cmcd_startups.inc(stream=stream)
+        if report.buffer_s is not None:
+            self.cmcd_buffer.observe(report.buffer_s, stream=stream)
+        if report.throughput_bps is not None:
+            self.cmcd_throughput.observe(report.throughput_bps, stream=stream)
+        if report.bitrate_bps is not None and report.object_type in VIDEO_OBJECTS:
+            self.cmcd_bitrate.observe(report.bitrate_bps, stream=stream)
 
     def recent_lag_p99(self, window: int = 600) -> float:
         recent = sorted(self.lag_samples[-window:])

@@ -32,6 +32,7 @@ PAGES = {
     "dash.html": HTML,
     "timecode-test.html": HTML,
     "common.js": JS,
+    "charts.js": JS,
     "player.css": CSS,
 }
 # libs.json maps each library URL name to its npm dist path; a wheel carries the copy in vendor/

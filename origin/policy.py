@@ -59,7 +59,11 @@ MEDIA_KINDS = frozenset({Kind.INIT, Kind.SEGMENT, Kind.SEGMENT_LIVE, Kind.PART, 
 MANIFEST_KINDS = frozenset({Kind.MASTER, Kind.PLAYLIST, Kind.PLAYLIST_BLOCKING, Kind.MPD})
 
 ALLOWED_METHODS = "GET, HEAD, OPTIONS"
-ALLOWED_HEADERS = "Range, If-None-Match, If-Modified-Since, Accept-Encoding, Origin, Content-Type, Authorization"
+# CMCD-*: players that send CTA-5004 client data as headers (origin.cmcd) rather than as the CMCD= query
+ALLOWED_HEADERS = (
+    "Range, If-None-Match, If-Modified-Since, Accept-Encoding, Origin, Content-Type, Authorization, "
+    "CMCD-Request, CMCD-Object, CMCD-Status, CMCD-Session"
+)
 EXPOSED_HEADERS = (
     "Content-Length, Content-Range, Content-Type, Date, Age, ETag, Last-Modified, Cache-Control, X-Cache-Status"
 )

@@ -7,6 +7,8 @@
  *  - decodeTimecode() / readBandLuma() / captureTimeMs(): the pixel timecode the test source draws
  *  - startMonitor(): stats overlay, rendition and audio track pickers, window.__stats,
  *    window.__setLevel(i) and window.__setAudioTrack(i)
+ *  - cmcdOptions(): how the player sends CMCD (CTA-5004) to the origin: ?cmcd=query|headers|off;
+ *    encodeCmcd() / applyCmcd(): a CMCD payload, and a request decorated with it in place
  *
  * Everything is exported on window.LivePlayer; decodeTimecode is also a global for tests.
  */
@@ -235,6 +237,67 @@
   // ---------------------------------------------------------------- stats + overlay
 
   const params = new URLSearchParams(global.location ? global.location.search : '');
+
+  // ---------------------------------------------------------------- CMCD
+
+  /**
+   * How the page's player reports CMCD (CTA-5004: buffer length, throughput, bitrate, startup, stalls)
+   * with its requests. ?cmcd=query (the default): one CMCD= query argument, which needs no CORS preflight
+   * and which a CDN's cache key can leave out; ?cmcd=headers: the CMCD-* headers (on another origin each
+   * new URL costs a preflight); ?cmcd=off: none. The content id is the stream name in `src`.
+   * Returns {mode: 'query' | 'headers' | null, contentId: string | null}.
+   */
+  function cmcdOptions(src) {
+    const wanted = params.get('cmcd') || 'query';
+    const m = /\/live\/([A-Za-z0-9][A-Za-z0-9_-]{0,63})\//.exec(String(src || ''));
+    return {
+      mode: wanted === 'query' || wanted === 'headers' ? wanted : null,
+      contentId: m ? m[1] : null,
+    };
+  }
+
+  // CTA-5004 5.2: which header carries each key (the others go in CMCD-Request)
+  const CMCD_HEADER_OF = {
+    br: 'CMCD-Object', d: 'CMCD-Object', ot: 'CMCD-Object', tb: 'CMCD-Object',
+    bs: 'CMCD-Status', rtp: 'CMCD-Status',
+    cid: 'CMCD-Session', pr: 'CMCD-Session', sf: 'CMCD-Session', sid: 'CMCD-Session', st: 'CMCD-Session', v: 'CMCD-Session',
+  };
+  const CMCD_TOKENS = new Set(['ot', 'sf', 'st']);
+
+  /** The CTA-5004 payload of `data`: keys sorted, true as a bare key, tokens bare, strings quoted. */
+  function encodeCmcd(data) {
+    const members = [];
+    for (const key of Object.keys(data).sort()) {
+      const v = data[key];
+      if (v === undefined || v === null || v === false || (typeof v === 'number' && !Number.isFinite(v))) continue;
+      if (v === true) members.push(key);
+      else if (typeof v === 'number' || CMCD_TOKENS.has(key)) members.push(key + '=' + v);
+      else members.push(key + '="' + String(v).replace(/["\\]/g, '\\$&') + '"');
+    }
+    return members.join(',');
+  }
+
+  /** Add `data` to `request` ({url, headers}) in place: the CMCD= query argument or the CMCD-* headers. */
+  function applyCmcd(request, data, mode) {
+    if (mode === 'headers') {
+      const groups = {};
+      for (const key of Object.keys(data)) {
+        const header = CMCD_HEADER_OF[key] || 'CMCD-Request';
+        (groups[header] = groups[header] || {})[key] = data[key];
+      }
+      request.headers = request.headers || {};
+      for (const header of Object.keys(groups)) {
+        const value = encodeCmcd(groups[header]);
+        if (value) request.headers[header] = value;
+      }
+    } else if (mode === 'query') {
+      const url = new URL(request.url, global.location.href);
+      const value = encodeCmcd(data);
+      if (value) url.searchParams.set('CMCD', value);
+      request.url = url.href;
+    }
+    return request;
+  }
 
   function numOrNull(v) {
     return typeof v === 'number' && Number.isFinite(v) ? v : null;
@@ -659,6 +722,9 @@
     loadLibrary,
     showNotice,
     startMonitor,
+    cmcdOptions,
+    encodeCmcd,
+    applyCmcd,
     prepareVideo,
     tryPlay,
     levelLabel,

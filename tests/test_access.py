@@ -41,7 +41,7 @@ async def signed_client(aiohttp_client):
 # ---------------------------------------------------------------- admin
 
 
-ADMIN_ROUTES = ["/api/streams", "/metrics", "/", "/players/index.html"]
+ADMIN_ROUTES = ["/api/streams", "/api/streams/demo/series", "/metrics", "/", "/players/index.html"]
 
 
 @pytest.mark.parametrize("path", ADMIN_ROUTES)

@@ -149,7 +149,14 @@ def test_wheel_serves_pages_and_pinned_players(tmp_path: Path) -> None:
     try:
         base = f"http://127.0.0.1:{port}"
         wait_http(f"{base}/healthz", timeout_s=30, proc=proc)
-        for path in ("/", "/players/hls.html", "/players/dash.html", "/players/common.js", "/players/player.css"):
+        for path in (
+            "/",
+            "/players/hls.html",
+            "/players/dash.html",
+            "/players/common.js",
+            "/players/charts.js",
+            "/players/player.css",
+        ):
             status, _body = _fetch(base + path)
             assert status == 200, path
         for name in LIBRARIES:

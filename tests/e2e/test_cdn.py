@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from datetime import datetime
+from urllib.parse import quote
 
 import m3u8
 import pytest
@@ -70,6 +71,33 @@ def test_manifests_through_cdn_are_never_stale(cdn, live_origin):
     # the bound held on copies the cache served, and the stream moved meanwhile (so staleness could show)
     assert sum(status == "HIT" for _, _, status in samples) >= 4, samples
     assert origin_ends[-1] - origin_ends[0] >= 3.0, origin_ends
+
+
+def test_cmcd_query_is_left_out_of_the_cache_key(cdn, live_origin):
+    base, _ = cdn
+    _, _, text = get(f"{base}/live/demo/270p/index.m3u8")
+    pl = m3u8.loads(text.decode())
+    segment = pl.segments[-2].uri
+    part = re.findall(r'#EXT-X-PART:[^\n]*URI="([^"]+)"', text.decode())[0]
+    one = quote('bl=1200,br=500,ot=v,sf=h,sid="viewer-one"', safe="")
+    two = quote('bl=800,br=250,bs,ot=v,sf=h,sid="viewer-two",su', safe="")
+    for name in (segment, part):
+        url = f"{base}/live/demo/270p/{name}"
+        s1, _h1, b1 = get(f"{url}?CMCD={one}")
+        s2, h2, b2 = get(f"{url}?CMCD={two}")  # another viewer's data: the same copy
+        s3, h3, b3 = get(url)  # and no CMCD at all
+        assert s1 == s2 == s3 == 200 and b1 == b2 == b3
+        assert h2["X-Cache-Status"] == h3["X-Cache-Status"] == "HIT", (name, h2, h3)
+    # other arguments still count: the CMCD one goes wherever it stands
+    msn, last = pl.media_sequence + len(pl.segments) - 1, None
+    for query in (f"_HLS_msn={msn}&CMCD={one}", f"CMCD={two}&_HLS_msn={msn}", f"_HLS_msn={msn}"):
+        status, headers, body = get(f"{base}/live/demo/270p/index.m3u8?{query}")
+        assert status == 200 and (last is None or headers["X-Cache-Status"] == "HIT"), (query, headers)
+        last = body if last is None else last
+        assert body == last
+    # the origin heard the CMCD of the requests that reached it (the misses)
+    metrics = get(f"{live_origin}/metrics")[2].decode()
+    assert re.search(r'^cmcd_requests_total\{stream="demo"\} [1-9]', metrics, re.M), metrics[-2000:]
 
 
 def test_404_for_unpublished_media_is_not_cached(cdn):

@@ -141,7 +141,20 @@ http {{
   scgi_temp_path {dir}/tmp-scgi;
 """
 
-CDN_HTTP = """
+# The cache key leaves out the CMCD= query argument players add (CTA-5004 client data, different on every
+# request): one cached copy per object, not one per request. The origin still hears the CMCD of the requests
+# that reach it (the misses).
+CMCD_FREE_ARGS = """
+  map $args $cmcd_free_args {{
+    "~^CMCD=[^&]*&?(?<cmcd_after>.*)$" $cmcd_after;
+    "~^(?<cmcd_before>.*?)&CMCD=[^&]*(?<cmcd_rest>.*)$" $cmcd_before$cmcd_rest;
+    default $args;
+  }}
+"""
+
+CDN_HTTP = (
+    CMCD_FREE_ARGS
+    + """
   access_log {dir}/access.log;
   proxy_cache_path {dir}/cache levels=1:2 keys_zone=live:16m max_size=2g inactive=10m use_temp_path=off;
   upstream origin {{ server 127.0.0.1:{origin}; keepalive 64; }}
@@ -152,7 +165,7 @@ CDN_HTTP = """
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_cache live;
-      proxy_cache_key $scheme$proxy_host$request_uri;
+      proxy_cache_key $scheme$proxy_host$uri?$cmcd_free_args;
       proxy_cache_lock on;
       proxy_cache_lock_timeout 10s;
       proxy_cache_lock_age 10s;
@@ -161,11 +174,14 @@ CDN_HTTP = """
     }}
   }}
 """
+)
 
 
 # The documented front for LL-HLS on Apple devices: nginx terminating TLS with HTTP/2 to players, caching as
 # CDN_HTTP does, and talking HTTPS to the origin with the chain verified against the origin's CA.
-TLS_FRONT_HTTP = """
+TLS_FRONT_HTTP = (
+    CMCD_FREE_ARGS
+    + """
   access_log {dir}/access.log;
   proxy_cache_path {dir}/cache levels=1:2 keys_zone=live:16m max_size=2g inactive=10m use_temp_path=off;
   upstream origin {{ server 127.0.0.1:{origin}; keepalive 64; }}
@@ -184,7 +200,7 @@ TLS_FRONT_HTTP = """
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_cache live;
-      proxy_cache_key $scheme$proxy_host$request_uri;
+      proxy_cache_key $scheme$proxy_host$uri?$cmcd_free_args;
       proxy_cache_lock on;
       proxy_cache_lock_timeout 10s;
       proxy_cache_lock_age 10s;
@@ -193,13 +209,16 @@ TLS_FRONT_HTTP = """
     }}
   }}
 """
+)
 
 
 # Signed playback behind a CDN: the edge asks the origin's /auth/playback about every request
 # (auth_request, verdicts cached 5 s per stream and token), caches media under its path alone (one copy
 # for every viewer, the token left out of the key) and manifests under the full URI (they carry the
-# viewer's token in their URIs).
-EDGE_AUTH_HTTP = r"""
+# viewer's token in their URIs) less the players' CMCD argument.
+EDGE_AUTH_HTTP = (
+    CMCD_FREE_ARGS
+    + r"""
   access_log {dir}/access.log;
   proxy_cache_path {dir}/cache levels=1:2 keys_zone=live:16m max_size=2g inactive=10m use_temp_path=off;
   proxy_cache_path {dir}/auth keys_zone=auth:4m inactive=1m use_temp_path=off;
@@ -242,7 +261,7 @@ EDGE_AUTH_HTTP = r"""
       auth_request /_auth;
       proxy_pass https://origin;
       proxy_cache live;
-      proxy_cache_key $request_uri;
+      proxy_cache_key $uri?$cmcd_free_args;
       proxy_cache_lock on;
       proxy_read_timeout 30s;
       add_header X-Cache-Status $upstream_cache_status always;
@@ -250,6 +269,7 @@ EDGE_AUTH_HTTP = r"""
     location / {{ proxy_pass https://origin; }}
   }}
 """
+)
 
 
 def nginx_binary() -> str | None:
