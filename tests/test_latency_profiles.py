@@ -175,3 +175,35 @@ def test_targets_refuse_what_breaks_a_rule() -> None:
     base = Tuning(Timing(), Encoding(), DEFAULT_TARGETS)
     with pytest.raises(ConfigError, match="gop"):
         tune(base, {"gop": "3"}, lambda k: k)
+
+
+def _readme_table() -> dict[str, list[str]]:
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text[text.index("### Latency profiles") :]
+    section = section[: section.index("\n### ", 1)]
+    rows = [line for line in section.splitlines() if line.startswith("| ")]
+    header = [c.strip(" `") for c in rows[0].strip("|").split("|")]
+    assert header[1:] == list(PROFILES), header
+    return {r.split("|")[1].strip(): [c.strip() for c in r.strip("|").split("|")[1:]] for r in rows[1:]}
+
+
+def _seconds(cell: str) -> Fraction:
+    return Fraction(cell.split()[0].split("(")[0])
+
+
+def test_readme_profile_table_is_what_the_profiles_are() -> None:
+    table = _readme_table()
+    row = {key.split(" (")[0]: cells for key, cells in table.items()}
+    for i, (name, p) in enumerate(PROFILES.items()):
+        assert _seconds(row["segment"][i]) == p.segment_s
+        assert _seconds(row["part"][i]) == p.part_s
+        assert row["GOP"][i] == ("one per segment" if p.gop_s is None else f"{p.gop_s} s")
+        target = part_target(_view(name))
+        assert row["PART-TARGET"][i] == f"{float(target):g} s"
+        hold_back = re.search(r"PART-HOLD-BACK=([0-9.]+)", render_media(_view(name), "720p")).group(1)  # type: ignore[union-attr]
+        assert row["PART-HOLD-BACK"][i] == f"{float(p.targets.part_hold_back_parts):g} ({hold_back} s)"
+        dash_s = p.targets.dash_target_parts * p.part_s
+        assert row["DASH latency target"][i] == f"{float(p.targets.dash_target_parts):g} ({float(dash_s):g} s)"
+        assert _seconds(row["catch-up rate"][i]) == p.targets.catchup_rate
+        threads = "slice threads" if p.slice_threads else "frame threads"
+        assert row["x264"][i] == f"{p.preset}, {threads}"
