@@ -33,6 +33,7 @@ from origin.viewers import Viewers
 from packager.cmaf.wvtt import from_webvtt
 from packager.events import EventBus
 from packager.lifecycle import NO_FAILOVERS, StreamEvents
+from packager.manifest.timeline import still_producing
 from packager.model import (
     INIT_NAME,
     MEDIA_PLAYLIST_NAME,
@@ -169,7 +170,8 @@ async def mpd(request: web.Request) -> web.StreamResponse:
     # while the shared store is unreachable the last MPD stays served: all it names is in memory, and a
     # player retrying a 503 MPD gives up after a few tries (dash.js), while a stale one only shows no news
     low_latency = request.query.get("ll", "1") not in ("0", "no", "false")
-    body = _state(request).cache.mpd(view, low_latency)
+    st = _state(request)
+    body = st.cache.mpd(view, low_latency, producing=still_producing(view, st.store.clock.utc_s()))
     return manifest(request, body, Kind.MPD, _headers(request, Kind.MPD, stream))
 
 

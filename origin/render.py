@@ -34,9 +34,9 @@ class RenderCache:
     def media(self, view: StreamView, track: str, skip: bool) -> Body:
         return self._get((view.name, "media", track, skip), view, lambda: render_media(view, track, skip=skip).encode())
 
-    def mpd(self, view: StreamView, low_latency: bool) -> Body:
+    def mpd(self, view: StreamView, low_latency: bool, producing: bool = True) -> Body:
         return self._get(
-            (view.name, "mpd", low_latency),
+            (view.name, "mpd", low_latency, producing),
             view,
-            lambda: render_mpd(view, utc_timing_url=self.utc_timing_url, low_latency=low_latency),
+            lambda: render_mpd(view, utc_timing_url=self.utc_timing_url, low_latency=low_latency, producing=producing),
         )

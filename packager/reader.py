@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from packager.model import Part, Segment, StreamView
+from packager.timebase import Clock
 
 
 @dataclass(frozen=True, order=True)
@@ -103,3 +104,5 @@ class StoreReader(Protocol):
     def available(self) -> bool:
         """False while the store cannot know the current state (its backend is unreachable)."""
         ...
+
+    clock: Clock  # the wall time its publish dates are on

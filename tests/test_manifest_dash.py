@@ -20,7 +20,7 @@ from packager.manifest.dash import (
     render_mpd,
     xs_duration,
 )
-from packager.manifest.timeline import S, TimelineEntry, compress_timeline, timeline_entries
+from packager.manifest.timeline import S, TimelineEntry, compress_timeline, still_producing, timeline_entries
 from packager.model import INIT_NAME, StreamView, TrackView, segment_name
 from tests.support.views import AUDIO, LIVE_MSN, V360, V720, advance, make_track, make_view
 from tests.support.xsd import validate_mpd
@@ -502,3 +502,18 @@ def test_timeline_entries_match_the_renderer() -> None:
         float(LIVE.segment_s) * len(tv.segments),
         abs_tol=0.03,
     )
+
+
+def test_the_segment_due_next_is_promised_only_while_media_comes() -> None:
+    view = make_view()
+    assert still_producing(view, view.published_utc_s + float(view.segment_s))
+    assert not still_producing(view, view.published_utc_s + float(view.segment_s) + 0.01)
+    NS = {"d": "urn:mpeg:dash:schema:mpd:2011"}
+
+    def listed(root) -> int:  # type: ignore[no-untyped-def]
+        return sum(1 + int(s.get("r", "0")) for s in root.iterfind(".//d:S", NS))
+
+    producing = validate_mpd(render_mpd(view))
+    stalled = validate_mpd(render_mpd(view, producing=False))
+    assert listed(stalled) == listed(producing) - len(view.tracks)
+    assert validate_mpd(render_mpd(view, producing=False, low_latency=False)) is not None

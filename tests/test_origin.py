@@ -2,9 +2,11 @@
 
 import asyncio
 import gzip
+import time
 from fractions import Fraction
 
 import pytest
+from lxml import etree
 
 from origin.app import create_app
 from origin.handlers import parse_directives
@@ -485,3 +487,21 @@ async def test_manifests_wait_until_every_announced_rendition_exists(aiohttp_cli
     master = await client.get("/live/demo/master.m3u8")
     assert master.status == 200 and VIDEO2.name in await master.text()
     assert (await client.get("/live/demo/manifest.mpd")).status == 200
+
+
+async def test_mpd_stops_promising_the_next_segment_once_nothing_is_published(aiohttp_client):
+    """Every encoder down: the segment listed early for chunked fetching may never come, so the MPD
+    lists it only while something was published within the last segment duration."""
+    clock = ManualClock(utc_s=time.time())  # the driver stamps parts with the real time
+    store, d = make_live(clock=clock)
+    d.publish_segments(3)  # segment 1003 is due next: listed, nothing of it exists yet
+    client = await aiohttp_client(create_app(store))
+
+    async def listed() -> int:
+        """Segments the MPD lists, over all its timelines."""
+        root = etree.fromstring(await (await client.get("/live/demo/manifest.mpd")).read())
+        return sum(1 + int(s.get("r", "0")) for s in root.iter("{urn:mpeg:dash:schema:mpd:2011}S"))
+
+    fresh = await listed()
+    clock.advance(float(d.stream.segment_s) + 0.1)
+    assert await listed() == fresh - len(d.stream.tracks)  # the production entry of each timeline

@@ -149,11 +149,14 @@ def render_mpd(
     utc_timing_url: str = "/time",
     low_latency: bool = True,
     now_utc_s: float | None = None,
+    producing: bool = True,
 ) -> bytes:
     """The MPD for ``view`` as UTF-8 bytes with an XML declaration.
 
     Live and not ended: ``type="dynamic"``; with ``low_latency`` (and parts
-    shorter than segments) the chunked low-latency form. Ended or VOD:
+    shorter than segments) the chunked low-latency form, listing the segment
+    in production unless ``producing`` is false (no encoder has published for
+    a while: the segment due next may never come). Ended or VOD:
     ``type="static"`` with ``mediaPresentationDuration``. ``now_utc_s`` is
     only used as ``publishTime`` when the view carries no publish time.
     """
@@ -163,7 +166,7 @@ def render_mpd(
         utc_timing_url=utc_timing_url,
     )
     per_track = {  # a subtitle segment exists only once whole: never listed while in production
-        t.info.name: timeline_entries(view, t, with_production=mode.low_latency and t.info.kind != "text")
+        t.info.name: timeline_entries(view, t, with_production=mode.low_latency and producing and t.info.kind != "text")
         for t in view.tracks
     }
 

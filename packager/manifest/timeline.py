@@ -66,6 +66,14 @@ class PeriodPlan:
         return "0" if self.run is None else str(self.run)
 
 
+def still_producing(view: StreamView, now_utc_s: float) -> bool:
+    """Whether a live stream's segment due next can still be promised: something was published within
+    the last segment duration. Longer than that with nothing new (every encoder down), an MPD that
+    listed it early would name media no encoder may ever make; the origin waits at most two segments
+    for it before answering 404."""
+    return now_utc_s - view.published_utc_s <= float(view.segment_s)
+
+
 def production_msn(track: TrackView) -> int | None:
     """Msn of the segment in production: the pending one, or the next one once the previous closed."""
     if track.pending_msn is not None:
