@@ -12,7 +12,8 @@ the time goes:
 * encode: capture -> part published of a part's last frame (from the
   origin's ``packager_publish_latency_seconds``, which times a part's first
   frame, less the part's span);
-* part: the part duration (a frame waits for its part to complete);
+* fill: half a part: between two parts the newest frame a player can have
+  ages by a whole part, so by half a part on average;
 * release: part published -> blocking playlist reload answered
   (``origin_blocking_release_seconds``);
 * buffered: media the player holds ahead of the playhead (its buffer);
@@ -234,19 +235,20 @@ def report(args: argparse.Namespace, rows: list[tuple[str, str, str, Result]], *
         )
         print(
             f"{'profile':7} {'mode':12} {'player':6} {'g2g med':>7} {'p95':>5} {'lat med':>7} {'target':>6} "
-            f"{'stalls':>6} {'longest':>7} {'drift':>6} {'req/s':>6} | {'encode':>6} {'part':>5} {'release':>7} "
+            f"{'stalls':>6} {'longest':>7} {'drift':>6} {'req/s':>6} | {'encode':>6} {'fill':>5} {'release':>7} "
             f"{'buffer':>6} {'rest':>5}"
         )
     for profile, mode, player, r in rows:
         part_s = float(PROFILES[profile].part_s)
         g2g, buffered = med(r.g2g), med(r.buffer)
-        rest = g2g - r.encode_s - part_s - r.release_s - buffered
+        fill = part_s / 2
+        rest = g2g - r.encode_s - fill - r.release_s - buffered
         longest = max((s.get("s", 0) for s in r.stall_log), default=0.0)
         target = f"{r.target:6.2f}" if isinstance(r.target, int | float) else f"{'-':>6}"
         print(
             f"{profile:7} {mode:12} {player:6} {g2g:7.2f} {pct(r.g2g, 0.95):5.2f} {med(r.latency):7.2f} {target} "
             f"{r.stalls:6d} {longest:7.2f} {r.drift_s:+6.2f} {r.requests_per_s:6.1f} | {r.encode_s:6.3f} "
-            f"{part_s:5.2f} {r.release_s:7.3f} {buffered:6.2f} {rest:5.2f}" + ("  FATAL" if r.fatal else "")
+            f"{fill:5.2f} {r.release_s:7.3f} {buffered:6.2f} {rest:5.2f}" + ("  FATAL" if r.fatal else "")
         )
 
 

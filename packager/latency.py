@@ -41,7 +41,7 @@ PROFILES: dict[str, LatencyProfile] = {
     for p in (
         LatencyProfile(
             name="normal",
-            summary="2 s segments, 0.5 s parts: about 1.6 s glass to glass, 4 requests/s per viewer",
+            summary="2 s segments, 0.5 s parts: about 1.6 s glass to glass",
             segment_s=Fraction(2),
             part_s=Fraction(1, 2),
             gop_s=None,
