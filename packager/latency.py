@@ -51,7 +51,7 @@ PROFILES: dict[str, LatencyProfile] = {
         ),
         LatencyProfile(
             name="low",
-            summary="2 s segments, 1/3 s parts, no encoder frame delay: about 1.2 s glass to glass",
+            summary="2 s segments, 1/3 s parts, no encoder frame delay: about 1.05 s glass to glass",
             segment_s=Fraction(2),
             part_s=Fraction(1, 3),
             gop_s=None,
@@ -61,7 +61,7 @@ PROFILES: dict[str, LatencyProfile] = {
         ),
         LatencyProfile(
             name="ultra",
-            summary="1 s segments, 0.2 s parts, no encoder frame delay: about 1 s glass to glass",
+            summary="1 s segments, 0.2 s parts, no encoder frame delay: 0.75-1 s glass to glass",
             segment_s=Fraction(1),
             part_s=Fraction(1, 5),
             gop_s=None,

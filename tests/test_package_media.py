@@ -16,6 +16,8 @@ import m3u8
 import pytest
 
 from fixtures.media import make_clip
+from packager.cmaf import parse_init as read_init
+from packager.cmaf.reader import parse_fragments
 from tests.support.outputs import dash_streams, decode_segments, media_playlists, mpd_timeline, segment_facts
 from tests.support.procs import REPO
 from tests.support.xsd import validate_mpd
@@ -275,3 +277,26 @@ def test_loop_repeats_a_file_as_one_continuous_feed(tmp_path):
     for a, b in itertools.pairwise(facts):
         assert a.start_s + a.duration_s == b.start_s
     assert decode_segments(out, "180p") == 150
+
+
+def test_gop_shorter_than_a_segment_opens_parts_on_its_grid(tmp_path):
+    """``--gop 1`` with 2 s segments of 1/3 s parts (the ``low`` profile's): an IDR opens the part at
+    every whole second in every rendition, and no other part starts with one."""
+    clip = make_clip(tmp_path / "clip.mp4", seconds=6, width=480, height=270)
+    r = run_cli(
+        "package", str(clip), "--out", str(tmp_path / "out"), "--fast", "--ladder", LADDER,
+        "--preset", "ultrafast", "--latency", "low", "--gop", "1",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    folder = tmp_path / "out" / "demo"
+    for rendition in ("270p", "180p"):
+        timescale = read_init((folder / rendition / "init.mp4").read_bytes()).timescale
+        pl = m3u8.load(str(folder / rendition / "index.m3u8"))
+        opened = []
+        for seg in pl.segments:
+            for frag in parse_fragments((folder / rendition / seg.uri).read_bytes()):
+                sync = frag.sample_flags[0] & 0x00010000 == 0
+                opened.append((Fraction(frag.base_decode_time, timescale), sync))
+        assert len(opened) == 18  # 6 s of 1/3 s parts
+        for start, sync in opened:
+            assert sync == (start.denominator == 1), (rendition, start)
