@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -214,7 +215,7 @@ def test_audio_timeline_uses_repeats_and_exact_frame_durations() -> None:
     ss = rep.findall("d:SegmentTemplate/d:SegmentTimeline/d:S", NS)
     assert ss[0].get("t") is not None
     assert all(s.get("t") is None for s in ss[1:])  # contiguous
-    assert all(int(s.get("d")) % 1024 == 0 for s in ss[:-1])  # whole AAC frames (the last is nominal)
+    assert all(int(s.get("d")) % 1024 == 0 for s in ss)  # whole AAC frames, the segment in production too
     video = representations(parse(render_mpd(LIVE)))["720p"]
     (only,) = video.findall("d:SegmentTemplate/d:SegmentTimeline/d:S", NS)
     assert only.get("d") == "180000" and int(only.get("r")) == len(track(LIVE, "720p").segments)
@@ -233,7 +234,10 @@ def test_low_latency_adds_the_segment_in_production() -> None:
             msn = tv.segments[-1].msn + 1
             assert number == msn
             assert t == (tv.pending[0].start if tv.pending else tv.segments[-1].end)
-            assert t + d == (msn + 1) * seg_ticks  # ends at the next segment boundary
+            # ends where the chunker will end it: on the first sample edge at or past the next boundary
+            step = tv.info.frame_ticks
+            assert step and (t + d - tv.segments[-1].end) % step == 0
+            assert 0 <= t + d - (msn + 1) * seg_ticks < step
         plain = parse(render_mpd(view, low_latency=False))
         for rep_id, rep in representations(plain).items():
             assert expand(rep.find("d:SegmentTemplate", NS))[-1][0] == track(view, rep_id).segments[-1].msn
@@ -468,7 +472,8 @@ def test_stream_that_just_started_lists_the_segment_in_production() -> None:
         tv = track(view, rep_id)
         ((number, t, d),) = expand(rep.find("d:SegmentTemplate", NS))
         assert number == tv.pending_msn and t == tv.pending[0].start
-        assert t + d == (number + 1) * int(view.segment_s * tv.info.timescale)
+        boundary = (number + 1) * int(view.segment_s * tv.info.timescale)
+        assert d % (tv.info.frame_ticks or 1) == 0 and 0 <= t + d - boundary < (tv.info.frame_ticks or 1)
     plain = parse(render_mpd(view, low_latency=False))
     for rep in representations(plain).values():
         assert expand(rep.find("d:SegmentTemplate", NS)) == []
@@ -517,3 +522,33 @@ def test_the_segment_due_next_is_promised_only_while_media_comes() -> None:
     stalled = validate_mpd(render_mpd(view, producing=False))
     assert listed(stalled) == listed(producing) - len(view.tracks)
     assert validate_mpd(render_mpd(view, producing=False, low_latency=False)) is not None
+
+
+@pytest.mark.parametrize("phase", [0, 333, 1023])
+def test_an_entry_never_changes_from_production_to_closed(phase: int) -> None:
+    """The real chunker cuts AAC frames across 1 s segments (whole frames never meet the boundary); each
+    segment is listed with the same t and d from its first listing in production to its last, and the
+    next one starts where it really ends."""
+    from packager.chunker import TrackChunker
+    from packager.model import Sample
+    from tests.support.live import AUDIO as LIVE_AUDIO
+    from tests.support.live import make_live
+
+    _store, driver = make_live(segment_s=Fraction(1), part_s=Fraction(1, 5), tracks=(LIVE_AUDIO,))
+    chunker = TrackChunker(LIVE_AUDIO, segment_ticks=48_000, part_ticks=9_600, sink=driver.stream.on_part)
+    seen: dict[int, set[tuple[int, int]]] = {}
+    t = 1000 * 48_000 + phase
+    while t < 1005 * 48_000:
+        chunker.push(Sample(data=b"\0" * 8, dts=t, pts=t, duration=1024, keyframe=True))
+        t += 1024
+        view = driver.stream.view()
+        if not any(tv.segments or tv.pending for tv in view.tracks):
+            continue
+        rep = representations(parse(render_mpd(view)))["audio"]
+        for number, start, d in expand(rep.find("d:SegmentTemplate", NS)):
+            seen.setdefault(number, set()).add((start, d))
+    assert len(seen) >= 4
+    assert all(len(listings) == 1 for listings in seen.values()), seen
+    listed = sorted((n, *next(iter(v))) for n, v in seen.items())
+    for (_, t0, d0), (_, t1, _) in itertools.pairwise(listed):
+        assert t0 + d0 == t1 and d0 % 1024 == 0

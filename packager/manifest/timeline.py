@@ -83,6 +83,20 @@ def production_msn(track: TrackView) -> int | None:
     return None
 
 
+def production_end(track: TrackView, start: int, boundary: int) -> int:
+    """Where the segment in production will end. The chunker closes a segment with the sample that
+    reaches its boundary, so with samples of one length it ends on the first sample edge at or past it:
+    an audio segment overruns its nominal end by up to one AAC frame. Listed so from the start, the
+    entry does not change when the segment closes (a SegmentTimeline entry must not change between MPD
+    updates), and a player asks for the next segment at the time it really starts: dash.js, told the
+    nominal end, looks for the next segment there, finds the one it just loaded, and waits for the MPD
+    update after next."""
+    step = track.info.frame_ticks
+    if not step or boundary <= start:
+        return boundary
+    return start + -(-(boundary - start) // step) * step
+
+
 def timeline_entries(view: StreamView, track: TrackView, *, with_production: bool) -> tuple[TimelineEntry, ...]:
     """Every segment of the track's window, plus (``with_production``) the one in production."""
     entries: list[TimelineEntry] = []
@@ -106,8 +120,8 @@ def timeline_entries(view: StreamView, track: TrackView, *, with_production: boo
         start = last.end
     else:
         start = producing * segment_ticks
-    duration = (producing + 1) * segment_ticks - start
-    if not 0 < duration <= segment_ticks:
+    duration = production_end(track, start, (producing + 1) * segment_ticks) - start
+    if not 0 < duration <= segment_ticks + (track.info.frame_ticks or 0):
         duration = segment_ticks
     run = entries[-1].run_msn if follows and entries else producing
     entries.append(TimelineEntry(producing, start, duration, producing=True, run=run))
