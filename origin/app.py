@@ -30,7 +30,6 @@ from origin.transport import PLAIN, Transport
 from origin.webhooks import Webhooks
 from packager.events import EventBus
 from packager.lifecycle import FinalNotices, StreamEvents
-from packager.publication import PartPublished, Publication
 from packager.reader import StoreReader
 from packager.security import OPEN, SecuritySettings
 from packager.settings import WebhookSettings
@@ -176,20 +175,6 @@ def local_store(reader: StoreReader) -> Store | None:
     return local if isinstance(local, Store) else None
 
 
-class _PublishLatency:
-    """Observes capture-to-publish of every part the store publishes (a store listener)."""
-
-    def __init__(self, metrics: OriginMetrics) -> None:
-        self.metrics = metrics
-
-    def on_publication(self, event: Publication) -> None:
-        if isinstance(event, PartPublished) and event.part.capture_utc_s:
-            part = event.part
-            self.metrics.publish_latency.observe(
-                max(0.0, part.published_utc_s - part.capture_utc_s), stream=event.stream, rendition=part.track
-            )
-
-
 def _timescale(store: StoreReader) -> Callable[[str, str], int | None]:
     def lookup(stream: str, track: str) -> int | None:
         reader = store.get(stream)
@@ -203,8 +188,10 @@ def _wire_store_metrics(state: OriginState) -> None:
     m = state.metrics
     local = local_store(state.store)
     if local is not None:
-        local.subscribe(_PublishLatency(m))
         state.publishing.timescale = _timescale(local)
+        state.publishing.on_latency = lambda stream, track, seconds: m.publish_latency.observe(
+            seconds, stream=stream, rendition=track
+        )
         local.subscribe(state.publishing)
     m.cmcd_sessions.read = lambda: [({"stream": name}, float(n)) for name, n in state.viewers.active_sessions()]
 

@@ -75,11 +75,14 @@ class Publishing:
         bucket_s: int = BUCKET_S,
         window_s: int = WINDOW_S,
         timescale: Callable[[str, str], int | None] = lambda _stream, _track: None,
+        on_latency: Callable[[str, str, float], None] = lambda _stream, _track, _seconds: None,
     ) -> None:
         """``timescale(stream, track)``: a track's timescale when its init was not heard (a replica restored
-        from a snapshot); the init's own is used otherwise."""
+        from a snapshot); the init's own is used otherwise. ``on_latency(stream, track, seconds)`` hears
+        the capture -> published time of every part (the ``/metrics`` histogram), buckets or none."""
         self.clock = clock
         self.timescale = timescale
+        self.on_latency = on_latency
         self.bucket_s, self.window_s = bucket_s, window_s
         self.streams: dict[str, Timeline[PublishBucket]] = {}
         self.timescales: dict[tuple[str, str], int] = {}
@@ -102,11 +105,14 @@ class Publishing:
 
     def _part(self, event: PartPublished) -> None:
         part = event.part
+        latency_s = max(0.0, part.published_utc_s - part.capture_utc_s) if part.capture_utc_s else None
+        if latency_s is not None:
+            self.on_latency(event.stream, part.track, latency_s)
         figures = self._bucket(event.stream).track(part.track)
         if figures is None:
             return
-        if part.capture_utc_s and part.published_utc_s:
-            figures.latency_s.add(max(0.0, part.published_utc_s - part.capture_utc_s))
+        if latency_s is not None:
+            figures.latency_s.add(latency_s)
         key = (event.stream, part.track)
         timescale = self.timescales.get(key)
         if timescale is None and (timescale := self.timescale(*key)):

@@ -2,6 +2,7 @@
 
 import asyncio
 import gzip
+import re
 import time
 from fractions import Fraction
 
@@ -154,6 +155,8 @@ async def test_time_health_metrics(live):
     body = await r.text()
     assert 'origin_requests_total{kind="segment",status="200"}' in body
     assert "packager_publish_latency_seconds_bucket" in body
+    # every published part is observed, per stream and rendition (capture -> published)
+    assert re.search(r'packager_publish_latency_seconds_count\{[^}]*rendition="360p"[^}]*\} [1-9]', body)
     assert "origin_event_loop_lag_seconds" in body
     assert "origin_bytes_sent_total" in body
 

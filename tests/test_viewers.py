@@ -7,7 +7,7 @@ from fractions import Fraction
 import pytest
 
 from origin.cmcd import CmcdReport
-from origin.publishing import Publishing
+from origin.publishing import MAX_TRACKS, Publishing
 from origin.timeline import Samples, Timeline, quantile
 from origin.viewers import ACTIVE_S, MAX_BITRATES, MAX_SESSIONS, Viewers
 from packager.model import Part
@@ -186,3 +186,14 @@ def test_a_track_whose_init_was_not_heard_asks_for_its_timescale():
     assert s["bitrate_bps"]["other"][-1] is None  # no timescale known: no bitrate, latency still counts
     assert s["capture_to_publish"]["other"]["p50"][-1] == 0.2
     assert Fraction(s["t"][-1]) == Fraction(T0)
+
+
+def test_every_part_reaches_the_histogram_even_past_the_bucketed_tracks():
+    heard: list[tuple[str, str, float]] = []
+    clock = Clock()
+    p = Publishing(clock, on_latency=lambda stream, track, seconds: heard.append((stream, track, seconds)))
+    for n in range(MAX_TRACKS + 3):
+        p.on_publication(PartPublished("demo", part(f"r{n}", 1, 0, 1_000, 45_000, 0.25, clock.now)))
+    p.on_publication(PartPublished("demo", Part("r0", 1, 1, 0, 45_000, False, b"x", 0.0, clock.now)))  # no capture
+    assert len(heard) == MAX_TRACKS + 3 and all(s == 0.25 for _, _, s in heard)
+    assert len(p.streams["demo"].at(clock.now).tracks) == MAX_TRACKS
