@@ -2,7 +2,7 @@
 
 Runs ``packager run`` (test source, default ladder unless ``--ladder``) at each
 ``--latency`` profile and plays it with each player page for ``--minutes``
-(after a warm-up), direct from the origin and, with ``--cdn``, through a real
+(after a warm-up), direct from the origin and/or (``--via``) through a real
 nginx CDN in front of it. Per player it prints glass-to-glass latency (decoded
 from the test source's pixel timecode) median / p95, the player's own live
 latency and target, stalls (count, longest, total), drift (median latency of
@@ -22,7 +22,7 @@ the time goes:
 ``--store redis``: one encoder publishing into a real Redis and two
 ``packager origin --store`` processes behind an nginx round-robin.
 
-    .venv/bin/python bench/latency.py [--latency normal,low,ultra] [--minutes 1] [--cdn] [--together]
+    .venv/bin/python bench/latency.py [--latency normal,low,ultra] [--minutes 1] [--via direct,cdn] [--together]
                                       [--players hls,dash]
 """
 
@@ -192,11 +192,12 @@ def origin(args: argparse.Namespace, profile: str, tmp: Path) -> Iterator[list[t
         return
     with packager(run_args, out=tmp / "out") as (_proc, base):
         wait_segments(f"{base}/live/demo/audio/index.m3u8", 2, 60)
-        if not args.cdn:
+        via = args.via.split(",")
+        if "cdn" not in via:
             yield [("direct", (base, base))]
             return
         with nginx_cdn(int(base.rsplit(":", 1)[1]), tmp / "cdn") as cdn:
-            yield [("direct", (base, base)), ("nginx CDN", (cdn, base))]
+            yield [("direct", (base, base))] * ("direct" in via) + [("nginx CDN", (cdn, base))]
 
 
 def main() -> None:
@@ -207,7 +208,9 @@ def main() -> None:
     ap.add_argument("--players", default="hls,dash")
     ap.add_argument("--ladder", default=None, help="default: the packager's default ladder")
     ap.add_argument("--source", default="testsrc")
-    ap.add_argument("--cdn", action="store_true", help="also play through an nginx CDN in front of the origin")
+    ap.add_argument(
+        "--via", default="direct", help="direct (from the origin), cdn (through an nginx CDN) or both: direct,cdn"
+    )
     ap.add_argument("--together", action="store_true", help="every player (and mode) at once, not one by one")
     ap.add_argument("--store", choices=["memory", "redis"], default="memory")
     args = ap.parse_args()
