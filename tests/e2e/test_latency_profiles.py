@@ -58,10 +58,13 @@ def test_profile_plays_in_both_players(browser, profile_origin) -> None:  # type
     """hls.js and dash.js play the profile's stream side by side for PLAY_S seconds."""
     name, base = profile_origin
     pages = {player: open_player(browser, f"{base}/players/{player}.html?src={src}") for player, src in PLAYERS.items()}
+    mpd_requests: list[float] = []
+    pages["dash"][1].on("request", lambda r: mpd_requests.append(time.monotonic()) if ".mpd" in r.url else None)
     try:
         for _context, page, pb in pages.values():
             wait_ready(page, pb, 30)
         start = time.monotonic()
+        reloads0 = pages["dash"][2].last.get("mpdReloads") or 0
         while time.monotonic() < start + PLAY_S:
             for _context, page, pb in pages.values():
                 sample_once(page, pb)
@@ -74,6 +77,11 @@ def test_profile_plays_in_both_players(browser, profile_origin) -> None:  # type
             assert g2g, f"{player}: no glass-to-glass figure decoded from the picture"
             late = g2g[len(g2g) // 2 :]
             assert 0 < statistics.median(late) < 3.0, f"{name} {player}: {late[-10:]}"
+        # the dash.js page reloads the MPD as each segment's successor becomes available (dash.js alone
+        # reloads once a second at most), and each reload is a real request
+        reloads = (pages["dash"][2].last.get("mpdReloads") or 0) - reloads0
+        assert reloads >= 0.8 * PLAY_S / float(PROFILES[name].segment_s), reloads
+        assert sum(1 for t in mpd_requests if t >= start) >= 0.9 * reloads
     finally:
         for context, _page, _pb in pages.values():
             context.close()
