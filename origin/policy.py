@@ -3,8 +3,10 @@
 The one place that decides what a CDN may cache and for how long:
 
 * init, segments and parts never change under their URL: a year, immutable;
-* a plain playlist or MPD request: about half a part (LL) or half a segment,
-  in whole seconds, never more than the MPD's minimumUpdatePeriod;
+* a plain playlist or MPD request: half a part (LL) or half a segment, in
+  whole seconds and at least one (a CDN then hands out an MPD up to a second
+  old, longer than an LL minimumUpdatePeriod: the shipped dash.js page asks
+  for each new segment's MPD under a key of its own, ``due=``);
 * a blocking playlist request names one playlist state, so it may be cached
   for several target durations;
 * errors: ``no-store`` for 4xx/5xx (a 404 for media not yet published must
