@@ -20,8 +20,6 @@ from typing import Literal, Protocol
 from packager.config import DEFAULT_TARGETS, PlayerTargets
 from packager.splice import Splice
 
-AAC_FRAME = 1024  # samples in one AAC(-LC) frame: every audio sample we encode lasts this long
-
 TrackKind = Literal["video", "audio", "text"]  # text: a WebVTT subtitle rendition
 
 INIT_NAME = "init.mp4"
@@ -68,18 +66,6 @@ class TrackInfo:
     describes_video: bool = False  # audio: an audio description of the video (accessibility)
     # Video: CEA-608 captions (CC1) ride in its SEI, in this language ("und": not said); None: no captions
     captions: str | None = None
-
-    @property
-    def frame_ticks(self) -> int | None:
-        """Ticks every sample lasts: an AAC frame (AAC_FRAME samples), a video frame at its constant rate;
-        None when that is not a whole number of ticks or not known (text; video of unknown rate)."""
-        if self.kind == "audio" and self.sample_rate > 0:
-            ticks = Fraction(AAC_FRAME * self.timescale, self.sample_rate)
-        elif self.kind == "video" and self.frame_rate:
-            ticks = self.timescale / self.frame_rate
-        else:
-            return None
-        return int(ticks) if ticks.denominator == 1 and ticks > 0 else None
 
 
 @dataclass(frozen=True)

@@ -28,11 +28,13 @@ from packager.cmaf import aac, audio_init, avc, video_init
 from packager.cmaf.captions import MAX_CC_COUNT, sei_nal, with_sei
 from packager.config import Encoding, Rendition
 from packager.languages import iso639_2t
-from packager.model import AAC_FRAME, Sample, TrackInfo
+from packager.model import Sample, TrackInfo
 from packager.splice import KeyframeSchedule
 from packager.timebase import AUDIO_TIMESCALE, VIDEO_TIMESCALE
 
 log = logging.getLogger(__name__)
+
+AAC_FRAME = 1024
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from fractions import Fraction
 import pytest
 from lxml import etree
 
+from packager.manifest import frame_ticks
 from packager.manifest.dash import (
     MEDIA_TEMPLATE,
     PROFILE_CMAF,
@@ -235,7 +236,7 @@ def test_low_latency_adds_the_segment_in_production() -> None:
             assert number == msn
             assert t == (tv.pending[0].start if tv.pending else tv.segments[-1].end)
             # ends where the chunker will end it: on the first sample edge at or past the next boundary
-            step = tv.info.frame_ticks
+            step = frame_ticks(tv.info)
             assert step and (t + d - tv.segments[-1].end) % step == 0
             assert 0 <= t + d - (msn + 1) * seg_ticks < step
         plain = parse(render_mpd(view, low_latency=False))
@@ -473,7 +474,7 @@ def test_stream_that_just_started_lists_the_segment_in_production() -> None:
         ((number, t, d),) = expand(rep.find("d:SegmentTemplate", NS))
         assert number == tv.pending_msn and t == tv.pending[0].start
         boundary = (number + 1) * int(view.segment_s * tv.info.timescale)
-        assert d % (tv.info.frame_ticks or 1) == 0 and 0 <= t + d - boundary < (tv.info.frame_ticks or 1)
+        assert d % (frame_ticks(tv.info) or 1) == 0 and 0 <= t + d - boundary < (frame_ticks(tv.info) or 1)
     plain = parse(render_mpd(view, low_latency=False))
     for rep in representations(plain).values():
         assert expand(rep.find("d:SegmentTemplate", NS)) == []

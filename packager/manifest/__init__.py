@@ -120,6 +120,13 @@ def frame_duration(info: TrackInfo) -> Fraction | None:
     return None
 
 
+def frame_ticks(info: TrackInfo) -> int | None:
+    """:func:`frame_duration` in the track's ticks, when that is a whole number of them."""
+    frame = frame_duration(info)
+    ticks = frame * info.timescale if frame is not None else None
+    return int(ticks) if ticks is not None and ticks.denominator == 1 and ticks > 0 else None
+
+
 def part_bound(info: TrackInfo, part_s: Fraction) -> Fraction:
     """Longest part the chunker cuts for this track: the part duration rounded up to whole frames.
 

@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
+from packager.manifest import frame_ticks
 from packager.model import StreamView, TrackView
 
 
@@ -91,7 +92,7 @@ def production_end(track: TrackView, start: int, boundary: int) -> int:
     updates), and a player asks for the next segment at the time it really starts: dash.js, told the
     nominal end, looks for the next segment there, finds the one it just loaded, and waits for the MPD
     update after next."""
-    step = track.info.frame_ticks
+    step = frame_ticks(track.info)
     if not step or boundary <= start:
         return boundary
     return start + -(-(boundary - start) // step) * step
@@ -121,7 +122,7 @@ def timeline_entries(view: StreamView, track: TrackView, *, with_production: boo
     else:
         start = producing * segment_ticks
     duration = production_end(track, start, (producing + 1) * segment_ticks) - start
-    if not 0 < duration <= segment_ticks + (track.info.frame_ticks or 0):
+    if not 0 < duration <= segment_ticks + (frame_ticks(track.info) or 0):
         duration = segment_ticks
     run = entries[-1].run_msn if follows and entries else producing
     entries.append(TimelineEntry(producing, start, duration, producing=True, run=run))
