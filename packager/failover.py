@@ -200,13 +200,11 @@ class StreamFailover:
         log.info("%s: publishing from node %s", self.name, self.node.node_id)
 
     def _continue(self, stream: StreamStore, last_id: str, epoch: int, peers: list[NodeStatus]) -> None:
-        """Continue the old owner's stream from the next whole segment, its numbers unchanged."""
+        """Continue the old owner's stream, its numbers unchanged: from the part after its last one where this
+        encoder staged it (nothing lost), else from the next whole segment."""
         self.node.publisher.promote(self.name, last_id)
-        published = [p[0] for t in stream.tracks.values() if (p := t.last_position()) is not None]
-        first = self.staged.first_whole_msn() or 0
-        resume = max(first, max(published) + 1) if published else first
-        old_end_s = max((t.end_ticks / t.info.timescale for t in stream.tracks.values() if t.end_ticks), default=0.0)
-        gap_s = max(0.0, float(resume * stream.segment_s) - old_end_s) if old_end_s else 0.0
+        fill = self.staged.fill_from(stream)
+        resume, gap_s = (fill.resume_msn, fill.gap_s) if fill is not None else _whole_segment(stream, self.staged)
         previous = stream.node
         now = self.clock.utc_s()
         change = OwnerChanged(
@@ -220,13 +218,14 @@ class StreamFailover:
             now,
         )
         stream.hand_over(change)
-        self.staged.activate(stream, resume)
+        self.staged.activate(stream, resume, fill)
         self.failovers += 1
         log.warning(
-            "%s: took over from %s (%s): publishing from segment %d, %.3f s of media lost",
+            "%s: took over from %s (%s): publishing from %s of segment %d, %.3f s of media lost",
             self.name,
             previous,
             change.reason,
+            "the start" if fill is None else "the part after its last",
             resume,
             gap_s,
         )
@@ -314,6 +313,16 @@ class StreamFailover:
         if self.role == "standby":  # a releasing node's last word stays until it is stale: the new owner reads it
             with contextlib.suppress(RedisError, OSError):
                 await health.forget(self.client, self.keys, self.name, self.node.node_id)
+
+
+def _whole_segment(stream: StreamStore, staged: StandbyStream) -> tuple[int, float]:
+    """Where a take-over that cannot fill the old owner's segment resumes (the next segment this encoder has
+    whole, after every published one), and the media seconds lost from the old owner's end to there."""
+    published = [p[0] for t in stream.tracks.values() if (p := t.last_position()) is not None]
+    first = staged.first_whole_msn() or 0
+    resume = max(first, max(published) + 1) if published else first
+    old_end_s = max((t.end_ticks / t.info.timescale for t in stream.tracks.values() if t.end_ticks), default=0.0)
+    return resume, max(0.0, float(resume * stream.segment_s) - old_end_s) if old_end_s else 0.0
 
 
 def _part_msn(fields: dict[bytes, bytes]) -> int | None:

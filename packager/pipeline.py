@@ -28,6 +28,7 @@ from packager.scte35 import PtsMapper
 from packager.sources import Source, SourceError, SourceInfo
 from packager.splice import SPLICE_TIMESCALE, KeyframeSchedule
 from packager.splicer import Splicer
+from packager.standby import StandbyStream
 from packager.store import Store, StreamStore
 from packager.subtitles import Subtitles, SubtitleTrack, plan_subtitles, track_name
 from packager.timebase import MediaClock
@@ -138,6 +139,8 @@ class Pipeline:
             self.subtitles.add_track(sub)
         if info.has_video:
             self.splicer = Splicer(stream, cfg.timing.part_ticks(SPLICE_TIMESCALE), self._loop)
+            if isinstance(stream, StandbyStream):  # a redundant node: IDRs at every part while it stands by
+                stream.steer(self.splicer.keyframes)
             self._video_encoders(info, blocking)
         self.source.select_audio(tuple(t.stream for t in tracks))
         for track in tracks:

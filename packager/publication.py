@@ -110,12 +110,14 @@ class InputSwitched:
 
 @dataclass(frozen=True)
 class OwnerChanged:
-    """Node ``to_node`` holds the stream's lease (epoch ``epoch``) and publishes it from segment ``resume_msn`` on.
+    """Node ``to_node`` holds the stream's lease (epoch ``epoch``) and publishes it from segment ``resume_msn`` on
+    (when it fills the segment the old owner left unfinished, from the part after the old owner's last one).
 
     ``reason``: why the lease moved ("lease expired": the old owner stopped renewing it; "input": the old
     owner's input was on the slate while this one's was live; "released": the old owner gave it up;
     "restart": the owner came back after being down). ``gap_s``: media time between the end of the old
-    owner's last part and the start of the new owner's first (0 for a hand-over on a segment boundary)."""
+    owner's last part and the start of the new owner's first (0 for a hand-over on a segment boundary or a
+    filled segment)."""
 
     stream: str
     from_node: str | None

@@ -113,6 +113,11 @@ class KeyframeSchedule:
     for cues) picks an instant no frame at or after which was handed over
     yet; each encoder thread asks :meth:`due` for every frame, in order. So
     the first frame at or after a placed instant always sees it.
+
+    A hot-standby encoder's staging (the event loop) turns :meth:`every_part`
+    on while it holds its media back: then every part boundary is such an
+    instant, so a take-over can continue the old owner's segment from any
+    part (the new owner's first part decodes without anything before it).
     """
 
     def __init__(self, part_ticks: int) -> None:
@@ -122,6 +127,7 @@ class KeyframeSchedule:
         self._lock = threading.Lock()
         self._instants: list[int] = []
         self._submitted: int | None = None  # newest frame time handed to the encoders
+        self._every_part = False
 
     def submitted(self, pts: int) -> None:
         """Source side: the frame at ``pts`` goes to the encoders now."""
@@ -145,9 +151,16 @@ class KeyframeSchedule:
             self._forget_old()
             return instant
 
+    def every_part(self, on: bool) -> None:
+        """Loop side (a standby's staging): start an IDR at every part boundary from the next frame on, or stop."""
+        with self._lock:
+            self._every_part = on
+
     def due(self, prev_pts: int | None, pts: int) -> bool:
         """Encoder side: does the frame at ``pts`` (after one at ``prev_pts``) have to be an IDR?"""
         with self._lock:
+            if self._every_part and (prev_pts is None or pts // self.part_ticks > prev_pts // self.part_ticks):
+                return True  # the first frame at or after a part boundary
             i = bisect.bisect_right(self._instants, pts)
             if i == 0:
                 return False

@@ -2,13 +2,22 @@
 
 A redundant node's pipeline publishes into a :class:`StandbyStream` instead
 of the store. While the node is standby the stream keeps each track's init
-and its newest few segments of parts, and publishes nothing. When the node
-takes the lease over, :meth:`StandbyStream.activate` hands the live
+and its newest few segments of parts, and publishes nothing, and its video
+encoders start an IDR at every part boundary (:meth:`StandbyStream.steer`):
+every staged video part decodes without anything before it.
+
+When the node takes the lease over, :meth:`StandbyStream.fill_from` finds,
+for every track, the part right after the old owner's last one among what
+it staged. If every track has it (an independent one for video) and the
+inits are the same, :meth:`StandbyStream.activate` continues the old owner's
+segments from there: the parts the dead node never published are filled
+from this encoder and nothing is lost. Otherwise it hands the live
 :class:`~packager.store.StreamStore` everything from the resume segment on
 (whole segments only: parts of one segment from two encoders do not decode
-across the switch inside a GOP), then forwards every part as it comes. On a
-hand-off (:meth:`StandbyStream.stop_after`) it finishes the current segment
-on every track, then goes back to holding.
+across a switch inside a GOP). Either way it then forwards every part as it
+comes, with the encoders back on the stream's own GOP. On a hand-off
+(:meth:`StandbyStream.stop_after`) it finishes the current segment on every
+track, then goes back to holding.
 """
 
 from __future__ import annotations
@@ -16,13 +25,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 
 from packager.config import DEFAULT_TARGETS, PlayerTargets
 from packager.model import Part, TrackInfo
-from packager.splice import Splice
+from packager.splice import KeyframeSchedule, Splice
 from packager.store import StreamStore
 from packager.timebase import SYSTEM_CLOCK, Clock, MediaClock
 
@@ -30,6 +39,7 @@ log = logging.getLogger(__name__)
 
 KEEP_SEGMENTS = 3  # enough to resume after a lease expiry (two parts) plus a slow claim
 KEEP_SPLICES = 64  # the newest splices, handed to the store on a take-over (it keeps the window's)
+Position = tuple[int, int]  # (segment number, part index)
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,20 @@ class StagedTiming:
     target_duration: int
     hls_cue_tags: bool = False
     targets: PlayerTargets = DEFAULT_TARGETS
+
+
+@dataclass(frozen=True)
+class Fill:
+    """Where a take-over continues each track inside the old owner's segments (the part right after its last
+    one), and the media lost between the old owner's last part and this encoder's first (seconds)."""
+
+    at: Mapping[str, Position]
+    gap_s: float
+
+    @property
+    def resume_msn(self) -> int:
+        """The oldest segment the take-over continues (none before it is left unfinished)."""
+        return min(msn for msn, _ in self.at.values())
 
 
 @dataclass(frozen=True)
@@ -66,6 +90,8 @@ class StandbyStream:
         self._parts: dict[str, deque[_Staged]] = {}
         self._stop_after: int | None = None
         self._resume_msn = 0
+        self._resume_at: dict[str, Position] = {}  # per track, where a mid-segment take-over continued
+        self._keyframes: KeyframeSchedule | None = None
         self._stopped_tracks: set[str] = set()
         self._on_stopped: Callable[[], None] | None = None
         self.splices: tuple[Splice, ...] = ()
@@ -85,7 +111,8 @@ class StandbyStream:
     def on_part(self, part: Part, last_in_segment: bool, discontinuity: bool) -> None:
         staged = _Staged(part, last_in_segment, discontinuity)
         if self.target is not None and not self._past_stop(part):
-            if part.msn >= self._resume_msn:  # the rest of a segment begun before the switch is not ours
+            if (part.msn, part.index) >= self._resume_at.get(part.track, (self._resume_msn, 0)):
+                # (the rest of a segment begun before a whole-segment switch is not ours)
                 self.target.on_part(part, last_in_segment, discontinuity)
             return
         parts = self._parts.setdefault(part.track, deque())
@@ -131,17 +158,50 @@ class StandbyStream:
             firsts.append(starts[0])
         return max(firsts) if firsts else None
 
-    def activate(self, target: StreamStore, resume_msn: int) -> None:
-        """Publish into ``target`` from segment ``resume_msn`` on (inits first where they differ)."""
+    def steer(self, keyframes: KeyframeSchedule) -> None:
+        """The pipeline's IDR schedule: an IDR at every part boundary while this stream holds its media back."""
+        self._keyframes = keyframes
+        keyframes.every_part(self.target is None)
+
+    def _hold(self, holding: bool) -> None:
+        if self._keyframes is not None:
+            self._keyframes.every_part(holding)
+
+    def fill_from(self, stream: StreamStore) -> Fill | None:
+        """How this encoder continues ``stream`` from the part after the old owner's last one on every track:
+        None unless it staged that part (an independent one for video) with the same init on every track."""
+        at: dict[str, Position] = {}
+        gap_s = 0.0
+        for name in self.expected:
+            track, init = stream.tracks.get(name), self.inits.get(name)
+            if track is None or init is None or track.init != init[1] or track.next_part is None:
+                return None
+            at[name] = track.next_part
+            if track.info.kind == "text":
+                continue  # whole cue segments, published once complete: the next one simply follows
+            found = next((s.part for s in self._parts.get(name, ()) if (s.part.msn, s.part.index) == at[name]), None)
+            if found is None or (track.info.kind == "video" and not found.independent):
+                return None
+            end = track.end_ticks
+            if end is not None:
+                gap_s = max(gap_s, (found.start - end) / track.info.timescale)
+        return Fill(at, gap_s) if at else None
+
+    def activate(self, target: StreamStore, resume_msn: int, fill: Fill | None = None) -> None:
+        """Publish into ``target`` from segment ``resume_msn`` on (inits first where they differ); with
+        ``fill``, from each track's position in it instead (see :meth:`fill_from`)."""
         if target.expected_tracks != self.expected:
             target.expect_tracks(self.expected)
         changed = self._publish_inits(target)
+        self._resume_at = dict(fill.at) if fill is not None else {}
         now = self.utc.utc_s()
         for name, parts in self._parts.items():
+            start = self._resume_at.get(name, (resume_msn, 0))
             first = True
             for staged in parts:
                 part = staged.part
-                if part.msn < resume_msn or (first and part.index != 0):
+                position = (part.msn, part.index)
+                if position < start or (first and part.index != 0 and position != start):
                     continue
                 fresh = dataclasses.replace(part, published_utc_s=now)
                 target.on_part(fresh, staged.last_in_segment, staged.discontinuity or (first and name in changed))
@@ -152,6 +212,7 @@ class StandbyStream:
         self.target = target
         self._resume_msn = resume_msn
         self._stop_after = None
+        self._hold(False)
 
     def _publish_inits(self, target: StreamStore) -> set[str]:
         """Inits the target lacks or has different: published; the names of those that differed."""
@@ -170,6 +231,7 @@ class StandbyStream:
         """Publish nothing more (the lease is gone); keep staging."""
         self.target = None
         self._stop_after = None
+        self._hold(True)
 
     def stop_after(self, msn: int, on_stopped: Callable[[], None]) -> None:
         """Finish segment ``msn`` on every track, then stop publishing and call ``on_stopped`` once."""
@@ -185,6 +247,7 @@ class StandbyStream:
             callback, self._on_stopped = self._on_stopped, None
             self.target = None
             self._stop_after = None
+            self._hold(True)
             callback()
         return True
 

@@ -158,19 +158,24 @@ class TrackStore:
         return True
 
     def switch_owner(self, resume_msn: int) -> None:
-        """Another encoder publishes from segment ``resume_msn`` on: the next part is its first."""
+        """Another encoder publishes from segment ``resume_msn`` on (from its first part, or from the part after
+        the old owner's last one when it fills the segment the old owner left unfinished): the next part is its
+        first."""
         self.switching = True
         if self.next_part is None or self.next_part < (resume_msn, 0):
             self.next_part = (resume_msn, 0)
 
     def _switch_overlap(self, part: Part, end: int) -> bool:
         """The new owner's first part may begin up to one part before the old owner's media ended: two
-        encoders' audio frames fall on different grids, and a segment's last frame runs past its boundary."""
+        encoders' audio frames fall on different grids, and a part's last frame runs past its boundary. That
+        part follows the old owner's last one: in the same segment, or first in a later one."""
         if not self.switching:
             return False
         self.switching = False
         last = self.last_position()
-        return part.index == 0 and last is not None and part.msn > last[0] and end - part.start < self.part_ticks
+        if last is None or (part.msn, part.index) <= last or (part.index != 0 and part.msn != last[0]):
+            return False
+        return end - part.start < self.part_ticks
 
     def close_segment(self, published_utc_s: float, *, cut: bool = False, run: int | None = None) -> None:
         """Complete the segment in production (no-op without one) and announce it.
@@ -449,7 +454,8 @@ class StreamStore:
 
     def hand_over(self, event: OwnerChanged) -> None:
         """This process publishes the stream from now on (it took the lease over): every segment the old
-        owner left unfinished before ``event.resume_msn`` is closed as cut, then the change is announced."""
+        owner left unfinished before ``event.resume_msn`` is closed as cut (none when the new owner fills the
+        old owner's segment from the part after its last one), then the change is announced."""
         now = self.clock_utc_s()
         for track in self.tracks.values():
             if track.pending_msn is not None and track.pending_msn < event.resume_msn:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 import time
@@ -72,6 +73,17 @@ def test_a_frame_grid_off_the_boundary_gets_the_idr_on_the_next_frame() -> None:
     frames = [1001 + i * 3003 for i in range(40)]  # 29.97 fps, never on a boundary
     idrs = [pts for prev, pts in zip([None, *frames], frames, strict=False) if k.due(prev, pts)]
     assert len(idrs) == 1 and instant <= idrs[0] < instant + 3003
+
+
+def test_a_standby_encoder_gets_an_idr_at_every_part_boundary_until_it_is_turned_off() -> None:
+    k = KeyframeSchedule(PART)
+    k.every_part(True)
+    frames = [1001 + i * 3003 for i in range(4 * PART // 3003)]  # 29.97 fps, never on a boundary
+    idrs = [pts for prev, pts in zip([None, *frames], frames, strict=False) if k.due(prev, pts)]
+    assert [pts // PART for pts in idrs] == [0, 1, 2, 3]  # one per part: the first frame at or after it
+    assert all(pts - pts // PART * PART < 3003 for pts in idrs[1:])
+    k.every_part(False)
+    assert not any(k.due(prev, pts) for prev, pts in itertools.pairwise(frames))
 
 
 def test_placement_and_encoding_from_several_threads_never_miss_an_instant() -> None:

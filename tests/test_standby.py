@@ -212,3 +212,129 @@ def test_splices_are_staged_on_standby_and_published_once_active() -> None:
     staged.on_splice(late)
     assert stream.splices == (early, late)
     assert [type(e).__name__ for e in heard.events].count("SpliceScheduled") == 2
+
+
+def standby_encoded(count: int) -> tuple[StandbyStream, Driver]:
+    """A standby that staged ``count`` part positions from segment 1000 on, an IDR at every part."""
+    staged, new = staged_stream()
+    new.every_part_independent = True
+    new.publish(count)
+    return staged, new
+
+
+def test_a_take_over_fills_the_old_owners_segment_from_the_part_after_its_last_and_loses_nothing() -> None:
+    heard = Heard()
+    store, old = make_live(segment_s=SEG, part_s=PART, tracks=TRACKS, listeners=(heard,))
+    old.publish(6)  # the old owner: all of 1000, 1001.0-1, then it died
+    staged, new = standby_encoded(7)  # the standby encoded up to 1001.2
+    stream = store.get("demo")
+    assert stream is not None
+    fill = staged.fill_from(stream)
+    assert fill is not None and fill.at == {VIDEO.name: (1001, 2), AUDIO.name: (1001, 2)}
+    assert fill.resume_msn == 1001 and fill.gap_s == 0
+    heard.events.clear()
+    stream.hand_over(OwnerChanged("demo", "a", "b", 2, "lease expired", fill.resume_msn, fill.gap_s, 0.0))
+    staged.activate(stream, fill.resume_msn, fill)
+    assert heard.parts() == [(VIDEO.name, 1001, 2), (AUDIO.name, 1001, 2)]
+    new.publish(1)  # 1001.3 completes the segment the old owner began
+    seg = stream.segment(VIDEO.name, 1001)
+    assert seg is not None and not seg.cut and [p.index for p in seg.parts] == [0, 1, 2, 3]
+    assert seg.duration == VIDEO.timescale * SEG
+    assert [p.independent for p in seg.parts] == [True, False, True, True]  # the new owner's first is an IDR
+    assert not any(isinstance(e, PartPublished) and e.discontinuity for e in heard.events)
+
+
+def test_a_fill_follows_each_track_from_its_own_last_part() -> None:
+    store, old = make_live(segment_s=SEG, part_s=PART, tracks=TRACKS)
+    old.publish(5)  # every track through 1001.0
+    stream = store.get("demo")
+    assert stream is not None
+    old.tracks = (VIDEO,)
+    old.publish(2)  # the video got to 1001.2 before the old owner died; the audio did not
+    staged, _ = standby_encoded(8)
+    fill = staged.fill_from(stream)
+    assert fill is not None and fill.at == {VIDEO.name: (1001, 3), AUDIO.name: (1001, 1)}
+    stream.hand_over(OwnerChanged("demo", "a", "b", 2, "lease expired", fill.resume_msn, fill.gap_s, 0.0))
+    staged.activate(stream, fill.resume_msn, fill)
+    for track in TRACKS:
+        seg = stream.segment(track.name, 1001)
+        assert seg is not None and not seg.cut and len(seg.parts) == 4
+
+
+def test_no_fill_without_an_idr_at_the_part_after_the_old_owners_last_or_with_another_init() -> None:
+    store, old = make_live(segment_s=SEG, part_s=PART, tracks=TRACKS)
+    old.publish(6)
+    stream = store.get("demo")
+    assert stream is not None
+    staged, new = staged_stream()
+    new.publish(8)  # encoded with the stream's own GOP: 1001.2 needs what came before it
+    assert staged.fill_from(stream) is None
+    staged, _ = standby_encoded(8)
+    staged.on_init(VIDEO, b"ftyp+moov other encoder settings")
+    assert staged.fill_from(stream) is None  # a switch of settings needs a discontinuity: a whole segment
+    staged, _ = standby_encoded(2)  # started after the old owner's last part: 1001.2 was never staged
+    assert staged.fill_from(stream) is None
+
+
+def test_a_filled_audio_part_may_begin_a_frame_before_the_old_owners_last_one_ended() -> None:
+    store, old = make_live(segment_s=SEG, part_s=PART, tracks=(AUDIO,))
+    old.publish(2)  # 1000.0-1
+    stream = store.get("demo")
+    assert stream is not None
+    track = stream.tracks[AUDIO.name]
+    start = 1000 * AUDIO.timescale + AUDIO.timescale // 2 - 480  # another encoder's frame grid
+    early = Part(AUDIO.name, 1000, 2, start, AUDIO.timescale // 4, True, b"another encoder's frames")
+    assert not track.publish_part(early, False, False)  # the same owner may never overlap
+    stream.hand_over(OwnerChanged("demo", "a", "b", 2, "lease expired", 1000, 0.0, 0.0))
+    assert track.publish_part(early, False, False)
+    late = Part(AUDIO.name, 1000, 3, early.start + early.duration - 480, AUDIO.timescale // 4, True, b"x")
+    assert not track.publish_part(late, False, False)  # only the first part after the switch
+
+
+def test_a_standby_asks_its_encoders_for_an_idr_at_every_part_only_while_it_holds_its_media_back() -> None:
+    from packager.splice import KeyframeSchedule
+
+    part_ticks = int(PART * 90_000)
+    keyframes = KeyframeSchedule(part_ticks)
+    staged, driver = staged_stream()
+
+    def every_part() -> bool:
+        return keyframes.due(part_ticks - 3000, part_ticks)  # the first frame of a part, no splice placed
+
+    staged.steer(keyframes)
+    assert every_part()
+    driver.publish(4)
+    store = Store()
+    stream = store.open_stream(
+        "demo", segment_s=SEG, part_s=PART, window_s=Fraction(10), target_duration=1, clock=staged.clock
+    )
+    staged.activate(stream, 1001)
+    assert not every_part()  # publishing: the stream's own GOP
+    staged.deactivate()
+    assert every_part()
+    staged.activate(stream, 1001)
+    staged.stop_after(1001, lambda: None)
+    driver.publish(5)  # 1001 finished, 1002.0 staged: handed off
+    assert staged.target is None and every_part()
+
+
+def test_hls_and_dash_list_a_filled_segment_as_one_whole_segment() -> None:
+    from packager.manifest.dash import render_mpd
+    from packager.manifest.hls import render_media
+
+    store, old = make_live(segment_s=SEG, part_s=PART, tracks=TRACKS)
+    old.publish(6)
+    staged, new = standby_encoded(7)
+    stream = store.get("demo")
+    assert stream is not None
+    fill = staged.fill_from(stream)
+    assert fill is not None
+    stream.hand_over(OwnerChanged("demo", "a", "b", 2, "lease expired", fill.resume_msn, fill.gap_s, 0.0))
+    staged.activate(stream, fill.resume_msn, fill)
+    new.publish(5)
+    text = render_media(stream.view(), VIDEO.name)
+    assert "GAP" not in text and "DISCONTINUITY" not in text
+    assert '#EXT-X-PART:DURATION=0.25,URI="1001.2.m4s",INDEPENDENT=YES' in text
+    assert "#EXTINF:1.0,\n1001.m4s\n" in text
+    mpd = render_mpd(stream.view()).decode()
+    assert mpd.count("<Period") == 1 and mpd.count(' t="') == len(TRACKS)  # one unbroken timeline each

@@ -30,6 +30,7 @@ class Driver:
     index: int = 0
     published: list[tuple[int, int]] = field(default_factory=list)
     mirror: DiskMirror | None = None  # the disk mirror, when the store was made with a folder
+    every_part_independent: bool = False  # as a standby encoder makes them (an IDR at every part)
 
     @property
     def parts_per_segment(self) -> int:
@@ -51,7 +52,7 @@ class Driver:
                     self.index,
                     start,
                     dur,
-                    self.index == 0,
+                    self.index == 0 or self.every_part_independent,
                     self.part_bytes(info, self.msn, self.index),
                     capture_utc_s=time.time() - 0.1,
                     published_utc_s=time.time(),
