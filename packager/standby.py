@@ -174,11 +174,13 @@ class StandbyStream:
         gap_s = 0.0
         for name in self.expected:
             track, init = stream.tracks.get(name), self.inits.get(name)
+            if init is not None and init[0].kind == "text":
+                if track is not None and track.next_part is not None:  # whole cue segments: the next one follows
+                    at[name] = track.next_part
+                continue
             if track is None or init is None or track.init != init[1] or track.next_part is None:
                 return None
             at[name] = track.next_part
-            if track.info.kind == "text":
-                continue  # whole cue segments, published once complete: the next one simply follows
             found = next((s.part for s in self._parts.get(name, ()) if (s.part.msn, s.part.index) == at[name]), None)
             if found is None or (track.info.kind == "video" and not found.independent):
                 return None

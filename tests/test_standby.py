@@ -338,3 +338,23 @@ def test_hls_and_dash_list_a_filled_segment_as_one_whole_segment() -> None:
     assert "#EXTINF:1.0,\n1001.m4s\n" in text
     mpd = render_mpd(stream.view()).decode()
     assert mpd.count("<Period") == 1 and mpd.count(' t="') == len(TRACKS)  # one unbroken timeline each
+
+
+def test_a_subtitle_rendition_never_keeps_a_take_over_from_filling_and_continues_with_its_next_segment() -> None:
+    from packager.model import TrackInfo
+
+    text = TrackInfo("subs-en", "text", "wvtt", 1000, 0, language="en")
+    store, old = make_live(segment_s=SEG, part_s=PART, tracks=(*TRACKS, text))
+    old.publish(6)
+    stream = store.get("demo")
+    assert stream is not None
+    staged, new = staged_stream()
+    staged.expect_tracks(frozenset({VIDEO.name, AUDIO.name, text.name}))
+    staged.on_init(text, b"ftyp+moov " + text.name.encode())
+    new.every_part_independent = True
+    new.publish(7)  # media only: the standby's cue segment for 1001 is not complete yet
+    fill = staged.fill_from(stream)
+    assert fill is not None and fill.at[text.name] == (1001, 2) and fill.at[VIDEO.name] == (1001, 2)
+    stream.tracks.pop(text.name)  # a subtitle rendition the old owner never published (made by the cue API)
+    fill = staged.fill_from(stream)
+    assert fill is not None and text.name not in fill.at and fill.resume_msn == 1001
