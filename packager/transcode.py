@@ -359,7 +359,11 @@ class AudioEncoder(_Worker):
         self.on_init = on_init
         self.on_samples = on_samples
         self.fifo = av.AudioFifo()
-        self.next_pts: int | None = None
+        # AAC frames start on one grid of the media clock, whole multiples of AAC_FRAME ticks: every encoder of
+        # the stream (a redundant node, a restart) cuts the same frame edges, so a take-over continues the old
+        # owner's audio with neither overlap nor hole, and its segments end where the manifests said they would
+        self.next_pts: int | None = None  # media time of the first sample in the fifo (after _skip)
+        self._skip = 0  # samples still to drop before the grid
         ctx = av.CodecContext.create("aac", "w")
         ctx.sample_rate = AUDIO_TIMESCALE
         ctx.layout = "stereo"
@@ -400,16 +404,22 @@ class AudioEncoder(_Worker):
         if not self.sent_init:
             self.on_init(self.init)
             self.sent_init = True
-        if self.next_pts is not None and abs(pts - (self.next_pts + self.fifo.samples)) > AUDIO_TIMESCALE // 10:
+        expected = None if self.next_pts is None else self.next_pts + self.fifo.samples - self._skip
+        if expected is not None and abs(pts - expected) > AUDIO_TIMESCALE // 10:
             # the timeline moved (gap or re-anchor): drop what is buffered and start over there
             self.fifo = av.AudioFifo()
             self.next_pts = None
         if self.next_pts is None:
-            self.next_pts = pts
+            self._skip = -pts % AAC_FRAME
+            self.next_pts = pts + self._skip
         if self.first_pts is None:
-            self.first_pts = pts
+            self.first_pts = self.next_pts
         frame.pts = None
         self.fifo.write(frame)
+        if self._skip:
+            skipped = min(self._skip, self.fifo.samples)
+            self.fifo.read(skipped)
+            self._skip -= skipped
         out = []
         while self.fifo.samples >= AAC_FRAME:
             chunk = self.fifo.read(AAC_FRAME)

@@ -89,3 +89,32 @@ def _published_whole_segment_and(stream: StreamStore, parts: int) -> bool:
     """The stream's video has a whole segment published and ``parts`` parts of the next one."""
     track = stream.tracks.get(VIDEO)
     return track is not None and bool(track.segments) and len(track.pending) == parts
+
+
+def _encode_audio(start: int, frames: int, samples: int) -> list[int]:
+    """Sample times an AAC encoder gives for ``frames`` input frames of ``samples`` each from tick ``start``."""
+    import numpy as np
+
+    from packager.transcode import AudioEncoder
+
+    got: list[int] = []
+    encoder = AudioEncoder(bitrate=96_000, on_init=lambda init: None, on_samples=lambda s: got.extend(x.pts for x in s),
+                           blocking=True)  # fmt: skip
+    pcm = np.zeros((2, samples), dtype=np.float32)
+    for n in range(frames):
+        frame = av.AudioFrame.from_ndarray(pcm, format="fltp", layout="stereo")
+        frame.sample_rate = 48_000
+        encoder._handle(frame, start + n * samples, 0.0)
+    encoder._flush()
+    return got
+
+
+def test_two_audio_encoders_started_apart_cut_the_same_aac_frame_edges() -> None:
+    """Redundant nodes start their encoders at different instants: both put every AAC frame on the media clock's
+    1024-tick grid, so a take-over continues the old owner's audio with neither overlap nor hole."""
+    a = _encode_audio(1796656000 * 48_000 + 317, 40, 960)  # 20 ms input frames, off the grid
+    b = _encode_audio(1796656000 * 48_000 + 5000, 40, 1600)
+    assert a and b and all(t % 1024 == 0 for t in a + b)
+    assert a[0] - (1796656000 * 48_000 + 317) < 1024  # at most one frame's worth of the first input dropped
+    shared = sorted(set(a) & set(b))
+    assert len(shared) > 20 and shared == sorted(shared)
