@@ -149,6 +149,7 @@ def _report(rows: list, final: list[dict], poller: Poller) -> None:  # type: ign
         print(
             f"{s.get('player', n)}: stalls {s.get('stalls', 0)} ({s.get('stallTime', 0):.2f} s), "
             f"fatal errors {1 if s.get('fatal') else 0}, gap jumps {s.get('gapJumps', 0)}, "
+            f"nudges {s.get('nudges', 0)}, "
             f"before/after a switch: live latency {_median(before, 0):.2f} / {_median(after, 0):.2f} s, "
             f"glass to glass {_median(before, 1):.2f} / {_median(after, 1):.2f} s"
         )

@@ -47,6 +47,13 @@
   // that steps over a hole, a player's nudge past a decode gap) continues the stall before it. stallTime
   // still counts every moment spent waiting.
   const STALL_MERGE_MS = 1000;
+  // Nudging: stalled this long with at least NUDGE_AHEAD_S buffered right at the playhead, the page seeks
+  // NUDGE_S forward, which restarts the media pipeline. Chrome, run dry exactly where media from another
+  // encoder begins (a failover that filled the dead one's segment), can hold that media for seconds before
+  // it plays it; hls.js nudges the same way, but only after more than a second.
+  const NUDGE_STALL_MS = 300;
+  const NUDGE_AHEAD_S = 0.2;
+  const NUDGE_S = 0.01;
   const MAX_SAMPLES = 600;           // glassSamples / latencySamples length
   const MAX_ERRORS = 200;
 
@@ -391,6 +398,7 @@
       stallTime: 0,
       stallLog: [],
       gapJumps: 0,
+      nudges: 0,
       droppedFrames: 0,
       totalFrames: 0,
       errors: [],
@@ -592,6 +600,17 @@
       video.currentTime = next + 0.05;
     }
 
+    let nudgedAt = -Infinity;
+    function nudge() {
+      if (stalledSince === null || video.paused || video.seeking) return;
+      const now = performance.now();
+      if (now - stalledSince < NUDGE_STALL_MS || now - nudgedAt < NUDGE_STALL_MS) return;
+      if (bufferAhead(video) < NUDGE_AHEAD_S) return;
+      nudgedAt = now;
+      stats.nudges++;
+      video.currentTime += NUDGE_S;
+    }
+
     // Captions and subtitles as the browser holds them: each text track with its newest cues (a
     // disabled track keeps none)
     function textTracks() {
@@ -606,6 +625,7 @@
 
     function tick() {
       jumpGap();
+      nudge();
       stats.textTracks = textTracks();
       stats.currentTime = video.currentTime;
       stats.buffer = bufferAhead(video);
@@ -670,7 +690,8 @@
           (stats.audioTracks.length > 1 ? '  of ' + stats.audioTracks.length : ''),
         'buffer    ' + fmt(stats.buffer, 2, ' s'),
         'stalls    ' + stats.stalls + (stats.stallTime ? ' (' + stats.stallTime.toFixed(1) + ' s)' : '') +
-          (stats.gapJumps ? '  holes stepped over ' + stats.gapJumps : ''),
+          (stats.gapJumps ? '  holes stepped over ' + stats.gapJumps : '') +
+          (stats.nudges ? '  nudged ' + stats.nudges : ''),
         'dropped   ' + stats.droppedFrames + ' / ' + stats.totalFrames + ' frames',
         'clock     ' + (stats.clockSynced
           ? 'offset ' + (stats.clockOffset >= 0 ? '+' : '') + stats.clockOffset.toFixed(1) + ' ms rtt ' +
