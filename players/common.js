@@ -601,8 +601,9 @@
     }
 
     let nudgedAt = -Infinity;
+    const nudging = params.get('nudge') !== '0'; // ?nudge=0: leave a stuck playhead to the player and browser
     function nudge() {
-      if (stalledSince === null || video.paused || video.seeking) return;
+      if (!nudging || stalledSince === null || video.paused || video.seeking) return;
       const now = performance.now();
       if (now - stalledSince < NUDGE_STALL_MS || now - nudgedAt < NUDGE_STALL_MS) return;
       if (bufferAhead(video) < NUDGE_AHEAD_S) return;
