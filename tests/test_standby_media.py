@@ -8,6 +8,7 @@ import io
 from fractions import Fraction
 
 import av
+import numpy as np
 import pytest
 
 from packager.cmaf.reader import parse_fragments
@@ -17,6 +18,7 @@ from packager.publication import OwnerChanged
 from packager.sources import TestSource
 from packager.standby import StandbyStore, StandbyStream
 from packager.store import Store, StreamStore
+from packager.transcode import AudioEncoder
 from tests.support.clock import until
 
 pytestmark = pytest.mark.media
@@ -93,19 +95,16 @@ def _published_whole_segment_and(stream: StreamStore, parts: int) -> bool:
 
 def _encode_audio(start: int, frames: int, samples: int) -> list[int]:
     """Sample times an AAC encoder gives for ``frames`` input frames of ``samples`` each from tick ``start``."""
-    import numpy as np
-
-    from packager.transcode import AudioEncoder
-
-    got: list[int] = []
+    got: list[int] = []  # written by the encoder's thread, read after stop() joined it
     encoder = AudioEncoder(bitrate=96_000, on_init=lambda init: None, on_samples=lambda s: got.extend(x.pts for x in s),
                            blocking=True)  # fmt: skip
+    encoder.start()
     pcm = np.zeros((2, samples), dtype=np.float32)
     for n in range(frames):
         frame = av.AudioFrame.from_ndarray(pcm, format="fltp", layout="stereo")
         frame.sample_rate = 48_000
-        encoder._handle(frame, start + n * samples, 0.0)
-    encoder._flush()
+        encoder.submit((frame, start + n * samples, 0.0))
+    encoder.stop()
     return got
 
 
