@@ -71,8 +71,12 @@ def progress_ratio(pb: Playback, since_wall: float) -> float:
     return media / wall if wall > 0 else 0.0
 
 
-def force_each_level(page, pb: Playback, seconds_each: float = 4) -> dict[int, float]:
-    """Force every rendition in turn; returns level -> media progress ratio while forced."""
+def force_each_level(page, pb: Playback, seconds_each: float = 8) -> dict[int, float]:
+    """Force every rendition in turn; returns level -> media progress ratio while forced.
+
+    The window is long enough that one switch-time stall of a few seconds on a loaded machine does not
+    read as a rendition that does not play (a rendition that does not play gives a ratio near 0).
+    """
     levels = pb.last.get("levels") or []
     out = {}
     for lvl in levels:

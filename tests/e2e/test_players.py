@@ -22,6 +22,10 @@ def _check_playback(pb, since, *, min_ratio=0.8):
     assert 0 < statistics.median(g2g) < 15, g2g[-10:]
 
 
+def _switch_report(pb, ratios) -> str:
+    return f"ratios={ratios} stalls={pb.last.get('stallLog')} console={pb.console[-15:]}"
+
+
 def _play(browser, url, seconds):
     context, page, pb = open_player(browser, url)
     wait_ready(page, pb)
@@ -39,7 +43,7 @@ def test_hls_js_plays_low_latency_and_switches(browser, live_origin):
         lat = [x for x in pb.last["latencySamples"] if x is not None]
         assert lat and statistics.median(lat[len(lat) // 2 :]) < 3.0, lat[-10:]
         ratios = force_each_level(page, pb)
-        assert len(ratios) == 2 and all(r >= 0.5 for r in ratios.values()), ratios
+        assert len(ratios) == 2 and all(r >= 0.5 for r in ratios.values()), _switch_report(pb, ratios)
         assert pb.media_errors == []
     finally:
         context.close()
@@ -54,7 +58,7 @@ def test_dash_js_plays_low_latency_and_switches(browser, live_origin):
         lat = [x for x in pb.last["latencySamples"] if x is not None]
         assert lat and statistics.median(lat[len(lat) // 2 :]) < 3.5, lat[-10:]
         ratios = force_each_level(page, pb)
-        assert len(ratios) == 2 and all(r >= 0.5 for r in ratios.values()), ratios
+        assert len(ratios) == 2 and all(r >= 0.5 for r in ratios.values()), _switch_report(pb, ratios)
         assert pb.media_errors == []
     finally:
         context.close()
