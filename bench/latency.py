@@ -97,6 +97,7 @@ class Result:
     release_s: float
     drift_s: float
     fatal: bool
+    helpers: str  # what the page's own workarounds did: part marks repaired (hls.js), nudges, gap jumps
 
 
 class Viewer:
@@ -147,6 +148,7 @@ class Viewer:
             release_s=mean_between(self.before, after, "origin_blocking_release_seconds"),
             drift_s=med(series("glassToGlass", end - minute, end)) - med(series("glassToGlass", start, start + minute)),
             fatal=bool(last.get("fatal")),
+            helpers=" ".join(f"{k}={last[k]}" for k in ("partRepairs", "nudges", "gapJumps") if k in last),
         )
 
 
@@ -253,6 +255,8 @@ def report(args: argparse.Namespace, rows: list[tuple[str, str, str, Result]], *
             f"{r.stalls:6d} {longest:7.2f} {r.drift_s:+6.2f} {r.requests_per_s:6.1f} | {r.encode_s:6.3f} "
             f"{fill:5.2f} {r.release_s:7.3f} {buffered:6.2f} {rest:5.2f}" + ("  FATAL" if r.fatal else "")
         )
+    for profile, mode, player, r in rows:
+        print(f"{profile:7} {mode:12} {player:6} page: {r.helpers or '-'}")
 
 
 if __name__ == "__main__":
