@@ -97,32 +97,40 @@ def test_profile_plays_in_both_players(browser, profile_origin) -> None:  # type
 
 
 # Strips the "loaded" mark of one middle part of the segment hls.js has just finished, once per
-# segment: what a playlist refresh racing a part load does to hls.js 1.7 on its own, now and then.
-# It also notes, at each segment end, whether the browser's buffered end falls short of hls.js's start
-# of the next segment (``short``): only then does hls.js pick the finished segment again and stall, and
-# that depends on the timeline offset hls.js chose when the page loaded.
+# segment, in the main (video) loader and in the audio rendition's loader: what a playlist refresh racing
+# a part load does to hls.js 1.7 on its own, now and then. It also notes, at each segment end, whether
+# the loader's buffered end falls short of hls.js's start of the next segment (``short``): only then does
+# hls.js pick the finished segment again and stall, and that depends on the timeline offset hls.js chose
+# when the page loaded (by up to a few tenths of a millisecond for audio).
 LOSE_PART_MARK = """
 window.__lost = { parts: 0, seen: new Set(), ends: new Map(), short: 0 };
-setInterval(() => {
-  const h = window.__hls, sc = h && h.streamController;
-  const level = sc && h.levels && h.levels[sc.level];
-  const d = level && level.details, prev = sc && sc.fragPrevious;
-  const b = sc && sc.mediaBuffer && sc.mediaBuffer.buffered;
+function loseMark(kind, loader, levels, index) {
+  const L = window.__lost, level = loader && levels && levels[index];
+  const d = level && level.details, prev = loader && loader.fragPrevious;
+  const b = loader && loader.mediaBuffer && loader.mediaBuffer.buffered;
   if (b && b.length) {
     const end = b.end(b.length - 1);
-    for (const [sn, next] of window.__lost.ends) {
-      if (Math.abs(end - next) < 0.00001 && end < next) window.__lost.short++;
-      if (end > next - 0.1) { window.__lost.diff = end - next; window.__lost.ends.delete(sn); }
+    for (const [key, next] of L.ends) {
+      if (!key.startsWith(kind)) continue;
+      if (end < next && next - end < 0.005) L.short++;
+      if (end > next - 0.1) L.ends.delete(key);
     }
   }
-  if (!d || !d.partList || !prev || prev.sn > d.endSN || window.__lost.seen.has(prev.sn)) return;
+  if (!d || !d.partList || !prev || prev.sn > d.endSN || L.seen.has(kind + prev.sn)) return;
   const parts = d.partList.filter((p) => p.fragment.sn === prev.sn);
   if (parts.length < 3 || !parts[parts.length - 1].loaded) return;
-  window.__lost.seen.add(prev.sn);
+  L.seen.add(kind + prev.sn);
   parts[1].elementaryStreams = {};
-  window.__lost.parts++;
+  L.parts++;
   const next = prev.sn < d.endSN ? d.fragments[prev.sn + 1 - d.startSN] : d.fragmentHint;
-  if (next) window.__lost.ends.set(prev.sn, next.start);
+  if (next) L.ends.set(kind + prev.sn, next.start);
+}
+setInterval(() => {
+  const h = window.__hls;
+  if (!h) return;
+  const main = h.streamController, audio = h.audioStreamController;
+  loseMark('v', main, h.levels, main && main.level);
+  loseMark('a', audio, audio && audio.levels, audio && audio.trackId);
 }, 20);
 """
 
@@ -133,8 +141,8 @@ def _short_edged(browser, url: str):  # type: ignore[no-untyped-def]
     context, page, pb = open_player(browser, url)
     wait_ready(page, pb, 30)
     page.evaluate(LOSE_PART_MARK)
-    deadline = time.monotonic() + 8
-    while time.monotonic() < deadline and page.evaluate("window.__lost.diff") is None:
+    deadline = time.monotonic() + 5 * float(PROFILES["ultra"].segment_s)
+    while time.monotonic() < deadline and not page.evaluate("window.__lost.short"):
         time.sleep(0.2)
     if page.evaluate("window.__lost.short") > 0:
         return context, page, pb
