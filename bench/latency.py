@@ -19,11 +19,15 @@ the time goes:
 * buffered: media the player holds ahead of the playhead (its buffer);
 * rest: glass to glass minus the above: fetch, decode, display, clock error.
 
+``--viewers N`` plays N pages of each player (``hls#1``, ``hls#2``...): with
+``--together`` they ask the CDN for the same objects at once, which is where
+its cache lock (``--lock-timeout``, see ``bench/cdn_lock.py``) shows.
+
 ``--store redis``: one encoder publishing into a real Redis and two
 ``packager origin --store`` processes behind an nginx round-robin.
 
     .venv/bin/python bench/latency.py [--latency normal,low,ultra] [--minutes 1] [--via direct,cdn] [--together]
-                                      [--players hls,dash]
+                                      [--players hls,dash] [--viewers 1] [--lock-timeout 10s]
 """
 
 from __future__ import annotations
@@ -164,10 +168,15 @@ def watch(viewers: list[Viewer], seconds: float) -> None:
 
 def play(browser, pairs: list[tuple[str, tuple[str, str]]], args: argparse.Namespace, part_s: float):  # type: ignore[no-untyped-def]
     """(mode, player, Result) for every mode and player: one after the other, or all at once (``--together``)."""
-    jobs = [(mode, player, bases) for mode, bases in pairs for player in args.players.split(",")]
+    jobs = [
+        (mode, player + (f"#{i + 1}" if args.viewers > 1 else ""), bases)
+        for mode, bases in pairs
+        for player in args.players.split(",")
+        for i in range(args.viewers)
+    ]
     groups = [jobs] if args.together else [[job] for job in jobs]
     for group in groups:
-        viewers = [Viewer(browser, bases, player) for _mode, player, bases in group]
+        viewers = [Viewer(browser, bases, player.split("#")[0]) for _mode, player, bases in group]
         for v in viewers:
             v.ready()
         watch(viewers, args.warmup)
@@ -198,7 +207,7 @@ def origin(args: argparse.Namespace, profile: str, tmp: Path) -> Iterator[list[t
         if "cdn" not in via:
             yield [("direct", (base, base))]
             return
-        with nginx_cdn(int(base.rsplit(":", 1)[1]), tmp / "cdn") as cdn:
+        with nginx_cdn(int(base.rsplit(":", 1)[1]), tmp / "cdn", lock_timeout=args.lock_timeout) as cdn:
             yield [("direct", (base, base))] * ("direct" in via) + [("nginx CDN", (cdn, base))]
 
 
@@ -214,6 +223,8 @@ def main() -> None:
         "--via", default="direct", help="direct (from the origin), cdn (through an nginx CDN) or both: direct,cdn"
     )
     ap.add_argument("--together", action="store_true", help="every player (and mode) at once, not one by one")
+    ap.add_argument("--viewers", type=int, default=1, help="pages per player (with --together: all at once)")
+    ap.add_argument("--lock-timeout", default="10s", help="the nginx CDN's proxy_cache_lock_timeout (default: 10s)")
     ap.add_argument("--store", choices=["memory", "redis"], default="memory")
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright

@@ -167,7 +167,7 @@ CDN_HTTP = (
       proxy_cache live;
       proxy_cache_key $scheme$proxy_host$uri?$cmcd_free_args;
       proxy_cache_lock on;
-      proxy_cache_lock_timeout 10s;
+      proxy_cache_lock_timeout {lock_timeout};
       proxy_cache_lock_age 10s;
       proxy_read_timeout 30s;
       add_header X-Cache-Status $upstream_cache_status always;
@@ -314,10 +314,12 @@ def run_nginx(
 
 
 @contextlib.contextmanager
-def nginx_cdn(origin_port: int, workdir: Path) -> Iterator[str]:
-    """A caching reverse proxy that obeys the origin's headers (no overrides)."""
+def nginx_cdn(origin_port: int, workdir: Path, lock_timeout: str = "10s") -> Iterator[str]:
+    """A caching reverse proxy that obeys the origin's headers (no overrides). Requests for an object
+    already being fetched wait for that fetch (``proxy_cache_lock``) up to ``lock_timeout``, then go to
+    the origin themselves; nginx looks again only every 500 ms (or at the timeout, if sooner)."""
     port = free_port()
-    http = CDN_HTTP.format(dir=workdir, origin=origin_port, port=port)
+    http = CDN_HTTP.format(dir=workdir, origin=origin_port, port=port, lock_timeout=lock_timeout)
     with run_nginx(workdir, nginx_conf(workdir, http), port, "/healthz") as base:
         yield base
 
