@@ -34,9 +34,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.support.procs import get, nginx_cdn, packager, wait_segments  # noqa: E402
+from tests.support.procs import SMALL_LADDER, get, nginx_cdn, packager, wait_segments  # noqa: E402
 
-LADDER = ["testsrc:480x270@30", "--ladder", "320x180@300k", "--preset", "ultrafast"]
+LADDER = ["testsrc:480x270@30", "--ladder", SMALL_LADDER, "--preset", "ultrafast"]
 _PARTS = re.compile(r'#EXT-X-PART:[^\n]*URI="(\d+)\.(\d+)\.m4s"')
 
 

@@ -167,24 +167,25 @@ def watch(viewers: list[Viewer], seconds: float) -> None:
 
 
 def play(browser, pairs: list[tuple[str, tuple[str, str]]], args: argparse.Namespace, part_s: float):  # type: ignore[no-untyped-def]
-    """(mode, player, Result) for every mode and player: one after the other, or all at once (``--together``)."""
+    """(mode, page label, Result) for every mode and player page: one after the other, or all at once
+    (``--together``)."""
     jobs = [
-        (mode, player + (f"#{i + 1}" if args.viewers > 1 else ""), bases)
+        (mode, player, player + (f"#{i + 1}" if args.viewers > 1 else ""), bases)
         for mode, bases in pairs
         for player in args.players.split(",")
         for i in range(args.viewers)
     ]
     groups = [jobs] if args.together else [[job] for job in jobs]
     for group in groups:
-        viewers = [Viewer(browser, bases, player.split("#")[0]) for _mode, player, bases in group]
+        viewers = [Viewer(browser, bases, player) for _mode, player, _label, bases in group]
         for v in viewers:
             v.ready()
         watch(viewers, args.warmup)
         for v in viewers:
             v.start()
         watch(viewers, args.minutes * 60)
-        for (mode, player, _bases), v in zip(group, viewers, strict=True):
-            yield mode, player, v.result(part_s)
+        for (mode, _player, label, _bases), v in zip(group, viewers, strict=True):
+            yield mode, label, v.result(part_s)
 
 
 @contextmanager
